@@ -1,0 +1,375 @@
+"""Running an audit over a store or a bundle.
+
+A store is audited in chunks of each log, over every core when it is large: workers
+stream their chunk from the database, so memory stays flat whatever the store's size.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Protocol
+from uuid import UUID
+
+from bzzz.audit.chunks import Chunk, check_chunk, close_worker_stores
+from bzzz.audit.report import AuditReport
+from bzzz.domain.audit_rules import (
+    ChunkResult,
+    Finding,
+    LogChecker,
+    Row,
+    compare_heads,
+    head_findings,
+    join_chunks,
+)
+from bzzz.domain.chain import Head, conflicts
+from bzzz.domain.entry import Entry, decode_entry, entry_hash
+from bzzz.errors import BundleError, EntryError
+from bzzz.store import EventStore, StoredHead
+from bzzz.store.bundle import read_bundle
+from bzzz.store.tables import originator_of
+from bzzz.store.urls import StoreUrl
+
+CHUNK_ENTRIES = 50_000
+# Below this many entries, starting worker processes costs more than it saves.
+PARALLEL_FROM = 2 * CHUNK_ENTRIES
+
+
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+
+    def advance(self, entries: int) -> None: ...
+
+
+class _NoProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, entries: int) -> None:
+        pass
+
+
+def audit_store(
+    url: StoreUrl,
+    *,
+    authors: set[bytes] | None = None,
+    full: bool = False,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> AuditReport:
+    progress = progress or _NoProgress()
+    started = time.perf_counter()
+    report = AuditReport(source=url.display(), mode="full" if full else "fast")
+    with EventStore(url, create=False) as store:
+        recorded = store.heads()
+        logs = _find_logs(store, recorded, report)
+        if authors is not None:
+            logs = {a: v for a, v in logs.items() if a in authors}
+            report.findings = [f for f in report.findings if _named(f, authors)]
+        chunks = [
+            Chunk(originator, author, after, min(after + CHUNK_ENTRIES, highest))
+            for author, (originator, highest, _rows) in logs.items()
+            for after in range(0, highest, CHUNK_ENTRIES)
+        ]
+        total = sum(rows for _o, _h, rows in logs.values())
+        progress.start(total)
+        results = _run_chunks(url, chunks, full, workers, total, progress)
+        by_author: dict[bytes, list[ChunkResult]] = defaultdict(list)
+        for chunk, result in zip(chunks, results, strict=True):
+            by_author[chunk.author].append(result)
+        for author, chunk_results in by_author.items():
+            _finish_log(report, author, chunk_results, recorded.get(author), full)
+        report.logs = len(logs)
+        report.findings.extend(_fork_findings(store, recorded, authors))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _named(finding: Finding, authors: set[bytes]) -> bool:
+    return finding.author is not None and any(finding.author == a.hex() for a in authors)
+
+
+def _find_logs(
+    store: EventStore, recorded: dict[bytes, StoredHead], report: AuditReport
+) -> dict[bytes, tuple[UUID, int, int]]:
+    """author -> (stream, highest stored seq, rows), from the streams actually present,
+    reporting streams and heads that do not match each other."""
+    by_originator = {originator_of(a): a for a in recorded}
+    logs: dict[bytes, tuple[UUID, int, int]] = {}
+    for originator, rows, _lowest, highest in store.streams():
+        author = by_originator.get(originator) or _author_of_stream(store, originator)
+        if author is None or originator_of(author) != originator:
+            report.findings.append(
+                Finding(
+                    None,
+                    None,
+                    "unknown-stream",
+                    f"stream {originator} holds {rows} entries that belong to no recorded log",
+                )
+            )
+            continue
+        if author not in recorded:
+            report.findings.append(
+                Finding(
+                    author.hex(),
+                    None,
+                    "metadata-mismatch",
+                    "the store holds this log but did not record its head",
+                )
+            )
+        logs[author] = (originator, highest, rows)
+    for author, head in recorded.items():
+        if author not in logs:
+            report.findings.append(
+                Finding(
+                    author.hex(),
+                    1,
+                    "missing",
+                    f"seq 1 to {head.seq} missing: the whole log is gone from the store",
+                )
+            )
+    return logs
+
+
+def _author_of_stream(store: EventStore, originator: UUID) -> bytes | None:
+    for _seq, _kind, raw, _position in store.scan(originator, 0, 2**62, page=1):
+        try:
+            return decode_entry(raw).author
+        except EntryError:
+            return None
+    return None
+
+
+def _run_chunks(
+    url: StoreUrl,
+    chunks: list[Chunk],
+    full: bool,
+    workers: int | None,
+    total: int,
+    progress: Progress,
+) -> list[ChunkResult]:
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or total < PARALLEL_FROM or len(chunks) < 2:
+        results = []
+        for chunk in chunks:
+            result = check_chunk(url, chunk, full)
+            progress.advance(result.count)
+            results.append(result)
+        close_worker_stores()
+        return results
+    done: list[ChunkResult | None] = [None] * len(chunks)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(check_chunk, url, c, full): i for i, c in enumerate(chunks)}
+        for future in as_completed(futures):
+            result = future.result()
+            done[futures[future]] = result
+            progress.advance(result.count)
+    return [r for r in done if r is not None]
+
+
+def _finish_log(
+    report: AuditReport,
+    author: bytes,
+    results: list[ChunkResult],
+    recorded: StoredHead | None,
+    full: bool,
+) -> None:
+    for result in results:
+        report.entries += result.count
+        report.findings.extend(result.findings)
+    report.findings.extend(join_chunks(author, results, full))
+    last = results[-1] if results else None
+    report.findings.extend(head_findings(author, last, recorded.head if recorded else None, full))
+    if last is not None and last.last is not None and last.last.seq == last.last_seq:
+        report.heads[author] = Head(author, last.last.seq, last.last.hash, last.last.lamport)
+
+
+def _fork_findings(
+    store: EventStore, recorded: dict[bytes, StoredHead], authors: set[bytes] | None
+) -> list[Finding]:
+    found: list[Finding] = []
+    evidenced: set[bytes] = set()
+    for author, seq, raw in store.forks():
+        if authors is not None and author not in authors:
+            continue
+        evidenced.add(author)
+        stored = [store.entry_at(author, s) for s in (seq, seq - 1) if s >= 1]
+        found.append(_evidence_finding(author, seq, raw, [e for e in stored if e]))
+        head = recorded.get(author)
+        if head is not None and head.forked_seq is None:
+            found.append(
+                Finding(
+                    author.hex(),
+                    seq,
+                    "metadata-mismatch",
+                    "the store holds fork evidence for this author but has not frozen it",
+                )
+            )
+    for author, head in recorded.items():
+        wanted = authors is None or author in authors
+        if head.forked_seq is not None and author not in evidenced and wanted:
+            found.append(
+                Finding(
+                    author.hex(),
+                    head.forked_seq,
+                    "metadata-mismatch",
+                    "the store marks this author forked but holds no evidence of it",
+                )
+            )
+    return found
+
+
+def _evidence_finding(author: bytes, seq: int, raw: bytes, stored: list[Entry]) -> Finding:
+    author_hex = author.hex()
+    try:
+        evidence = decode_entry(raw)
+    except EntryError as error:
+        return Finding(author_hex, seq, "bad-evidence", f"fork evidence at seq {seq}: {error}")
+    if evidence.author != author or evidence.seq != seq or not evidence.signature_ok():
+        return Finding(
+            author_hex,
+            seq,
+            "bad-evidence",
+            f"fork evidence at seq {seq} is not an entry signed by this author at that seq",
+        )
+    for entry in stored:
+        if conflicts(entry, evidence):
+            where = (
+                f"two different entries at seq {seq}"
+                if entry.seq == seq
+                else f"an entry at seq {seq} that names another seq {seq - 1}"
+            )
+            return Finding(
+                author_hex,
+                seq,
+                "fork",
+                f"the author signed {where} (this log has {entry.hash.hex()[:12]}, "
+                f"the evidence {evidence.hash.hex()[:12]}); the author is frozen",
+            )
+    return Finding(
+        author_hex,
+        seq,
+        "bad-evidence",
+        f"fork evidence at seq {seq} does not conflict with this log",
+    )
+
+
+def audit_bundle(
+    path: Path,
+    *,
+    authors: set[bytes] | None = None,
+    full: bool = False,
+    progress: Progress | None = None,
+) -> AuditReport:
+    """Audit the logs in a bundle. A bundle has no store metadata, so what is checked is
+    the entries themselves, their chains, and conflicting copies (forks)."""
+    progress = progress or _NoProgress()
+    started = time.perf_counter()
+    report = AuditReport(source=str(path), mode="full" if full else "fast")
+    copies, damage = _read_copies(path, report)
+    copies = {a: v for a, v in copies.items() if authors is None or a in authors}
+    progress.start(sum(len(v) for v in copies.values()))
+    for author, by_seq in copies.items():
+        checker = LogChecker(author, start=1, full=full)
+        for seq in sorted(by_seq):
+            first, *others = by_seq[seq]
+            checker.feed(Row(first, seq))
+            for other in others:
+                if other != first:
+                    report.findings.append(_evidence_finding(author, seq, other, [_entry(first)]))
+        progress.advance(checker.result.count)
+        _finish_log(report, author, [checker.result], None, full)
+    report.logs = len(copies)
+    if damage is not None:
+        report.findings.append(damage)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _entry(raw: bytes) -> Entry:
+    return decode_entry(raw)
+
+
+def _read_copies(
+    path: Path, report: AuditReport
+) -> tuple[dict[bytes, dict[int, list[bytes]]], Finding | None]:
+    """author -> seq -> the copies of that entry in the bundle, in file order."""
+    copies: dict[bytes, dict[int, list[bytes]]] = defaultdict(lambda: defaultdict(list))
+    index = 0
+    try:
+        for index, raw in enumerate(read_bundle(path), start=1):
+            try:
+                entry = decode_entry(raw)
+            except EntryError as error:
+                report.findings.append(
+                    Finding(None, None, error.code, f"entry #{index} of the bundle: {error}")
+                )
+                continue
+            copies[entry.author][entry.seq].append(raw)
+    except BundleError as error:
+        if index == 0 and "magic" in str(error):
+            raise
+        return copies, Finding(None, None, "bundle-damaged", str(error))
+    return copies, None
+
+
+Reference = tuple[dict[bytes, Head], Callable[[bytes, int], bytes | None]]
+
+
+def store_reference(store: EventStore) -> Reference:
+    heads = {a: h.head for a, h in store.heads().items()}
+
+    def hash_at(author: bytes, seq: int) -> bytes | None:
+        found = store.entries(author, after=seq - 1, upto=seq)
+        return entry_hash(found[0].raw) if found else None
+
+    return heads, hash_at
+
+
+def bundle_reference(path: Path) -> Reference:
+    hashes: dict[bytes, dict[int, bytes]] = defaultdict(dict)
+    heads: dict[bytes, Head] = {}
+    for raw in read_bundle(path):
+        try:
+            entry = decode_entry(raw)
+        except EntryError:
+            continue
+        hashes[entry.author].setdefault(entry.seq, entry.hash)
+        current = heads.get(entry.author)
+        if current is None or entry.seq > current.seq:
+            heads[entry.author] = Head.of(entry)
+
+    def hash_at(author: bytes, seq: int) -> bytes | None:
+        return hashes.get(author, {}).get(seq)
+
+    return heads, hash_at
+
+
+def compare_against(
+    report: AuditReport,
+    ours: Reference,
+    reference: Reference,
+    authors: Iterable[bytes] | None = None,
+) -> None:
+    """Add findings for logs that are cut short or rolled back relative to `reference`."""
+    our_heads, our_hash_at = ours
+    their_heads, their_hash_at = reference
+    wanted = set(authors) if authors is not None else set(our_heads) | set(their_heads)
+    for author in sorted(wanted):
+        mine = report.heads.get(author, our_heads.get(author))
+        theirs = their_heads.get(author)
+        finding = compare_heads(
+            author,
+            mine,
+            theirs,
+            their_hash_at(author, mine.seq) if mine and theirs and theirs.seq >= mine.seq else None,
+            our_hash_at(author, theirs.seq) if mine and theirs and mine.seq >= theirs.seq else None,
+        )
+        if finding is not None:
+            report.findings.append(finding)

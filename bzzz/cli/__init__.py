@@ -1,0 +1,1 @@
+"""The `bzzz` command line: parse, call, render. No rules live here."""

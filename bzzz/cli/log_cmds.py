@@ -1,0 +1,229 @@
+"""`bzzz log`: append, show, export, import."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bzzz.cli.options import AuthorOption, HomeOption, JsonOption
+from bzzz.cli.render import entry_json, entry_line, err, out, print_json
+from bzzz.domain.kinds import check_kind
+from bzzz.domain.payload import encode_payload
+from bzzz.errors import EntryError, UsageError
+from bzzz.home.location import resolve_home
+from bzzz.runtime.authors import resolve_author
+from bzzz.runtime.node import now_ms, open_home_store, open_node
+from bzzz.store import EventStore, StoredEntry
+from bzzz.store.bundle import check_bundle, read_bundle, write_bundle
+
+app = typer.Typer(help="Read and write the signed logs.", no_args_is_help=True)
+
+FOLLOW_POLL_S = 0.25
+IMPORT_CHUNK = 10_000
+
+
+def _parse_data(text: str) -> bytes:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--data is not valid JSON: {exc}") from None
+    try:
+        return encode_payload(data)
+    except EntryError as exc:
+        raise UsageError(f"--data: {exc}") from None
+
+
+@app.command("append")
+def append(
+    kind: Annotated[str, typer.Option("--kind", "-k", help="Dotted lowercase, e.g. task.note.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="The payload: a JSON object.")] = "{}",
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Sign an entry and append it to this node's own log."""
+    try:
+        check_kind(kind)
+    except EntryError as exc:
+        raise UsageError(f"--kind: {exc}") from None
+    body = _parse_data(data)
+    with open_node(resolve_home(home)) as node:
+        entry = node.store.append(node.identity.signer, kind, body, now_ms())
+    if json_:
+        print_json(entry_json(entry))
+    else:
+        out.print(entry_line(entry))
+
+
+def _render(rows: list[StoredEntry], as_json: bool) -> int:
+    for row in rows:
+        try:
+            entry = row.decode()
+        except EntryError as exc:
+            err.print(
+                f"[yellow]warning:[/yellow] entry at position {row.position} (seq {row.seq}) is "
+                f"damaged ({exc}); run `bzzz audit`"
+            )
+            continue
+        if as_json:
+            print_json(entry_json(entry))
+        else:
+            out.print(entry_line(entry))
+    return rows[-1].position if rows else 0
+
+
+@app.command("show")
+def show(
+    author: AuthorOption = None,
+    kind: Annotated[
+        list[str] | None, typer.Option("--kind", "-k", help="Only this kind (repeatable).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="Only the most recent N entries.")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new entries.")
+    ] = False,
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Show entries in local arrival order (oldest first), like `tail`."""
+    kinds = kind or []
+    for k in kinds:
+        try:
+            check_kind(k)
+        except EntryError as exc:
+            raise UsageError(f"--kind: {exc}") from None
+    with open_home_store(resolve_home(home)) as store:
+        who = resolve_author(author, store.heads()) if author else None
+        if limit is not None:
+            position = _render(store.latest(limit, kinds=kinds, author=who), json_)
+            position = position or store.max_position()
+        else:
+            position = 0
+            while rows := store.notifications(after=position, kinds=kinds, author=who):
+                position = _render(rows, json_)
+        if follow:
+            _follow(store, max(position, 0), kinds, who, json_)
+
+
+def _follow(
+    store: EventStore, position: int, kinds: list[str], who: bytes | None, as_json: bool
+) -> None:
+    """Poll for new arrivals until interrupted (SQLite has no change notifications)."""
+    while True:
+        rows = store.notifications(after=position, kinds=kinds, author=who)
+        if rows:
+            position = _render(rows, as_json)
+        else:
+            time.sleep(FOLLOW_POLL_S)
+
+
+def _export_raws(store: EventStore, authors: list[bytes]) -> Iterator[bytes]:
+    for author in authors:
+        position = 0
+        while rows := store.entries(author, after=position, limit=5000):
+            for row in rows:
+                yield row.raw
+            position = rows[-1].seq
+    wanted = set(authors)
+    for author, _seq, raw in store.forks():
+        if author in wanted:
+            yield raw
+
+
+@app.command("export")
+def export(
+    file: Annotated[Path, typer.Argument(help="Bundle file to write.")],
+    author: AuthorOption = None,
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Write logs (and any fork evidence) to a portable bundle file."""
+    with open_home_store(resolve_home(home)) as store:
+        heads = store.heads()
+        authors = [resolve_author(author, heads)] if author else sorted(heads)
+        if author and authors[0] not in heads:
+            raise UsageError(f"--author {author!r}: this store holds no log by that author")
+        count = write_bundle(file, _export_raws(store, authors))
+    if json_:
+        print_json({"file": str(file), "logs": len(authors), "entries": count})
+    else:
+        out.print(f"Wrote {count} entries of {len(authors)} logs to {file}")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="Bundle file to read.")],
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Verify and store the entries of a bundle; report what was refused and why.
+
+    Exits 1 when any entry was refused. A damaged bundle changes nothing."""
+    total = check_bundle(file)
+    accepted = duplicates = 0
+    forks: list[dict[str, object]] = []
+    refused: list[dict[str, object]] = []
+    with open_home_store(resolve_home(home)) as store:
+        chunk: list[bytes] = []
+        for raw in read_bundle(file):
+            chunk.append(raw)
+            if len(chunk) == IMPORT_CHUNK:
+                accepted, duplicates = _ingest(store, chunk, accepted, duplicates, forks, refused)
+                chunk = []
+        accepted, duplicates = _ingest(store, chunk, accepted, duplicates, forks, refused)
+    summary = {
+        "file": str(file),
+        "entries": total,
+        "accepted": accepted,
+        "duplicates": duplicates,
+        "forks": forks,
+        "refused": refused,
+    }
+    if json_:
+        print_json(summary)
+    else:
+        out.print(
+            f"Read {total} entries from {file}: {accepted} accepted, {duplicates} already held, "
+            f"{len(forks)} fork evidence, {len(refused)} refused"
+        )
+        for item in forks:
+            out.print(f"  [red]fork[/red] {str(item['author'])[:12]} seq {item['seq']}")
+        for item in refused[:50]:
+            who = str(item["author"] or "?")[:12]
+            out.print(f"  [yellow]refused[/yellow] {who} seq {item['seq']}: {item['reason']}")
+        if len(refused) > 50:
+            out.print(f"  … and {len(refused) - 50} more (use --json for all)")
+    if refused or forks:
+        raise typer.Exit(1)
+
+
+def _ingest(
+    store: EventStore,
+    chunk: list[bytes],
+    accepted: int,
+    duplicates: int,
+    forks: list[dict[str, object]],
+    refused: list[dict[str, object]],
+) -> tuple[int, int]:
+    if not chunk:
+        return accepted, duplicates
+    report = store.ingest(chunk)
+    forks.extend(
+        {"author": e.author.hex(), "seq": e.seq, "hash": e.hash.hex()} for e in report.forks
+    )
+    refused.extend(
+        {
+            "author": r.author.hex() if r.author else None,
+            "seq": r.seq,
+            "code": r.code,
+            "reason": r.reason,
+        }
+        for r in report.refused
+    )
+    return accepted + len(report.accepted), duplicates + report.duplicates

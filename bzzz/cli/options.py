@@ -1,0 +1,22 @@
+"""Options shared by every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        help="Node home folder (default: $BZZZ_HOME, else the XDG data dir).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (a stable interface).")]
+AuthorOption = Annotated[
+    str | None,
+    typer.Option("--author", "-a", help="Only this author: an agent id or a unique prefix."),
+]

@@ -1,0 +1,91 @@
+"""Entry bodies: the canonical CBOR of a payload map.
+
+Payloads come from people (JSON on the command line) and from peers (any CBOR), so
+encoding validates strictly and decoding for display never fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from typing import Any
+
+import cbor2
+
+from bzzz.domain.limits import MAX_BODY_BYTES, MAX_PAYLOAD_DEPTH
+from bzzz.errors import EntryError
+
+_INT_RANGE = 2**64
+
+
+def _check(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise EntryError("bad-body", f"{path}: nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not -_INT_RANGE < value < _INT_RANGE:
+            raise EntryError("bad-body", f"{path}: integer does not fit in 64 bits")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EntryError("bad-body", f"{path}: numbers must be finite")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check(item, f"{path}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EntryError("bad-body", f"{path}: keys must be text")
+            _check(item, f"{path}.{key}", depth + 1)
+        return
+    raise EntryError("bad-body", f"{path}: unsupported value of type {type(value).__name__}")
+
+
+def encode_payload(data: Any) -> bytes:
+    """Canonical CBOR of a JSON-like map; EntryError says which part is unacceptable."""
+    if not isinstance(data, dict):
+        raise EntryError("bad-body", f"a payload must be a map (JSON object), got {_name(data)}")
+    _check(data, "data", 0)
+    body: bytes = cbor2.dumps(data, canonical=True)
+    if len(body) > MAX_BODY_BYTES:
+        raise EntryError(
+            "too-large", f"payload is {len(body)} bytes encoded; the limit is {MAX_BODY_BYTES}"
+        )
+    return body
+
+
+def _name(value: Any) -> str:
+    return {list: "a list", str: "text", type(None): "null", bool: "a boolean"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else repr(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, cbor2.CBORTag):
+        return {"$tag": value.tag, "value": _jsonable(value.value)}
+    return repr(value)
+
+
+def decode_payload(body: bytes) -> Any:
+    """The payload as JSON-compatible data, for display. Never raises.
+
+    Bytes become ``{"$base64": ...}`` and unknown tags ``{"$tag": n, "value": ...}``; a
+    body that is not CBOR at all becomes ``{"$undecodable": "<base64>"}``.
+    """
+    try:
+        return _jsonable(cbor2.loads(body))
+    except Exception:
+        return {"$undecodable": base64.b64encode(body).decode()}

@@ -1,0 +1,1 @@
+"""The node home: identity keys, config.yaml and the default store location."""

@@ -1,0 +1,114 @@
+"""config.yaml: validated on load, every error naming the key; `BZZZ_*` overrides.
+
+An override's name is the key's path in capitals joined by ``_``: ``store.url`` is
+``BZZZ_STORE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bzzz.errors import ConfigError
+
+CONFIG_FILE = "config.yaml"
+DEFAULT_STORE_URL = "sqlite:///store.db"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ROLE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Section):
+    url: str = Field(default=DEFAULT_STORE_URL, min_length=1)
+
+
+class LogConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class NodeConfig(_Section):
+    name: str
+    role: str = "developer"
+    store: StoreConfig = StoreConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("must be 1-64 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if not _ROLE.fullmatch(value):
+            raise ValueError("must be lowercase letters, digits and '_', starting with a letter")
+        return value
+
+
+def validate_config(data: object, source: str) -> NodeConfig:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of keys to values")
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        raise ConfigError(f"{source}: {key}: {message}") from None
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for name, field in NodeConfig.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for sub in annotation.model_fields:
+                value = env.get(f"BZZZ_{name}_{sub}".upper())
+                if value is not None:
+                    section = merged.setdefault(name, {})
+                    if isinstance(section, dict):
+                        section[sub] = value
+        elif (value := env.get(f"BZZZ_{name}".upper())) is not None:
+            merged[name] = value
+    return merged
+
+
+def load_config(home: Path, env: Mapping[str, str] | None = None) -> NodeConfig:
+    path = home / CONFIG_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no {CONFIG_FILE} in {home}: is this a node home? (create one with `bzzz init`)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return validate_config(_apply_env(data, os.environ if env is None else env), str(path))
+
+
+def write_config(home: Path, config: NodeConfig) -> None:
+    body = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    text = (
+        "# BZZZ node configuration. Every key can be overridden by BZZZ_<PATH>, e.g.\n"
+        "# BZZZ_STORE_URL. A relative SQLite path is relative to this folder.\n" + body
+    )
+    (home / CONFIG_FILE).write_text(text, encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Wires one node together: home, config, identity, store."""

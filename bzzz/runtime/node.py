@@ -1,0 +1,80 @@
+"""Opening and creating a node: the imperative shell around home, config and store."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bzzz.errors import ConfigError
+from bzzz.home.config import CONFIG_FILE, NodeConfig, load_config, validate_config, write_config
+from bzzz.home.keys import Identity, create_identity, identity_exists, load_identity
+from bzzz.store import EventStore
+from bzzz.store.urls import StoreUrl, resolve_store_url
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Node:
+    home: Path
+    config: NodeConfig
+    identity: Identity
+    store: EventStore
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def store_url_of(home: Path, config: NodeConfig) -> StoreUrl:
+    return resolve_store_url(config.store.url, base=home)
+
+
+def init_node(home: Path, *, name: str, role: str, store_url: str | None = None) -> Node:
+    """Create a node home: keys (0600), config.yaml and the store. Refuses to replace an
+    existing identity; leaves nothing half-made when the config is invalid."""
+    if identity_exists(home) or (home / CONFIG_FILE).exists():
+        raise ConfigError(f"{home} is already a node home; refusing to overwrite its identity")
+    raw = {"name": name, "role": role}
+    if store_url is not None:
+        raw["store"] = {"url": store_url}  # type: ignore[assignment]
+    config = validate_config(raw, "bzzz init")
+    url = store_url_of(home, config)
+    created = not home.exists()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        store = EventStore(url)
+    except BaseException:
+        if created:
+            shutil.rmtree(home, ignore_errors=True)
+        raise
+    identity = create_identity(home)
+    write_config(home, config)
+    return Node(home, config, identity, store)
+
+
+def open_config(home: Path) -> NodeConfig:
+    if not home.is_dir():
+        raise ConfigError(f"no node home at {home} (create one with `bzzz init --home {home}`)")
+    return load_config(home)
+
+
+def open_node(home: Path) -> Node:
+    config = open_config(home)
+    identity = load_identity(home)
+    return Node(home, config, identity, EventStore(store_url_of(home, config)))
+
+
+def open_home_store(home: Path) -> EventStore:
+    """The store of a home, without its keys: enough to read and audit."""
+    config = open_config(home)
+    return EventStore(store_url_of(home, config), create=False)
