@@ -9,8 +9,8 @@ broken link costs two signature checks, which say which of the two entries was a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import pairwise
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from bzzz.domain.chain import Head
 from bzzz.domain.entry import decode_entry, signing_bytes_of

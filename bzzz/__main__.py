@@ -1,0 +1,3 @@
+from bzzz.cli.app import main
+
+main()

@@ -1,0 +1,147 @@
+"""The entry format against the published vectors, and against hostile bytes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bzzz.domain.chain import Head, check_links
+from bzzz.domain.entry import create_entry, decode_entry, decode_signed_entry, entry_hash
+from bzzz.domain.identity import Ed25519Signer
+from bzzz.domain.limits import MAX_ENTRY_BYTES
+from bzzz.errors import EntryError
+from tests.helpers import build_chain
+
+VECTORS_DIR = Path(__file__).parent.parent / "fixtures" / "entries"
+VECTORS = json.loads((VECTORS_DIR / "vectors.json").read_text())
+
+
+def test_vectors_are_what_the_generator_makes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(VECTORS_DIR / "generate.py"), "--check"], capture_output=True
+    )
+    assert result.returncode == 0, (
+        "fixtures/entries/vectors.json is out of date: the format drifted"
+    )
+
+
+def test_valid_chain_decodes_verifies_and_links() -> None:
+    entries = []
+    for item in VECTORS["valid_chain"]:
+        raw = bytes.fromhex(item["raw_hex"])
+        entry = decode_signed_entry(raw)
+        fields = item["fields"]
+        assert entry.hash.hex() == item["hash_hex"] == entry_hash(raw).hex()
+        assert entry.signing_bytes().hex() == item["signing_input_hex"]
+        assert entry.author.hex() == fields["author_hex"]
+        assert (entry.seq, entry.lamport, entry.ts, entry.kind) == (
+            fields["seq"],
+            fields["lamport"],
+            fields["ts"],
+            fields["kind"],
+        )
+        assert (entry.prev.hex() if entry.prev else None) == fields["prev_hex"]
+        assert entry.body.hex() == fields["body_hex"]
+        entries.append(entry)
+    check_links(None, entries)
+
+
+def test_our_signer_reproduces_the_vectors() -> None:
+    seed = bytes.fromhex(VECTORS["keys"][0]["seed_hex"])
+    first = decode_entry(bytes.fromhex(VECTORS["valid_chain"][0]["raw_hex"]))
+    again = create_entry(
+        Ed25519Signer(seed),
+        seq=1,
+        prev=None,
+        lamport=first.lamport,
+        ts=first.ts,
+        kind=first.kind,
+        body=first.body,
+    )
+    assert again.raw == first.raw
+
+
+@pytest.mark.parametrize("case", VECTORS["invalid_entries"], ids=lambda c: c["case"])
+def test_invalid_entry_vectors_are_refused_with_their_code(case: dict[str, str]) -> None:
+    with pytest.raises(EntryError) as caught:
+        decode_signed_entry(bytes.fromhex(case["raw_hex"]))
+    assert caught.value.code == case["code"]
+
+
+@pytest.mark.parametrize("case", VECTORS["invalid_chains"], ids=lambda c: c["case"])
+def test_invalid_chain_vectors_break_their_rule(case: dict[str, object]) -> None:
+    entries = [decode_signed_entry(bytes.fromhex(h)) for h in case["raws_hex"]]  # type: ignore[attr-defined]
+    check_links(None, entries[:-1])
+    head = Head.of(entries[-2])
+    with pytest.raises(EntryError) as caught:
+        check_links(head, entries[-1:])
+    assert caught.value.code == case["code"]
+
+
+def test_oversized_input_is_refused_before_parsing() -> None:
+    with pytest.raises(EntryError) as caught:
+        decode_entry(b"\x89" + b"\x00" * MAX_ENTRY_BYTES)
+    assert caught.value.code == "too-large"
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    raw = b"\x89" + b"\x81" * 5000 + b"\x00"
+    with pytest.raises(EntryError):
+        decode_entry(raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_raise_only_entry_error(data: bytes) -> None:
+    try:
+        decode_entry(data)
+    except EntryError:
+        pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_mutation_of_a_valid_entry_is_refused_or_detected(data: st.DataObject) -> None:
+    entry = build_chain(Ed25519Signer(b"\x07" * 32), 1)[0]
+    raw = bytearray(entry.raw)
+    index = data.draw(st.integers(0, len(raw) - 1))
+    raw[index] ^= data.draw(st.integers(1, 255))
+    try:
+        mutated = decode_entry(bytes(raw))
+    except EntryError:
+        return
+    assert mutated.hash != entry.hash
+    assert not mutated.signature_ok()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seq=st.integers(1, 2**63 - 1),
+    lamport=st.integers(1, 2**63 - 1),
+    ts=st.integers(0, 2**63 - 1),
+    body=st.binary(max_size=200),
+)
+def test_round_trip(seq: int, lamport: int, ts: int, body: bytes) -> None:
+    signer = Ed25519Signer(b"\x09" * 32)
+    prev = None if seq == 1 else b"\x01" * 32
+    entry = create_entry(signer, seq=seq, prev=prev, lamport=lamport, ts=ts, kind="a.b", body=body)
+    again = decode_signed_entry(entry.raw)
+    assert again == entry
+    assert cbor2.loads(entry.raw)[2] == seq
+
+
+def test_create_refuses_what_decode_would_refuse() -> None:
+    signer = Ed25519Signer(b"\x09" * 32)
+    with pytest.raises(EntryError) as caught:
+        create_entry(signer, seq=1, prev=None, lamport=1, ts=0, kind="NoDots", body=b"")
+    assert caught.value.code == "bad-kind"
+    with pytest.raises(EntryError) as caught:
+        create_entry(signer, seq=2, prev=None, lamport=1, ts=0, kind="a.b", body=b"")
+    assert caught.value.code == "bad-prev"
