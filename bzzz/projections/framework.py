@@ -12,12 +12,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
+import sqlalchemy.exc
+from eventsourcing.persistence import IntegrityError as EsIntegrityError
 from sqlalchemy import MetaData, delete, insert, update
 from sqlalchemy.orm import Session
 
 from bzzz.domain.entry import Entry
 from bzzz.errors import ConflictError, EntryError
 from bzzz.store import EventStore
+from bzzz.store.ddl import ensure_tables
 
 BATCH = 1000
 
@@ -42,7 +45,7 @@ class ProjectionRunner:
         self.store = store
         self.projection = projection
         self.batch = batch
-        projection.metadata.create_all(store.engine)
+        ensure_tables(store.engine, projection.metadata.sorted_tables)
         self._tracking = store.recorder.tracking_table
 
     def position(self) -> int:
@@ -65,9 +68,13 @@ class ProjectionRunner:
                 batch.append((row.position, row.decode()))
             except EntryError:
                 continue
-        with self.store.datastore.transaction(commit=True) as session:
-            self.projection.apply(session, batch)
-            self._advance(session, start, rows[-1].position)
+        try:
+            with self.store.datastore.transaction(commit=True) as session:
+                self.projection.apply(session, batch)
+                self._advance(session, start, rows[-1].position)
+        except (sqlalchemy.exc.IntegrityError, EsIntegrityError):
+            # Another runner applied this batch first (it inserted the same view rows).
+            raise ConflictError(f"projection {self.projection.name} raced another runner") from None
         return len(rows)
 
     def catch_up(self) -> int:

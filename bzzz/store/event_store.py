@@ -11,10 +11,12 @@ moved; a concurrent writer turns into a retry, never into a corrupt log.
 
 from __future__ import annotations
 
+import random
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import sqlalchemy.exc
@@ -30,10 +32,29 @@ from bzzz.domain.entry import Entry, create_entry, decode_entry
 from bzzz.domain.identity import Signer
 from bzzz.errors import ConflictError, EntryError, StoreError
 from bzzz.store import tables
+from bzzz.store.ddl import ensure_tables
 from bzzz.store.tables import EVENTS_TABLE, TRACKING_TABLE, originator_of
 from bzzz.store.urls import StoreUrl
 
-WRITE_ATTEMPTS = 20
+# Writers retry a lost race with jittered backoff until this many seconds have passed.
+WRITE_DEADLINE_S = 60.0
+T = TypeVar("T")
+
+
+def _retrying(attempt: Callable[[], T], what: str) -> T:
+    """Run `attempt` until it does not raise ConflictError, backing off with jitter."""
+    deadline = time.monotonic() + WRITE_DEADLINE_S
+    delay = 0.001
+    while True:
+        try:
+            return attempt()
+        except ConflictError:
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"could not {what}: other writers kept changing these logs"
+                ) from None
+            time.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 0.25)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +134,14 @@ class EventStore:
                 tracking_table_name=TRACKING_TABLE,
             )
             if create:
-                self.recorder.create_table()
-                tables.metadata.create_all(engine)
+                ensure_tables(
+                    engine,
+                    [
+                        *self.recorder.tables,
+                        self.recorder.tracking_table,
+                        *tables.metadata.sorted_tables,
+                    ],
+                )
                 self._stamp_schema()
             elif not inspect(engine).has_table(EVENTS_TABLE):
                 raise StoreError(f"no BZZZ store at {store_url.display()}")
@@ -141,16 +168,19 @@ class EventStore:
         self.close()
 
     def _stamp_schema(self) -> None:
-        with self.engine.begin() as conn:
-            exists = conn.execute(
-                select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")
-            ).first()
-            if exists is None:
-                conn.execute(
-                    insert(tables.meta).values(
-                        key="schema_version", value=str(tables.SCHEMA_VERSION)
+        try:
+            with self.engine.begin() as conn:
+                exists = conn.execute(
+                    select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")
+                ).first()
+                if exists is None:
+                    conn.execute(
+                        insert(tables.meta).values(
+                            key="schema_version", value=str(tables.SCHEMA_VERSION)
+                        )
                     )
-                )
+        except sqlalchemy.exc.IntegrityError:
+            pass  # another process stamped it first
 
     def _check_schema(self) -> None:
         with self.engine.connect() as conn:
@@ -298,7 +328,8 @@ class EventStore:
         if not items:
             return []
         author = signer.public_key
-        for _ in range(WRITE_ATTEMPTS):
+
+        def attempt() -> list[Entry]:
             current = self.head(author)
             if current is not None and current.forked_seq is not None:
                 raise StoreError(
@@ -316,12 +347,10 @@ class EventStore:
                 )
                 batch.append(entry)
                 prev = entry.hash
-            try:
-                self._write(batch, {author: (current, Head.of(batch[-1]))}, [])
-            except ConflictError:
-                continue
+            self._write(batch, {author: (current, Head.of(batch[-1]))}, [])
             return batch
-        raise StoreError("could not append: other writers kept changing this log; try again")
+
+        return _retrying(attempt, "append")
 
     def ingest(self, raws: Iterable[bytes]) -> IngestReport:
         """Verify and store entries from elsewhere; report what was refused and why.
@@ -341,15 +370,15 @@ class EventStore:
             by_author[entry.author].append(entry)
         for entries in by_author.values():
             entries.sort(key=lambda e: e.seq)
-        for _ in range(WRITE_ATTEMPTS):
+
+        def attempt() -> IngestReport:
             plan = self._plan_ingest(by_author)
-            try:
-                self._write(plan.entries, plan.heads, plan.forks)
-            except ConflictError:
-                continue
-            plan.report.refused[:0] = early_refusals
+            self._write(plan.entries, plan.heads, plan.forks)
             return plan.report
-        raise StoreError("could not ingest: other writers kept changing these logs; try again")
+
+        report = _retrying(attempt, "ingest")
+        report.refused[:0] = early_refusals
+        return report
 
     def _plan_ingest(self, by_author: dict[bytes, list[Entry]]) -> _Plan:
         plan = _Plan()
