@@ -135,7 +135,9 @@ def _print(report: AuditReport, as_json: bool) -> None:
     if as_json:
         print_json(report.as_json())
         return
-    verdict = "[green]clean[/green]" if report.ok else f"[red]{len(report.findings)} findings[/red]"
+    count = len(report.findings)
+    plural = "finding" if count == 1 else "findings"
+    verdict = "[green]clean[/green]" if report.ok else f"[red]{count} {plural}[/red]"
     out.print(
         f"Audited {report.entries} entries in {report.logs} logs from {report.source} "
         f"({report.mode} mode, {report.seconds:.2f}s): {verdict}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,25 +39,70 @@ def _parse_data(text: str) -> bytes:
         raise UsageError(f"--data: {exc}") from None
 
 
+def _read_batch(source: Path) -> list[tuple[str, bytes]]:
+    """JSON lines of {"kind": ..., "data": {...}}; every line is checked before any is
+    written, so a bad line changes nothing."""
+    try:
+        text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--batch: cannot read {source}: {exc}") from None
+    items: list[tuple[str, bytes]] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--batch line {number}: not valid JSON: {exc}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            raise UsageError(f'--batch line {number}: expected {{"kind": "...", "data": {{...}}}}')
+        try:
+            items.append((check_kind(record["kind"]), encode_payload(record.get("data", {}))))
+        except EntryError as exc:
+            raise UsageError(f"--batch line {number}: {exc}") from None
+    if not items:
+        raise UsageError(f"--batch: {source} holds no entries")
+    return items
+
+
 @app.command("append")
 def append(
-    kind: Annotated[str, typer.Option("--kind", "-k", help="Dotted lowercase, e.g. task.note.")],
+    kind: Annotated[
+        str | None, typer.Option("--kind", "-k", help="Dotted lowercase, e.g. task.note.")
+    ] = None,
     data: Annotated[str, typer.Option("--data", "-d", help="The payload: a JSON object.")] = "{}",
+    batch: Annotated[
+        Path | None,
+        typer.Option(
+            "--batch",
+            help='Append JSON lines {"kind": ..., "data": {...}} from FILE (- for stdin) '
+            "as one atomic batch.",
+        ),
+    ] = None,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Sign an entry and append it to this node's own log."""
-    try:
-        check_kind(kind)
-    except EntryError as exc:
-        raise UsageError(f"--kind: {exc}") from None
-    body = _parse_data(data)
-    with open_node(resolve_home(home)) as node:
-        entry = node.store.append(node.identity.signer, kind, body, now_ms())
-    if json_:
-        print_json(entry_json(entry))
+    """Sign entries and append them to this node's own log."""
+    if (kind is None) == (batch is None):
+        raise UsageError("give either --kind (with --data) or --batch FILE")
+    if batch is not None:
+        items = _read_batch(batch)
     else:
-        out.print(entry_line(entry))
+        assert kind is not None
+        try:
+            check_kind(kind)
+        except EntryError as exc:
+            raise UsageError(f"--kind: {exc}") from None
+        items = [(kind, _parse_data(data))]
+    with open_node(resolve_home(home)) as node:
+        entries = node.store.append_batch(node.identity.signer, items, now_ms())
+    for entry in entries if len(entries) <= 20 or json_ else entries[-1:]:
+        if json_:
+            print_json(entry_json(entry))
+        else:
+            out.print(entry_line(entry))
+    if len(entries) > 20 and not json_:
+        out.print(f"[dim]… appended {len(entries)} entries in one batch[/dim]")
 
 
 def _render(rows: list[StoredEntry], as_json: bool) -> int:

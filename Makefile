@@ -1,0 +1,36 @@
+# BZZZ: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint system venv bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system:
+	bash scripts/install-system-deps.sh
+
+demo: venv
+	BZZZ=$(VENV)/bin/bzzz PY=$(PY) bash scripts/demo.sh
+
+lint: venv
+	$(VENV)/bin/ruff check bzzz tests bench fixtures
+	$(VENV)/bin/ruff format --check bzzz tests bench fixtures
+	$(VENV)/bin/mypy bzzz/domain
+
+test: system venv lint
+	$(PY) -m pytest -q
+
+bench: system venv
+	$(PY) -m bench.append
+	$(PY) -m bench.audit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/.cache

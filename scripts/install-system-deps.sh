@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what BZZZ's tests need from the OS, on a fresh Debian machine: PostgreSQL's
+# server binaries (the tests start their own cluster on 127.0.0.1) and Python's venv.
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+
+need=()
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
+command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${need[*]}; install them (e.g. sudo apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "installing system packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
