@@ -64,6 +64,21 @@ def test_a_batch_with_a_bad_entry_is_refused_whole(store: EventStore, alice: Ed2
     assert store.count() == 1
 
 
+def test_large_batches_are_signed_while_stored_and_stay_atomic(
+    store: EventStore, alice: Ed25519Signer
+) -> None:
+    store.append(alice, "task.note", BODY, 1)
+    batch = store.append_batch(alice, [("task.note", BODY)] * 250, 2)  # pipelined
+    stored = [s.decode() for s in store.entries(alice.public_key)]
+    assert [e.seq for e in stored] == list(range(1, 252))
+    assert stored[1:] == batch and batch[0].prev == stored[0].hash
+    items = [("task.note", BODY)] * 120 + [("Not A Kind", BODY)] + [("task.note", BODY)] * 10
+    with pytest.raises(EntryError):
+        store.append_batch(alice, items, 3)
+    assert store.count() == 251
+    assert store.append(alice, "task.note", BODY, 4).seq == 252
+
+
 def test_ingest_accepts_verified_runs_and_counts_duplicates(
     store: EventStore, alice: Ed25519Signer
 ) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from nacl.bindings import crypto_sign, crypto_sign_open, crypto_sign_seed_keypair
 from nacl.exceptions import CryptoError
-from nacl.signing import SigningKey, VerifyKey
 
 from bzzz.domain.limits import KEY_BYTES, SIGNATURE_BYTES
 from bzzz.errors import UsageError
@@ -30,19 +30,24 @@ class Ed25519Signer:
     """Signs with an Ed25519 seed (the 32-byte private key)."""
 
     seed: bytes = field(repr=False)
-    _key: SigningKey = field(init=False, repr=False, compare=False)
+    _public: bytes = field(init=False, repr=False, compare=False)
+    _secret: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.seed) != KEY_BYTES:
             raise ValueError("an Ed25519 seed is 32 bytes")
-        object.__setattr__(self, "_key", SigningKey(self.seed))
+        public, secret = crypto_sign_seed_keypair(self.seed)
+        object.__setattr__(self, "_public", public)
+        object.__setattr__(self, "_secret", secret)
 
     @property
     def public_key(self) -> bytes:
-        return bytes(self._key.verify_key)
+        return self._public
 
     def sign(self, message: bytes) -> bytes:
-        return bytes(self._key.sign(message).signature)
+        # libsodium's combined form is signature || message; the binding avoids
+        # PyNaCl's wrapper objects on the append hot path.
+        return bytes(crypto_sign(message, self._secret)[:SIGNATURE_BYTES])
 
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
@@ -50,7 +55,7 @@ def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> boo
     if len(public_key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
     try:
-        VerifyKey(public_key).verify(message, signature)
+        crypto_sign_open(signature + message, public_key)
     except (CryptoError, ValueError, TypeError):
         return False
     return True

@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError as EsIntegrityError
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyProcessRecorder
-from sqlalchemy import Engine, event, func, insert, inspect, select, update
+from sqlalchemy import Engine, bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from bzzz.domain.chain import Head, check_run, conflicts, valid_prefix
@@ -151,6 +151,10 @@ class EventStore:
                 f"cannot open store {store_url.display()}: {_first_line(exc)}"
             ) from None
         self._events = self.recorder.events_record_cls.__table__
+        # Our own logs' heads and the clock after our last append, so that appending
+        # needs no reads; the guarded head update refuses a stale cache.
+        self._own: dict[bytes, tuple[StoredHead, int]] = {}
+        self._seen_lamport = 0
 
     @property
     def engine(self) -> Engine:
@@ -330,13 +334,17 @@ class EventStore:
         author = signer.public_key
 
         def attempt() -> list[Entry]:
-            current = self.head(author)
+            cached = self._own.get(author)
+            if cached is not None:
+                current, lamport = cached
+            else:
+                current, lamport = self.head(author), self.max_lamport()
             if current is not None and current.forked_seq is not None:
                 raise StoreError(
                     f"this node's own log forked at seq {current.forked_seq}; "
                     "it must not sign more entries with this identity"
                 )
-            lamport = self.max_lamport()
+            lamport = max(lamport, self._seen_lamport)
             seq, prev = (current.seq, current.hash) if current else (0, None)
             batch: list[Entry] = []
             for kind, body in items:
@@ -347,7 +355,18 @@ class EventStore:
                 )
                 batch.append(entry)
                 prev = entry.hash
-            self._write(batch, {author: (current, Head.of(batch[-1]))}, [])
+            try:
+                self._write(
+                    batch, {author: (current, Head.of(batch[-1]))}, [], clock=batch[0].lamport
+                )
+            except ConflictError:
+                self._own.pop(author, None)  # stale: read afresh on the next attempt
+                raise
+            last = batch[-1]
+            self._own[author] = (
+                StoredHead(author, last.seq, last.hash, last.lamport, None),
+                last.lamport,
+            )
             return batch
 
         return _retrying(attempt, "append")
@@ -378,6 +397,10 @@ class EventStore:
 
         report = _retrying(attempt, "ingest")
         report.refused[:0] = early_refusals
+        if report.accepted:
+            self._seen_lamport = max(self._seen_lamport, *(e.lamport for e in report.accepted))
+            for entry in report.accepted:
+                self._own.pop(entry.author, None)
         return report
 
     def _plan_ingest(self, by_author: dict[bytes, list[Entry]]) -> _Plan:
@@ -514,18 +537,14 @@ class EventStore:
         entries: list[Entry],
         heads: dict[bytes, tuple[StoredHead | None, Head]],
         fork_evidence: list[tuple[Entry, int]],
+        clock: int | None = None,
     ) -> None:
+        """Store entries, move heads and keep fork evidence in one transaction. With
+        `clock`, the write also fails if any log holds a lamport at or above it."""
         if not entries and not fork_evidence:
             return
-        stored_events = [
-            StoredEvent(
-                originator_id=originator_of(e.author),
-                originator_version=e.seq,
-                topic=e.kind,
-                state=e.raw,
-            )
-            for e in entries
-        ]
+        originators = {author: originator_of(author) for author in {e.author for e in entries}}
+        stored_events = [StoredEvent(originators[e.author], e.seq, e.kind, e.raw) for e in entries]
         try:
             with self.datastore.transaction(commit=True) as session:
                 if stored_events:
@@ -534,7 +553,7 @@ class EventStore:
                 for entry, seq in fork_evidence:
                     forked_at[entry.author] = min(seq, forked_at.get(entry.author, seq))
                 for author, (before, after) in heads.items():
-                    _move_head(session, before, after, forked_at.pop(author, None))
+                    _move_head(session, before, after, forked_at.pop(author, None), clock)
                 for author, seq in forked_at.items():
                     _mark_forked(session, author, seq)
                 for entry, _ in fork_evidence:
@@ -547,31 +566,57 @@ class EventStore:
             ) from None
 
 
+_h = tables.heads.c
+_MOVE_HEAD = (
+    update(tables.heads)
+    .where(_h.author == bindparam("b_author"), _h.seq == bindparam("b_seq"))
+    .where(_h.hash == bindparam("b_hash"))
+    .values(seq=bindparam("a_seq"), hash=bindparam("a_hash"), lamport=bindparam("a_lamport"))
+)
+# Own appends also require the log not to be forked and no log to have reached the clock
+# the new entries start from, all in the one statement that moves the head.
+_MOVE_OWN_HEAD = _MOVE_HEAD.where(
+    _h.forked_seq.is_(None),
+    select(func.coalesce(func.max(_h.lamport), 0)).scalar_subquery() < bindparam("clock"),
+)
+_NEW_HEAD = insert(tables.heads).values(
+    author=bindparam("a_author"),
+    seq=bindparam("a_seq"),
+    hash=bindparam("a_hash"),
+    lamport=bindparam("a_lamport"),
+    forked_seq=bindparam("forked_seq"),
+)
+_HIGHEST_CLOCK = select(func.max(_h.lamport))
+
+
 def _move_head(
-    session: Session, before: StoredHead | None, after: Head, forked_seq: int | None
+    session: Session,
+    before: StoredHead | None,
+    after: Head,
+    forked_seq: int | None,
+    clock: int | None = None,
 ) -> None:
-    h = tables.heads.c
+    """Move a head from `before` to `after`, or raise ConflictError if it is not where
+    the writer thought (another writer, a fork found meanwhile, a newer clock). The
+    statements are built once: building them per call cost more than running them."""
+    conn = session.connection()
+    moved = {"a_seq": after.seq, "a_hash": after.hash, "a_lamport": after.lamport}
     if before is None:
-        session.execute(
-            insert(tables.heads).values(
-                author=after.author,
-                seq=after.seq,
-                hash=after.hash,
-                lamport=after.lamport,
-                forked_seq=forked_seq,
-            )
-        )
+        if clock is not None:
+            highest = conn.execute(_HIGHEST_CLOCK).scalar()
+            if highest is not None and highest >= clock:
+                raise ConflictError("a log with a later lamport arrived")
+        conn.execute(_NEW_HEAD, {**moved, "a_author": after.author, "forked_seq": forked_seq})
         return
-    values: dict[str, Any] = {"seq": after.seq, "hash": after.hash, "lamport": after.lamport}
-    if forked_seq is not None:
-        values["forked_seq"] = forked_seq
-    result = session.execute(
-        update(tables.heads)
-        .where(h.author == after.author, h.seq == before.seq, h.hash == before.hash)
-        .values(**values)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    params = {**moved, "b_author": after.author, "b_seq": before.seq, "b_hash": before.hash}
+    if clock is not None:
+        result = conn.execute(_MOVE_OWN_HEAD, {**params, "clock": clock})
+    else:
+        result = conn.execute(_MOVE_HEAD, params)
+    if result.rowcount != 1:
         raise ConflictError("head moved")
+    if forked_seq is not None:
+        _mark_forked(session, after.author, forked_seq)
 
 
 def _frozen(author: bytes, seq: int, forked_seq: int) -> Refusal:

@@ -54,7 +54,7 @@ def resolve_store_url(text: str, base: Path | None = None) -> StoreUrl:
     if backend == "postgresql":
         if url.get_driver_name() in ("", "psycopg2"):
             url = url.set(drivername="postgresql+psycopg")
-        return StoreUrl(url, {"pool_pre_ping": True})
+        return StoreUrl(url)
     raise ConfigError(
         f"store url {text!r}: unsupported database {backend!r} (use sqlite or postgresql)"
     )
