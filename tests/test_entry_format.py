@@ -144,3 +144,43 @@ def test_create_refuses_what_decode_would_refuse() -> None:
     with pytest.raises(EntryError) as caught:
         create_entry(signer, seq=2, prev=None, lamport=1, ts=0, kind="a.b", body=b"")
     assert caught.value.code == "bad-prev"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    head=st.sampled_from([0x18, 0x19, 0x1A, 0x1B]),
+    field=st.integers(0, 8),
+    seq=st.integers(2, 2**40),
+    tail=st.binary(max_size=3),
+)
+def test_every_longer_encoding_of_an_entry_is_refused(
+    head: int, field: int, seq: int, tail: bytes
+) -> None:
+    """Re-encode one field with a longer head (and maybe trailing bytes): never accepted,
+    and the length check agrees with re-encoding on every input that decodes."""
+    signer = Ed25519Signer(b"\x0b" * 32)
+    entry = create_entry(
+        signer, seq=seq, prev=b"\x02" * 32, lamport=seq, ts=seq, kind="a.b", body=b"x"
+    )
+    items = cbor2.loads(entry.raw)
+    encoded = [cbor2.dumps(item) for item in items]
+    first = encoded[field][0]
+    major, value = first & 0xE0, first & 0x1F
+    if value < 24 and major in (0x00, 0x40, 0x60):
+        width = {0x18: 1, 0x19: 2, 0x1A: 4, 0x1B: 8}[head]
+        encoded[field] = bytes([major | head]) + value.to_bytes(width, "big") + encoded[field][1:]
+    raw = b"\x89" + b"".join(encoded) + tail
+    if raw == entry.raw:
+        return
+    with pytest.raises(EntryError):
+        decode_entry(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_length_check_matches_reencoding(data: st.DataObject) -> None:
+    from bzzz.domain.entry import canonical_length
+
+    entry = build_chain(Ed25519Signer(b"\x0c" * 32), 3)[data.draw(st.integers(0, 2))]
+    items = cbor2.loads(entry.raw)
+    assert canonical_length(items) == len(cbor2.dumps(items)) == len(entry.raw)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import NamedTuple
 
 from bzzz.domain.chain import Head
 from bzzz.domain.entry import decode_entry, signing_bytes_of
@@ -31,9 +32,9 @@ class Finding:
         return {"author": self.author, "seq": self.seq, "code": self.code, "problem": self.problem}
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One stored entry with what the store says about it.
+class Row(NamedTuple):
+    """One stored entry with what the store says about it (a tuple: one is built per
+    entry audited, and tuples are the cheapest immutable record).
 
     `seq` is where the store keeps it; `kind` and `position` (arrival order) are None
     where the source has no such metadata (a bundle).
