@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
 from bzzz.domain.entry import Entry, create_entry
 from bzzz.domain.identity import Signer
 from bzzz.domain.payload import encode_payload
+
+T = TypeVar("T")
 
 
 def build_chain(
@@ -26,3 +32,23 @@ def build_chain(
         entries.append(entry)
         prev = entry.hash
     return entries
+
+
+def run_in_threads(work: Callable[[T], None], inputs: Iterable[T], timeout: float = 120) -> None:
+    """Run `work(x)` for each input on its own thread; re-raise the first failure."""
+    errors: list[BaseException] = []
+
+    def guarded(item: T) -> None:
+        try:
+            work(item)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(item,)) for item in inputs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a worker thread did not finish"
+    if errors:
+        raise errors[0]

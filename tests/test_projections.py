@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from bzzz.domain.identity import Ed25519Signer
 from bzzz.domain.payload import encode_payload
 from bzzz.projections import ProjectionRunner
@@ -11,6 +9,7 @@ from bzzz.projections.authors import AuthorsProjection, read_authors
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl
 from tests.conftest import make_signer
+from tests.helpers import run_in_threads
 
 BODY = encode_payload({})
 
@@ -57,20 +56,7 @@ def test_racing_runners_apply_each_entry_once(store_url: StoreUrl) -> None:
         for n in range(20, 26):
             store.append_batch(make_signer(n), [("task.note", BODY)] * 40, n)
     stores = [EventStore(store_url) for _ in range(3)]
-    errors: list[BaseException] = []
-
-    def run(s: EventStore) -> None:
-        try:
-            ProjectionRunner(s, AuthorsProjection(), batch=7).catch_up()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
+    run_in_threads(lambda s: ProjectionRunner(s, AuthorsProjection(), batch=7).catch_up(), stores)
     assert sorted(v["entries"] for v in _view(stores[0])) == [40] * 6
     for s in stores:
         s.close()

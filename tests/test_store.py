@@ -11,7 +11,7 @@ from bzzz.errors import EntryError, StoreError
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl, resolve_store_url
 from tests.conftest import make_signer
-from tests.helpers import build_chain
+from tests.helpers import build_chain, run_in_threads
 
 BODY = encode_payload({"k": "v"})
 
@@ -160,24 +160,13 @@ def test_forged_fork_evidence_is_refused_not_stored(
 def test_concurrent_writers_never_fork_our_own_log(
     store_url: StoreUrl, alice: Ed25519Signer
 ) -> None:
-    import threading
-
     stores = [EventStore(store_url) for _ in range(4)]
-    errors: list[BaseException] = []
 
     def write(s: EventStore) -> None:
-        try:
-            for _ in range(15):
-                s.append_batch(alice, [("task.note", BODY)] * 3, 1)
-        except BaseException as exc:
-            errors.append(exc)
+        for _ in range(15):
+            s.append_batch(alice, [("task.note", BODY)] * 3, 1)
 
-    threads = [threading.Thread(target=write, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors
+    run_in_threads(write, stores)
     seqs = [s.seq for s in stores[0].entries(alice.public_key)]
     assert seqs == list(range(1, 181))
     for s in stores:
