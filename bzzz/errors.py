@@ -41,3 +41,9 @@ class ConflictError(StoreError):
 
 class BundleError(UsageError):
     """A bundle file is unreadable or not a bundle."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of what a library exception says, for a one-line message."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

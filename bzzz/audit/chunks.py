@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from bzzz.domain.audit_rules import ChunkResult, LogChecker, Row
+from bzzz.audit.reader import scan
+from bzzz.domain.audit_rules import ChunkResult, Finding, LogChecker, Row
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl
 
@@ -37,8 +38,30 @@ def _store(url: StoreUrl) -> EventStore:
 def check_chunk(url: StoreUrl, chunk: Chunk, full: bool) -> ChunkResult:
     checker = LogChecker(chunk.author, start=chunk.after + 1, full=full)
     feed = checker.feed
-    for seq, kind, raw, position in _store(url).scan(chunk.originator, chunk.after, chunk.upto):
-        feed(Row(raw, seq, kind, position))
+    try:
+        for seq, kind, raw, position in scan(
+            _store(url), chunk.originator, chunk.after, chunk.upto
+        ):
+            if type(seq) is not int or type(position) is not int or type(kind) is not str:
+                checker.result.findings.append(
+                    Finding(
+                        chunk.author.hex(),
+                        seq if type(seq) is int else None,
+                        "metadata-mismatch",
+                        "a stored row has a malformed seq, kind or position",
+                    )
+                )
+                continue
+            feed(Row(raw, seq, kind, position))
+    except Exception as exc:  # a damaged store must give findings, never a crash
+        checker.result.findings.append(
+            Finding(
+                chunk.author.hex(),
+                chunk.after + 1,
+                "unreadable",
+                f"seq {chunk.after + 1} to {chunk.upto} could not be read: {exc}".splitlines()[0],
+            )
+        )
     return checker.result
 
 

@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Protocol
 from uuid import UUID
 
+import sqlalchemy.exc
+
 from bzzz.audit.chunks import Chunk, check_chunk, close_worker_stores
+from bzzz.audit.reader import read_forks, read_heads, read_streams, scan
 from bzzz.audit.report import AuditReport
 from bzzz.domain.audit_rules import (
     ChunkResult,
@@ -29,7 +32,7 @@ from bzzz.domain.audit_rules import (
 )
 from bzzz.domain.chain import Head, conflicts
 from bzzz.domain.entry import Entry, decode_entry, entry_hash
-from bzzz.errors import BundleError, EntryError
+from bzzz.errors import BundleError, EntryError, one_line
 from bzzz.store import EventStore, StoredHead
 from bzzz.store.bundle import read_bundle
 from bzzz.store.tables import originator_of
@@ -66,28 +69,48 @@ def audit_store(
     started = time.perf_counter()
     report = AuditReport(source=url.display(), mode="full" if full else "fast")
     with EventStore(url, create=False) as store:
-        recorded = store.heads()
-        logs = _find_logs(store, recorded, report)
-        if authors is not None:
-            logs = {a: v for a, v in logs.items() if a in authors}
-            report.findings = [f for f in report.findings if _named(f, authors)]
-        chunks = [
-            Chunk(originator, author, after, min(after + CHUNK_ENTRIES, highest))
-            for author, (originator, highest, _rows) in logs.items()
-            for after in range(0, highest, CHUNK_ENTRIES)
-        ]
-        total = sum(rows for _o, _h, rows in logs.values())
-        progress.start(total)
-        results = _run_chunks(url, chunks, full, workers, total, progress)
-        by_author: dict[bytes, list[ChunkResult]] = defaultdict(list)
-        for chunk, result in zip(chunks, results, strict=True):
-            by_author[chunk.author].append(result)
-        for author, chunk_results in by_author.items():
-            _finish_log(report, author, chunk_results, recorded.get(author), full)
-        report.logs = len(logs)
-        report.findings.extend(_fork_findings(store, recorded, authors))
+        try:
+            _audit_opened(store, url, report, authors, full, workers, progress)
+        except sqlalchemy.exc.DatabaseError as exc:
+            report.findings.append(
+                Finding(
+                    None, None, "store-damaged", f"the store could not be read: {one_line(exc)}"
+                )
+            )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _audit_opened(
+    store: EventStore,
+    url: StoreUrl,
+    report: AuditReport,
+    authors: set[bytes] | None,
+    full: bool,
+    workers: int | None,
+    progress: Progress,
+) -> None:
+    recorded, malformed = read_heads(store)
+    report.findings.extend(malformed)
+    logs = _find_logs(store, recorded, report)
+    if authors is not None:
+        logs = {a: v for a, v in logs.items() if a in authors}
+        report.findings = [f for f in report.findings if _named(f, authors)]
+    chunks = [
+        Chunk(originator, author, after, min(after + CHUNK_ENTRIES, highest))
+        for author, (originator, highest, _rows) in logs.items()
+        for after in range(0, highest, CHUNK_ENTRIES)
+    ]
+    total = sum(rows for _o, _h, rows in logs.values())
+    progress.start(total)
+    results = _run_chunks(url, chunks, full, workers, total, progress)
+    by_author: dict[bytes, list[ChunkResult]] = defaultdict(list)
+    for chunk, result in zip(chunks, results, strict=True):
+        by_author[chunk.author].append(result)
+    for author, chunk_results in by_author.items():
+        _finish_log(report, author, chunk_results, recorded.get(author), full)
+    report.logs = len(logs)
+    report.findings.extend(_fork_findings(store, recorded, authors))
 
 
 def _named(finding: Finding, authors: set[bytes]) -> bool:
@@ -101,7 +124,9 @@ def _find_logs(
     reporting streams and heads that do not match each other."""
     by_originator = {originator_of(a): a for a in recorded}
     logs: dict[bytes, tuple[UUID, int, int]] = {}
-    for originator, rows, _lowest, highest in store.streams():
+    streams, malformed = read_streams(store)
+    report.findings.extend(malformed)
+    for originator, rows, highest in streams:
         author = by_originator.get(originator) or _author_of_stream(store, originator)
         if author is None or originator_of(author) != originator:
             report.findings.append(
@@ -136,8 +161,17 @@ def _find_logs(
     return logs
 
 
+def _stored_entry(store: EventStore, author: bytes, seq: int) -> Entry | None:
+    for _seq, _kind, raw, _position in scan(store, originator_of(author), seq - 1, seq):
+        try:
+            return decode_entry(raw)
+        except EntryError:
+            return None
+    return None
+
+
 def _author_of_stream(store: EventStore, originator: UUID) -> bytes | None:
-    for _seq, _kind, raw, _position in store.scan(originator, 0, 2**62, page=1):
+    for _seq, _kind, raw, _position in scan(store, originator, 0, 2**62, page=1):
         try:
             return decode_entry(raw).author
         except EntryError:
@@ -193,13 +227,13 @@ def _finish_log(
 def _fork_findings(
     store: EventStore, recorded: dict[bytes, StoredHead], authors: set[bytes] | None
 ) -> list[Finding]:
-    found: list[Finding] = []
+    forks, found = read_forks(store)
     evidenced: set[bytes] = set()
-    for author, seq, raw in store.forks():
+    for author, seq, raw in forks:
         if authors is not None and author not in authors:
             continue
         evidenced.add(author)
-        stored = [store.entry_at(author, s) for s in (seq, seq - 1) if s >= 1]
+        stored = [_stored_entry(store, author, s) for s in (seq, seq - 1) if s >= 1]
         found.append(_evidence_finding(author, seq, raw, [e for e in stored if e]))
         head = recorded.get(author)
         if head is not None and head.forked_seq is None:
@@ -323,11 +357,15 @@ Reference = tuple[dict[bytes, Head], Callable[[bytes, int], bytes | None]]
 
 
 def store_reference(store: EventStore) -> Reference:
-    heads = {a: h.head for a, h in store.heads().items()}
+    try:
+        heads = {a: h.head for a, h in read_heads(store)[0].items()}
+    except sqlalchemy.exc.DatabaseError:
+        heads = {}  # a damaged reference: compare against what can be read
 
     def hash_at(author: bytes, seq: int) -> bytes | None:
-        found = store.entries(author, after=seq - 1, upto=seq)
-        return entry_hash(found[0].raw) if found else None
+        for _seq, _kind, raw, _position in scan(store, originator_of(author), seq - 1, seq):
+            return entry_hash(raw)
+        return None
 
     return heads, hash_at
 

@@ -126,9 +126,10 @@ def _run(
         return audit_bundle(bundle, authors=wanted, full=full, progress=progress), reference
     url = resolve_store_url(store) if store is not None else _url_of_home(resolve_home(home))
     opened = EventStore(url, create=False)
-    wanted = {resolve_author(author, opened.heads())} if author else None
+    reference = store_reference(opened)
+    wanted = {resolve_author(author, reference[0])} if author else None
     report = audit_store(url, authors=wanted, full=full, workers=workers, progress=progress)
-    return report, store_reference(opened)
+    return report, reference
 
 
 def _print(report: AuditReport, as_json: bool) -> None:

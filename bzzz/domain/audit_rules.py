@@ -255,13 +255,18 @@ def head_findings(
                 f"entries after seq {recorded.seq}, where the store recorded this log's head",
             )
         )
-    elif head is not None and head.seq == stored and head_ok and head.hash != recorded.hash:
+    elif (
+        head is not None
+        and head.seq == stored
+        and head_ok
+        and (head.hash != recorded.hash or head.lamport != recorded.lamport)
+    ):
         found.append(
             Finding(
                 author_hex,
                 stored,
                 "metadata-mismatch",
-                f"seq {stored}: hash differs from the head the store recorded",
+                f"seq {stored}: hash or lamport differs from the head the store recorded",
             )
         )
     return found

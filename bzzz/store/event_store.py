@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from bzzz.domain.chain import Head, check_run, conflicts, valid_prefix
 from bzzz.domain.entry import Entry, create_entry, decode_entry
 from bzzz.domain.identity import Signer
-from bzzz.errors import ConflictError, EntryError, StoreError
+from bzzz.errors import ConflictError, EntryError, StoreError, one_line
 from bzzz.store import tables
 from bzzz.store.ddl import ensure_tables
 from bzzz.store.tables import EVENTS_TABLE, TRACKING_TABLE, originator_of
@@ -147,9 +147,7 @@ class EventStore:
                 raise StoreError(f"no BZZZ store at {store_url.display()}")
             self._check_schema()
         except (sqlalchemy.exc.SQLAlchemyError, PersistenceError) as exc:
-            raise StoreError(
-                f"cannot open store {store_url.display()}: {_first_line(exc)}"
-            ) from None
+            raise StoreError(f"cannot open store {store_url.display()}: {one_line(exc)}") from None
         self._events = self.recorder.events_record_cls.__table__
         # Our own logs' heads and the clock after our last append, so that appending
         # needs no reads; the guarded head update refuses a stale cache.
@@ -193,7 +191,12 @@ class EventStore:
             value = conn.execute(
                 select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")
             ).scalar()
-        if value is None or not value.isdigit() or int(value) > tables.SCHEMA_VERSION:
+        if value is None or not str(value).isdigit():
+            raise StoreError(
+                f"{self.url.display()} has no readable schema version: "
+                "it is damaged or not a BZZZ store"
+            )
+        if int(value) > tables.SCHEMA_VERSION:
             raise StoreError(
                 f"store {self.url.display()} has schema version {value!r}; this bzzz reads "
                 f"up to {tables.SCHEMA_VERSION}: upgrade bzzz"
@@ -561,9 +564,7 @@ class EventStore:
         except (sqlalchemy.exc.IntegrityError, EsIntegrityError) as exc:
             raise ConflictError(str(exc)) from None
         except (sqlalchemy.exc.SQLAlchemyError, PersistenceError) as exc:
-            raise StoreError(
-                f"could not write to {self.url.display()}: {_first_line(exc)}"
-            ) from None
+            raise StoreError(f"could not write to {self.url.display()}: {one_line(exc)}") from None
 
 
 _h = tables.heads.c
@@ -660,8 +661,3 @@ def _stored_head(row: Any) -> StoredHead:
 
 def _stored_entry(row: Any) -> StoredEntry:
     return StoredEntry(int(row[0]), int(row[1]), str(row[2]), bytes(row[3]))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
