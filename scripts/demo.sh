@@ -69,14 +69,15 @@ set -e
 
 step "Delete alpha's last entry and fix up the recorded head: the store alone looks consistent..."
 $PY - "$alpha/store.db" "$agent" <<'PYEOF'
-import hashlib, sqlite3, sys, uuid
+import cbor2, hashlib, sqlite3, sys, uuid
 db, agent = sys.argv[1], bytes.fromhex(sys.argv[2])
 conn = sqlite3.connect(db)
 stream = uuid.UUID(bytes=agent[:16]).bytes
 last = conn.execute("SELECT max(originator_version) FROM bzzz_entries WHERE originator_id=?", (stream,)).fetchone()[0]
 conn.execute("DELETE FROM bzzz_entries WHERE originator_id=? AND originator_version=?", (stream, last))
 prev = conn.execute("SELECT state FROM bzzz_entries WHERE originator_id=? AND originator_version=?", (stream, last - 1)).fetchone()[0]
-conn.execute("UPDATE bzzz_heads SET seq=?, hash=? WHERE author=?", (last - 1, hashlib.sha256(prev).digest(), agent))
+lamport = cbor2.loads(prev)[4]  # the entry's own lamport field
+conn.execute("UPDATE bzzz_heads SET seq=?, hash=?, lamport=? WHERE author=?", (last - 1, hashlib.sha256(prev).digest(), lamport, agent))
 conn.commit()
 print(f"deleted seq {last}")
 PYEOF

@@ -60,6 +60,10 @@ def move_entry(store: EventStore, author: bytes, seq: int, to_author: bytes, to_
         )
 
 
-def set_head(store: EventStore, author: bytes, seq: int, hash_: bytes) -> None:
+def set_head(store: EventStore, author: bytes, seq: int, hash_: bytes, lamport: int) -> None:
     with store.engine.begin() as conn:
-        conn.execute(update(heads).where(heads.c.author == author).values(seq=seq, hash=hash_))
+        conn.execute(
+            update(heads)
+            .where(heads.c.author == author)
+            .values(seq=seq, hash=hash_, lamport=lamport)
+        )

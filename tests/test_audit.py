@@ -120,7 +120,7 @@ def test_a_tail_deleted_with_its_head_is_found_against_another_copy(
     reference.ingest(e.raw for e in chain)
     for seq in (9, 10):
         tamper.delete_entry(store, alice.public_key, seq)
-    tamper.set_head(store, alice.public_key, 8, chain[7].hash)
+    tamper.set_head(store, alice.public_key, 8, chain[7].hash, chain[7].lamport)
     report = audit_store(store_url)
     assert report.ok  # undetectable from the store alone...
     compare_against(report, store_reference(store), store_reference(reference))
