@@ -40,7 +40,11 @@ class ConflictError(StoreError):
 
 
 class BundleError(UsageError):
-    """A bundle file is unreadable or not a bundle."""
+    """A bundle file is unreadable or damaged."""
+
+
+class NotABundleError(BundleError):
+    """The file is missing or is not a bundle at all (as opposed to a damaged one)."""
 
 
 def one_line(exc: BaseException) -> str:

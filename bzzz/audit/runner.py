@@ -32,7 +32,7 @@ from bzzz.domain.audit_rules import (
 )
 from bzzz.domain.chain import Head, conflicts
 from bzzz.domain.entry import Entry, decode_entry, entry_hash
-from bzzz.errors import BundleError, EntryError, one_line
+from bzzz.errors import BundleError, EntryError, NotABundleError, one_line
 from bzzz.store import EventStore, StoredHead
 from bzzz.store.bundle import read_bundle
 from bzzz.store.tables import originator_of
@@ -114,7 +114,7 @@ def _audit_opened(
 
 
 def _named(finding: Finding, authors: set[bytes]) -> bool:
-    return finding.author is not None and any(finding.author == a.hex() for a in authors)
+    return finding.author is not None and bytes.fromhex(finding.author) in authors
 
 
 def _find_logs(
@@ -316,7 +316,9 @@ def audit_bundle(
             checker.feed(Row(first, seq))
             for other in others:
                 if other != first:
-                    report.findings.append(_evidence_finding(author, seq, other, [_entry(first)]))
+                    report.findings.append(
+                        _evidence_finding(author, seq, other, [decode_entry(first)])
+                    )
         progress.advance(checker.result.count)
         _finish_log(report, author, [checker.result], None, full)
     report.logs = len(copies)
@@ -326,16 +328,11 @@ def audit_bundle(
     return report
 
 
-def _entry(raw: bytes) -> Entry:
-    return decode_entry(raw)
-
-
 def _read_copies(
     path: Path, report: AuditReport
 ) -> tuple[dict[bytes, dict[int, list[bytes]]], Finding | None]:
     """author -> seq -> the copies of that entry in the bundle, in file order."""
     copies: dict[bytes, dict[int, list[bytes]]] = defaultdict(lambda: defaultdict(list))
-    index = 0
     try:
         for index, raw in enumerate(read_bundle(path), start=1):
             try:
@@ -346,9 +343,9 @@ def _read_copies(
                 )
                 continue
             copies[entry.author][entry.seq].append(raw)
+    except NotABundleError:
+        raise
     except BundleError as error:
-        if index == 0 and "magic" in str(error):
-            raise
         return copies, Finding(None, None, "bundle-damaged", str(error))
     return copies, None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from bzzz.domain.limits import MAX_ENTRY_BYTES
-from bzzz.errors import BundleError
+from bzzz.errors import BundleError, NotABundleError
 
 MAGIC = b"BZZZBUNDLE\x00\x01"
 _LENGTH = struct.Struct(">I")
@@ -43,7 +43,9 @@ def write_bundle(path: Path, raws: Iterable[bytes]) -> int:
 
 def _frames(handle: BinaryIO, path: Path) -> Iterator[bytes]:
     if handle.read(len(MAGIC)) != MAGIC:
-        raise BundleError(f"{path} is not a BZZZ bundle (it does not start with the bundle magic)")
+        raise NotABundleError(
+            f"{path} is not a BZZZ bundle (it does not start with the bundle magic)"
+        )
     index = 0
     while True:
         header = handle.read(_LENGTH.size)
@@ -70,9 +72,9 @@ def read_bundle(path: Path) -> Iterator[bytes]:
         with open(path, "rb") as handle:
             yield from _frames(handle, path)
     except FileNotFoundError:
-        raise BundleError(f"no such bundle: {path}") from None
+        raise NotABundleError(f"no such bundle: {path}") from None
     except IsADirectoryError:
-        raise BundleError(f"{path} is a folder, not a bundle") from None
+        raise NotABundleError(f"{path} is a folder, not a bundle") from None
     except OSError as exc:
         raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from None
 
