@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
+from bzzz.audit.reader import read_streams, scan
 from bzzz.domain.entry import create_entry, decode_entry, signing_bytes_of
 from bzzz.domain.identity import Ed25519Signer, verify_signature
 from bzzz.domain.payload import encode_payload
@@ -155,9 +156,9 @@ def baseline_loop(path: Path) -> dict[str, float]:
     """SHA-256 + Ed25519 verify of every entry, one core; only the loop is timed."""
     store = EventStore(resolve_store_url(f"sqlite:///{path}"), create=False)
     count, spent = 0, 0.0
-    for originator, _rows, _lo, highest in store.streams():
+    for originator, _rows, highest in read_streams(store)[0]:
         for start in range(0, highest, 50_000):
-            page = [raw for _s, _k, raw, _p in store.scan(originator, start, start + 50_000)]
+            page = [raw for _s, _k, raw, _p in scan(store, originator, start, start + 50_000)]
             author = decode_entry(page[0]).author
             started = time.perf_counter()
             for raw in page:

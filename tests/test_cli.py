@@ -294,3 +294,24 @@ def test_append_batch_is_validated_whole_then_atomic(bzzz, home: Path, tmp_path:
     assert result.code == 2 and "line 31" in result.err
     assert len(bzzz("log", "show", *h, "--json").lines()) == 30
     assert bzzz("log", "append", *h).code == 2
+
+
+def test_a_damaged_store_is_one_clear_line_pointing_at_audit(bzzz, home: Path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    h = ("--home", str(home))
+    bzzz("log", "append", *h, "-k", "task.note")
+    conn = sqlite3.connect(home / "store.db")
+    conn.execute("UPDATE bzzz_heads SET seq = 'zz'")
+    conn.execute("UPDATE bzzz_entries SET originator_version = 'x'")
+    conn.commit()
+    conn.close()
+    for args in (
+        ("log", "show"),
+        ("log", "append", "-k", "task.note"),
+        ("log", "export", "/tmp/x"),
+    ):
+        result = bzzz(*args, *h)
+        assert result.code == 2 and "damaged" in result.err and "bzzz audit" in result.err
+        assert "Traceback" not in result.err
+    assert bzzz("audit", *h).code == 1

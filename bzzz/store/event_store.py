@@ -14,10 +14,9 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from uuid import UUID
 
 import sqlalchemy.exc
 from eventsourcing.persistence import IntegrityError as EsIntegrityError
@@ -279,49 +278,15 @@ class EventStore:
             query = query.where(e.originator_id == originator_of(author))
         return query
 
-    def streams(self) -> list[tuple[UUID, int, int, int]]:
-        """Every stream in the events table: (originator, rows, lowest seq, highest seq).
-        Independent of the heads table, so the audit sees streams it does not mention."""
-        e = self._events.c
-        query = select(
-            e.originator_id,
-            func.count(),
-            func.min(e.originator_version),
-            func.max(e.originator_version),
-        ).group_by(e.originator_id)
-        with self.engine.connect() as conn:
-            return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in conn.execute(query)]
-
-    def scan(
-        self, originator: UUID, after: int, upto: int, page: int = 5000
-    ) -> Iterator[tuple[int, str, bytes, int]]:
-        """(seq, kind, raw, position) of one stream with seq in (after, upto], streamed in
-        pages so a large log never sits in memory."""
-        e = self._events.c
-        base = (
-            select(e.originator_version, e.topic, e.state, e.id)
-            .where(e.originator_id == originator)
-            .order_by(e.originator_version)
-        )
-        with self.engine.connect() as conn:
-            while after < upto:
-                rows = conn.execute(
-                    base.where(e.originator_version > after, e.originator_version <= upto).limit(
-                        page
-                    )
-                ).all()
-                if not rows:
-                    return
-                for version, topic, state, position in rows:
-                    yield version, topic, bytes(state), position
-                after = rows[-1][0]
-
     def forks(self) -> list[tuple[bytes, int, bytes]]:
         """Fork evidence: (author, seq, raw entry) for every conflicting entry held."""
         f = tables.forks.c
         with self.engine.connect() as conn:
             rows = conn.execute(select(f.author, f.seq, f.raw).order_by(f.id)).all()
-        return [(bytes(a), int(s), bytes(r)) for a, s, r in rows]
+        try:
+            return [(_as_bytes(a), _as_int(s), _as_bytes(r)) for a, s, r in rows]
+        except TypeError as exc:
+            raise _damaged(f"fork evidence: {exc}") from None
 
     # Writes
 
@@ -649,15 +614,37 @@ def _record_fork(session: Session, entry: Entry) -> None:
         )
 
 
+def _damaged(what: str) -> StoreError:
+    return StoreError(f"the store is damaged ({what}); run `bzzz audit` to see where")
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes | memoryview):
+        return bytes(value)
+    raise TypeError(f"expected bytes, found {type(value).__name__}")
+
+
+def _as_int(value: Any) -> int:
+    if type(value) is not int:
+        raise TypeError(f"expected a whole number, found {type(value).__name__}")
+    return value
+
+
 def _stored_head(row: Any) -> StoredHead:
-    return StoredHead(
-        bytes(row.author),
-        int(row.seq),
-        bytes(row.hash),
-        int(row.lamport),
-        None if row.forked_seq is None else int(row.forked_seq),
-    )
+    try:
+        return StoredHead(
+            _as_bytes(row.author),
+            _as_int(row.seq),
+            _as_bytes(row.hash),
+            _as_int(row.lamport),
+            None if row.forked_seq is None else _as_int(row.forked_seq),
+        )
+    except (TypeError, ValueError) as exc:
+        raise _damaged(f"a recorded head: {exc}") from None
 
 
 def _stored_entry(row: Any) -> StoredEntry:
-    return StoredEntry(int(row[0]), int(row[1]), str(row[2]), bytes(row[3]))
+    try:
+        return StoredEntry(_as_int(row[0]), _as_int(row[1]), str(row[2]), _as_bytes(row[3]))
+    except (TypeError, ValueError) as exc:
+        raise _damaged(f"the entry at position {row[0]!r}: {exc}") from None
