@@ -208,3 +208,26 @@ def test_a_truncated_bundle_is_a_finding_not_a_crash(tmp_path: Path, alice) -> N
     report = audit_bundle(path)
     assert (None, "bundle-damaged") in _found(report)
     assert (3, "missing") not in _found(report)  # the audit says what it could read
+
+
+@pytest.mark.postgres
+def test_parallel_audit_and_against_on_postgres(
+    postgres_url: str,
+    alice,
+    bob,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    url = resolve_store_url(postgres_url)
+    with EventStore(url) as store:
+        _fill(store, alice, bob, n=200)
+        tamper.flip_byte(store, bob.public_key, 77, index=-9)
+    monkeypatch.setattr(audit_runner, "CHUNK_ENTRIES", 50)
+    monkeypatch.setattr(audit_runner, "PARALLEL_FROM", 0)
+    report = audit_store(url, workers=2)
+    assert _found(report) == {(77, "bad-signature")} and report.entries == 400
+    bundle = tmp_path / "ref.bundle"
+    write_bundle(bundle, (e.raw for e in build_chain(alice, 201)))
+    with EventStore(url) as store:
+        compare_against(report, store_reference(store), bundle_reference(bundle))
+    assert (201, "cut-short") in _found(report, alice.public_key)

@@ -315,3 +315,24 @@ def test_a_damaged_store_is_one_clear_line_pointing_at_audit(bzzz, home: Path) -
         assert result.code == 2 and "damaged" in result.err and "bzzz audit" in result.err
         assert "Traceback" not in result.err
     assert bzzz("audit", *h).code == 1
+
+
+@pytest.mark.postgres
+def test_a_node_on_postgres_end_to_end(bzzz, tmp_path: Path, postgres_url: str) -> None:  # type: ignore[no-untyped-def]
+    where = tmp_path / "pg-node"
+    assert bzzz("init", "--home", str(where), "--store-url", postgres_url).code == 0
+    h = ("--home", str(where))
+    for i in range(4):
+        assert bzzz("log", "append", *h, "-k", "task.note", "-d", json.dumps({"i": i})).code == 0
+    assert [e["seq"] for e in bzzz("log", "show", *h, "--json").lines()] == [1, 2, 3, 4]
+    store_url = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    audited = bzzz("audit", "--store", store_url, "--full", "--json")
+    assert audited.code == 0 and audited.json()["entries"] == 4
+    assert bzzz("audit", *h, "--against", str(where)).code == 0
+
+
+def test_init_with_an_unreachable_store_leaves_no_home(bzzz, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    where = tmp_path / "never"
+    result = bzzz("init", "--home", str(where), "--store-url", "postgresql://nobody@127.0.0.1:1/x")
+    assert result.code == 2 and "cannot open store" in result.err
+    assert not where.exists()
