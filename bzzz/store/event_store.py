@@ -15,7 +15,6 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import sqlalchemy.exc
@@ -23,15 +22,25 @@ from eventsourcing.persistence import IntegrityError as EsIntegrityError
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyProcessRecorder
-from sqlalchemy import Engine, bindparam, event, func, insert, inspect, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, event, func, insert, inspect, select
 
-from bzzz.domain.chain import Head, check_run, conflicts, valid_prefix
+from bzzz.domain.chain import Head
 from bzzz.domain.entry import Entry, create_entry, decode_entry
 from bzzz.domain.identity import Signer
 from bzzz.errors import ConflictError, EntryError, StoreError, one_line
 from bzzz.store import tables
 from bzzz.store.ddl import ensure_tables
+from bzzz.store.head_writes import mark_forked, move_head, record_fork
+from bzzz.store.ingest import IngestReport, Refusal, plan_ingest
+from bzzz.store.records import (
+    StoredEntry,
+    StoredHead,
+    as_bytes,
+    as_int,
+    damaged,
+    stored_entry,
+    stored_head,
+)
 from bzzz.store.tables import EVENTS_TABLE, TRACKING_TABLE, originator_of
 from bzzz.store.urls import StoreUrl
 
@@ -54,58 +63,6 @@ def _retrying(attempt: Callable[[], T], what: str) -> T:
                 ) from None
             time.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 0.25)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredHead:
-    author: bytes
-    seq: int
-    hash: bytes
-    lamport: int
-    forked_seq: int | None
-
-    @property
-    def head(self) -> Head:
-        return Head(self.author, self.seq, self.hash, self.lamport)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEntry:
-    """An entry as stored: its arrival position and the exact bytes."""
-
-    position: int
-    seq: int
-    kind: str
-    raw: bytes
-
-    def decode(self) -> Entry:
-        return decode_entry(self.raw)
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    author: bytes | None
-    seq: int | None
-    code: str
-    reason: str
-
-
-@dataclass
-class IngestReport:
-    accepted: list[Entry] = field(default_factory=list)
-    duplicates: int = 0
-    forks: list[Entry] = field(default_factory=list)
-    refused: list[Refusal] = field(default_factory=list)
-
-
-@dataclass
-class _Plan:
-    """What one ingest attempt will write."""
-
-    entries: list[Entry] = field(default_factory=list)
-    heads: dict[bytes, tuple[StoredHead | None, Head]] = field(default_factory=dict)
-    forks: list[tuple[Entry, int]] = field(default_factory=list)
-    report: IngestReport = field(default_factory=IngestReport)
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -142,6 +99,9 @@ class EventStore:
                     ],
                 )
                 self._stamp_schema()
+                # eventsourcing switches SQLite to WAL lazily, in the first write
+                # transaction; concurrent first writers then fail with "database is locked".
+                self.datastore.init_sqlite_wal_mode()
             elif not inspect(engine).has_table(EVENTS_TABLE):
                 raise StoreError(f"no BZZZ store at {store_url.display()}")
             self._check_schema()
@@ -206,12 +166,12 @@ class EventStore:
     def heads(self) -> dict[bytes, StoredHead]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(tables.heads)).all()
-        return {bytes(r.author): _stored_head(r) for r in rows}
+        return {bytes(r.author): stored_head(r) for r in rows}
 
     def head(self, author: bytes) -> StoredHead | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(tables.heads).where(tables.heads.c.author == author)).first()
-        return None if row is None else _stored_head(row)
+        return None if row is None else stored_head(row)
 
     def max_lamport(self) -> int:
         with self.engine.connect() as conn:
@@ -240,7 +200,7 @@ class EventStore:
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [_stored_entry(r) for r in conn.execute(query)]
+            return [stored_entry(r) for r in conn.execute(query)]
 
     def entry_at(self, author: bytes, seq: int) -> Entry | None:
         found = self.entries(author, after=seq - 1, upto=seq)
@@ -257,7 +217,7 @@ class EventStore:
         """Entries in local arrival order, after position `after`."""
         query = self._arrival_query(kinds, author).where(self._events.c.id > after)
         with self.engine.connect() as conn:
-            return [_stored_entry(r) for r in conn.execute(query.limit(limit))]
+            return [stored_entry(r) for r in conn.execute(query.limit(limit))]
 
     def latest(
         self, limit: int, *, kinds: Sequence[str] = (), author: bytes | None = None
@@ -265,7 +225,7 @@ class EventStore:
         """The `limit` most recent arrivals, oldest first."""
         query = self._arrival_query(kinds, author).order_by(None).order_by(self._events.c.id.desc())
         with self.engine.connect() as conn:
-            rows = [_stored_entry(r) for r in conn.execute(query.limit(limit))]
+            rows = [stored_entry(r) for r in conn.execute(query.limit(limit))]
         rows.reverse()
         return rows
 
@@ -284,9 +244,9 @@ class EventStore:
         with self.engine.connect() as conn:
             rows = conn.execute(select(f.author, f.seq, f.raw).order_by(f.id)).all()
         try:
-            return [(_as_bytes(a), _as_int(s), _as_bytes(r)) for a, s, r in rows]
+            return [(as_bytes(a), as_int(s), as_bytes(r)) for a, s, r in rows]
         except TypeError as exc:
-            raise _damaged(f"fork evidence: {exc}") from None
+            raise damaged(f"fork evidence: {exc}") from None
 
     # Writes
 
@@ -340,11 +300,7 @@ class EventStore:
         return _retrying(attempt, "append")
 
     def ingest(self, raws: Iterable[bytes]) -> IngestReport:
-        """Verify and store entries from elsewhere; report what was refused and why.
-
-        Per author, entries are taken in seq order; each contiguous run is trusted on one
-        signature (its last), and only a failing run is checked entry by entry.
-        """
+        """Verify and store entries from elsewhere; report what was refused and why."""
         decoded: list[Entry] = []
         early_refusals: list[Refusal] = []
         for raw in raws:
@@ -359,7 +315,7 @@ class EventStore:
             entries.sort(key=lambda e: e.seq)
 
         def attempt() -> IngestReport:
-            plan = self._plan_ingest(by_author)
+            plan = plan_ingest(by_author, self.heads(), self._held)
             self._write(plan.entries, plan.heads, plan.forks)
             return plan.report
 
@@ -371,134 +327,8 @@ class EventStore:
                 self._own.pop(entry.author, None)
         return report
 
-    def _plan_ingest(self, by_author: dict[bytes, list[Entry]]) -> _Plan:
-        plan = _Plan()
-        known = self.heads()
-        for author, entries in by_author.items():
-            self._plan_author(plan, known.get(author), author, entries)
-        return plan
-
-    def _plan_author(
-        self, plan: _Plan, stored: StoredHead | None, author: bytes, entries: list[Entry]
-    ) -> None:
-        report = plan.report
-        if stored is not None and stored.forked_seq is not None:
-            report.refused.extend(_frozen(author, e.seq, stored.forked_seq) for e in entries)
-            return
-        head = stored.head if stored else None
-        head_seq = head.seq if head else 0
-        old = [e for e in entries if e.seq <= head_seq]
-        evidence = self._check_known(plan, author, old)
-        run: list[Entry] = []
-        rivals: list[Entry] = []
-        seen: dict[int, bytes] = {}
-        for entry in (e for e in entries if e.seq > head_seq):
-            if entry.seq not in seen:
-                seen[entry.seq] = entry.hash
-                run.append(entry)
-            elif seen[entry.seq] == entry.hash:
-                report.duplicates += 1
-            else:
-                rivals.append(entry)
-        if evidence is not None:
-            report.refused.extend(_frozen(author, e.seq, evidence) for e in run + rivals)
-            return
-        accepted = self._accept_run(plan, head, run, author)
-        by_seq = {e.seq: e for e in accepted}
-        for rival in rivals:
-            ours = by_seq.get(rival.seq)
-            if ours is not None and self._is_evidence(ours, rival, report):
-                plan.forks.append((rival, rival.seq))
-            elif ours is None:
-                report.refused.append(
-                    Refusal(
-                        author,
-                        rival.seq,
-                        "after-refused",
-                        f"seq {rival.seq} follows a refused entry",
-                    )
-                )
-        if accepted:
-            plan.entries.extend(accepted)
-            plan.heads[author] = (stored, Head.of(accepted[-1]))
-
-    def _check_known(self, plan: _Plan, author: bytes, old: list[Entry]) -> int | None:
-        """Sort entries at seqs we already hold into duplicates and fork evidence; the
-        lowest forked seq, if any."""
-        if not old:
-            return None
-        report = plan.report
-        forked: int | None = None
-        held = self.entries(author, after=old[0].seq - 1, upto=old[-1].seq)
-        ours = {s.seq: s for s in held}
-        for entry in old:
-            mine = ours.get(entry.seq)
-            try:
-                decoded = mine.decode() if mine is not None else None
-            except EntryError:
-                decoded = None
-            if decoded is None:
-                report.refused.append(
-                    Refusal(
-                        author,
-                        entry.seq,
-                        "store-damaged",
-                        f"seq {entry.seq}: the stored copy is missing or damaged; run `bzzz audit`",
-                    )
-                )
-            elif decoded.hash == entry.hash:
-                report.duplicates += 1
-            elif self._is_evidence(decoded, entry, report):
-                plan.forks.append((entry, entry.seq))
-                forked = entry.seq if forked is None else min(forked, entry.seq)
-        return forked
-
-    def _is_evidence(self, ours: Entry, theirs: Entry, report: IngestReport) -> bool:
-        """Whether `theirs` proves a fork against `ours`; refuses it when unsigned."""
-        if not theirs.signature_ok():
-            report.refused.append(
-                Refusal(
-                    theirs.author,
-                    theirs.seq,
-                    "bad-signature",
-                    f"seq {theirs.seq}: signature does not verify",
-                )
-            )
-            return False
-        if conflicts(ours, theirs):
-            report.forks.append(theirs)
-            return True
-        return False
-
-    def _accept_run(
-        self, plan: _Plan, head: Head | None, run: list[Entry], author: bytes
-    ) -> list[Entry]:
-        report = plan.report
-        if not run:
-            return []
-        try:
-            check_run(head, run)
-        except EntryError:
-            pass
-        else:
-            report.accepted.extend(run)
-            return run
-        good, error = valid_prefix(head, run)
-        assert error is not None
-        accepted, rejected = run[:good], run[good:]
-        report.accepted.extend(accepted)
-        first = rejected[0]
-        if error.code == "broken-link" and first.signature_ok():
-            # A validly signed entry that names another predecessor: proof of a fork.
-            plan.forks.append((first, first.seq - 1))
-            report.forks.append(first)
-        else:
-            report.refused.append(Refusal(author, first.seq, error.code, str(error)))
-        report.refused.extend(
-            Refusal(author, e.seq, "after-refused", f"seq {e.seq} follows a refused entry")
-            for e in rejected[1:]
-        )
-        return accepted
+    def _held(self, author: bytes, after: int, upto: int) -> list[StoredEntry]:
+        return self.entries(author, after=after, upto=upto)
 
     def _write(
         self,
@@ -521,130 +351,12 @@ class EventStore:
                 for entry, seq in fork_evidence:
                     forked_at[entry.author] = min(seq, forked_at.get(entry.author, seq))
                 for author, (before, after) in heads.items():
-                    _move_head(session, before, after, forked_at.pop(author, None), clock)
+                    move_head(session, before, after, forked_at.pop(author, None), clock)
                 for author, seq in forked_at.items():
-                    _mark_forked(session, author, seq)
+                    mark_forked(session, author, seq)
                 for entry, _ in fork_evidence:
-                    _record_fork(session, entry)
+                    record_fork(session, entry)
         except (sqlalchemy.exc.IntegrityError, EsIntegrityError) as exc:
             raise ConflictError(str(exc)) from None
         except (sqlalchemy.exc.SQLAlchemyError, PersistenceError) as exc:
             raise StoreError(f"could not write to {self.url.display()}: {one_line(exc)}") from None
-
-
-_h = tables.heads.c
-_MOVE_HEAD = (
-    update(tables.heads)
-    .where(_h.author == bindparam("b_author"), _h.seq == bindparam("b_seq"))
-    .where(_h.hash == bindparam("b_hash"))
-    .values(seq=bindparam("a_seq"), hash=bindparam("a_hash"), lamport=bindparam("a_lamport"))
-)
-# Own appends also require the log not to be forked and no log to have reached the clock
-# the new entries start from, all in the one statement that moves the head.
-_MOVE_OWN_HEAD = _MOVE_HEAD.where(
-    _h.forked_seq.is_(None),
-    select(func.coalesce(func.max(_h.lamport), 0)).scalar_subquery() < bindparam("clock"),
-)
-_NEW_HEAD = insert(tables.heads).values(
-    author=bindparam("a_author"),
-    seq=bindparam("a_seq"),
-    hash=bindparam("a_hash"),
-    lamport=bindparam("a_lamport"),
-    forked_seq=bindparam("forked_seq"),
-)
-_HIGHEST_CLOCK = select(func.max(_h.lamport))
-
-
-def _move_head(
-    session: Session,
-    before: StoredHead | None,
-    after: Head,
-    forked_seq: int | None,
-    clock: int | None = None,
-) -> None:
-    """Move a head from `before` to `after`, or raise ConflictError if it is not where
-    the writer thought (another writer, a fork found meanwhile, a newer clock). The
-    statements are built once: building them per call cost more than running them."""
-    conn = session.connection()
-    moved = {"a_seq": after.seq, "a_hash": after.hash, "a_lamport": after.lamport}
-    if before is None:
-        if clock is not None:
-            highest = conn.execute(_HIGHEST_CLOCK).scalar()
-            if highest is not None and highest >= clock:
-                raise ConflictError("a log with a later lamport arrived")
-        conn.execute(_NEW_HEAD, {**moved, "a_author": after.author, "forked_seq": forked_seq})
-        return
-    params = {**moved, "b_author": after.author, "b_seq": before.seq, "b_hash": before.hash}
-    if clock is not None:
-        result = conn.execute(_MOVE_OWN_HEAD, {**params, "clock": clock})
-    else:
-        result = conn.execute(_MOVE_HEAD, params)
-    if result.rowcount != 1:
-        raise ConflictError("head moved")
-    if forked_seq is not None:
-        _mark_forked(session, after.author, forked_seq)
-
-
-def _frozen(author: bytes, seq: int, forked_seq: int) -> Refusal:
-    return Refusal(
-        author,
-        seq,
-        "frozen",
-        f"author forked at seq {forked_seq}; its entries are no longer accepted",
-    )
-
-
-def _mark_forked(session: Session, author: bytes, seq: int) -> None:
-    h = tables.heads.c
-    session.execute(
-        update(tables.heads)
-        .where(h.author == author, (h.forked_seq.is_(None)) | (h.forked_seq > seq))
-        .values(forked_seq=seq)
-    )
-
-
-def _record_fork(session: Session, entry: Entry) -> None:
-    f = tables.forks.c
-    exists = session.execute(select(f.id).where(f.hash == entry.hash)).first()
-    if exists is None:
-        session.execute(
-            insert(tables.forks).values(
-                author=entry.author, seq=entry.seq, hash=entry.hash, raw=entry.raw
-            )
-        )
-
-
-def _damaged(what: str) -> StoreError:
-    return StoreError(f"the store is damaged ({what}); run `bzzz audit` to see where")
-
-
-def _as_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes | memoryview):
-        return bytes(value)
-    raise TypeError(f"expected bytes, found {type(value).__name__}")
-
-
-def _as_int(value: Any) -> int:
-    if type(value) is not int:
-        raise TypeError(f"expected a whole number, found {type(value).__name__}")
-    return value
-
-
-def _stored_head(row: Any) -> StoredHead:
-    try:
-        return StoredHead(
-            _as_bytes(row.author),
-            _as_int(row.seq),
-            _as_bytes(row.hash),
-            _as_int(row.lamport),
-            None if row.forked_seq is None else _as_int(row.forked_seq),
-        )
-    except (TypeError, ValueError) as exc:
-        raise _damaged(f"a recorded head: {exc}") from None
-
-
-def _stored_entry(row: Any) -> StoredEntry:
-    try:
-        return StoredEntry(_as_int(row[0]), _as_int(row[1]), str(row[2]), _as_bytes(row[3]))
-    except (TypeError, ValueError) as exc:
-        raise _damaged(f"the entry at position {row[0]!r}: {exc}") from None
