@@ -39,6 +39,14 @@ class ConflictError(StoreError):
     """Another writer changed a log between our read and our write; retrying is safe."""
 
 
+class ProtocolError(BzzzError):
+    """A peer sent something the mesh protocol does not allow; `code` is a stable slug."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class BundleError(UsageError):
     """A bundle file is unreadable or damaged."""
 

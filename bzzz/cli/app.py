@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from bzzz.cli import audit_cmd, identity_cmds, log_cmds, projection_cmds
+from bzzz.cli import agent_cmds, audit_cmd, identity_cmds, log_cmds, member_cmds, projection_cmds
 from bzzz.cli.render import err
 from bzzz.errors import BzzzError
 
@@ -26,6 +26,11 @@ app.command("id")(identity_cmds.show_id)
 app.add_typer(log_cmds.app, name="log")
 app.command("audit")(audit_cmd.audit)
 app.add_typer(projection_cmds.app, name="projections")
+app.command("agent")(agent_cmds.agent)
+app.command("status")(agent_cmds.status)
+app.command("invite")(member_cmds.invite)
+app.command("join")(member_cmds.join)
+app.add_typer(member_cmds.app, name="member")
 
 
 def main() -> None:

@@ -32,12 +32,26 @@ def init(
         str | None,
         typer.Option("--store-url", help="Store URL (default: SQLite file in the home)."),
     ] = None,
+    new_cluster: Annotated[
+        str | None,
+        typer.Option("--new-cluster", help="Found a new cluster with this name."),
+    ] = None,
+    listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT the agent listens on (mesh.listen).")
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Create a node home: an agent key, an age identity, config.yaml and the store."""
     where = resolve_home(home)
     node_name = name or socket.gethostname().split(".")[0] or "node"
-    with init_node(where, name=node_name, role=role, store_url=store_url) as node:
+    with init_node(
+        where,
+        name=node_name,
+        role=role,
+        store_url=store_url,
+        cluster=new_cluster,
+        listen=listen,
+    ) as node:
         info = _id_json(node.identity, node.config.name, node.config.role)
         if json_:
             print_json({**info, "home": str(where)})

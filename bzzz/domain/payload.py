@@ -1,7 +1,8 @@
 """Entry bodies: the canonical CBOR of a payload map.
 
-Payloads come from people (JSON on the command line) and from peers (any CBOR), so
-encoding validates strictly and decoding for display never fails.
+Payloads come from people (JSON on the command line), from BZZZ itself (which also puts
+keys and hashes in as bytes) and from peers (any CBOR), so encoding validates strictly
+and decoding for display never fails.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _INT_RANGE = 2**64
 def _check(value: Any, path: str, depth: int) -> None:
     if depth > MAX_PAYLOAD_DEPTH:
         raise EntryError("bad-body", f"{path}: nested deeper than {MAX_PAYLOAD_DEPTH} levels")
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool | str | bytes):
         return
     if isinstance(value, int):
         if not -_INT_RANGE < value < _INT_RANGE:

@@ -35,11 +35,56 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 hosts in brackets) into its parts; ValueError says what is wrong."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7420)")
+    return host, int(port)
+
+
+class MeshConfig(_Section):
+    cluster: str | None = None
+    listen: str = "0.0.0.0:7420"
+    peers: list[str] = Field(default_factory=list)
+    mdns: bool = True
+    heartbeat_s: float = Field(default=1.0, gt=0, le=60)
+    availability_s: float = Field(default=30.0, gt=0, le=3600)
+    # A peer is down when no heartbeat came for this many heartbeat intervals.
+    missed_heartbeats: int = Field(default=3, ge=2, le=100)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_address(value)
+        return value
+
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _peers(cls, value: object) -> object:
+        if isinstance(value, str):  # from BZZZ_MESH_PEERS: comma-separated
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, str):
+                    parse_address(item)
+        return value
+
+
+class AgentConfig(_Section):
+    capabilities: list[str] = Field(default_factory=list)
+    models: list[str] = Field(default_factory=list)
+    max_tasks: int = Field(default=1, ge=0, le=1000)
+
+
 class NodeConfig(_Section):
     name: str
     role: str = "developer"
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
+    mesh: MeshConfig = MeshConfig()
+    agent: AgentConfig = AgentConfig()
 
     @field_validator("name")
     @classmethod

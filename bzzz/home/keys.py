@@ -34,6 +34,14 @@ class Identity:
     def age_recipient(self) -> str:
         return str(self.age_identity.to_public())
 
+    def ssh_private_pem(self) -> bytes:
+        """The agent key in OpenSSH format, as the SSH transport loads it."""
+        return Ed25519PrivateKey.from_private_bytes(self.signer.seed).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+
     def ssh_public_key(self) -> str:
         key = Ed25519PrivateKey.from_private_bytes(self.signer.seed).public_key()
         return key.public_bytes(

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bzzz.domain.membership import FOUNDED, founded_body
+from bzzz.domain.payload import encode_payload
 from bzzz.errors import ConfigError
 from bzzz.home.config import CONFIG_FILE, NodeConfig, load_config, validate_config, write_config
 from bzzz.home.keys import Identity, create_identity, identity_exists, load_identity
@@ -39,14 +41,26 @@ def store_url_of(home: Path, config: NodeConfig) -> StoreUrl:
     return resolve_store_url(config.store.url, base=home)
 
 
-def init_node(home: Path, *, name: str, role: str, store_url: str | None = None) -> Node:
+def init_node(
+    home: Path,
+    *,
+    name: str,
+    role: str,
+    store_url: str | None = None,
+    cluster: str | None = None,
+    listen: str | None = None,
+) -> Node:
     """Create a node home: keys (0600), config.yaml and the store. Refuses to replace an
-    existing identity; leaves nothing half-made when the config is invalid."""
+    existing identity; leaves nothing half-made when the config is invalid. With
+    `cluster`, this node founds it: the first entry of its log says so."""
     if identity_exists(home) or (home / CONFIG_FILE).exists():
         raise ConfigError(f"{home} is already a node home; refusing to overwrite its identity")
     raw = {"name": name, "role": role}
     if store_url is not None:
         raw["store"] = {"url": store_url}  # type: ignore[assignment]
+    mesh = {k: v for k, v in (("cluster", cluster), ("listen", listen)) if v is not None}
+    if mesh:
+        raw["mesh"] = mesh  # type: ignore[assignment]
     config = validate_config(raw, "bzzz init")
     url = store_url_of(home, config)
     created = not home.exists()
@@ -59,6 +73,9 @@ def init_node(home: Path, *, name: str, role: str, store_url: str | None = None)
         raise
     identity = create_identity(home)
     write_config(home, config)
+    if cluster is not None:
+        body = encode_payload(founded_body(cluster, name, role))
+        store.append(identity.signer, FOUNDED, body, now_ms())
     return Node(home, config, identity, store)
 
 

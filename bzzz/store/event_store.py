@@ -263,6 +263,7 @@ class EventStore:
 
         def attempt() -> list[Entry]:
             cached = self._own.get(author)
+            current: StoredHead | None
             if cached is not None:
                 current, lamport = cached
             else:

@@ -1,0 +1,90 @@
+"""`bzzz agent` (the daemon) and `bzzz status`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+import typer
+
+from bzzz.cli.options import HomeOption, JsonOption
+from bzzz.cli.render import iso_ms, out, print_json
+from bzzz.home.keys import load_identity
+from bzzz.home.location import resolve_home
+from bzzz.runtime.agent import run_agent
+from bzzz.runtime.control import ask
+from bzzz.runtime.logs import setup_logging
+from bzzz.runtime.node import open_config, open_home_store
+
+
+def agent(
+    home: HomeOption = None,
+    listen: Annotated[
+        str | None, typer.Option(help="HOST:PORT to accept peers on (default: mesh.listen).")
+    ] = None,
+    peer: Annotated[
+        list[str] | None, typer.Option("--peer", help="HOST:PORT of a peer to dial; repeatable.")
+    ] = None,
+    no_mdns: Annotated[
+        bool, typer.Option("--no-mdns", help="Neither announce nor browse.")
+    ] = False,
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
+) -> None:
+    """Run this node in the mesh until SIGINT or SIGTERM."""
+    where = resolve_home(home)
+    config = open_config(where)
+    setup_logging(config.log.level, log_json)
+    asyncio.run(run_agent(where, listen=listen, peers=peer or [], mdns=False if no_mdns else None))
+
+
+def status(home: HomeOption = None, json_: JsonOption = False) -> None:
+    """This node and its peers, from the running agent (or the store when it is not running)."""
+    where = resolve_home(home)
+    answer = ask(where, {"op": "status"})
+    if answer is not None and answer.get("ok"):
+        data: dict[str, Any] = {"running": True, **answer["status"]}
+    else:
+        config = open_config(where)
+        with open_home_store(where) as store:
+            heads = {a.hex(): h.seq for a, h in store.heads().items()}
+            entries = store.count()
+        data = {
+            "running": False,
+            "agent_id": load_identity(where).public_key.hex(),
+            "name": config.name,
+            "role": config.role,
+            "cluster": config.mesh.cluster,
+            "listen": None,
+            "store": {"url": store.url.display(), "entries": entries, "logs": len(heads)},
+            "heads": heads,
+            "peers": [],
+        }
+    if json_:
+        print_json(data)
+        return
+    _render(data)
+
+
+def _render(data: dict[str, Any]) -> None:
+    state = "[green]running[/green]" if data["running"] else "[yellow]not running[/yellow]"
+    out.print(f"[bold]{data['name']}[/bold] {data['agent_id']}  {state}")
+    out.print(f"  role {data['role']}  cluster {data.get('cluster')}  listen {data['listen']}")
+    store = data["store"]
+    out.print(f"  store {store['url']}: {store['entries']} entries in {store['logs']} logs")
+    now = time.time() * 1000
+    for peer in data["peers"]:
+        ident = (peer.get("agent_id") or "?")[:12]
+        if peer["connected"]:
+            heard = (now - peer["last_heard"]) / 1000
+            out.print(
+                f"  [green]●[/green] {peer.get('name') or '?'} {ident} {peer['address']} "
+                f"heard {heard:.1f}s ago, we lack {peer['we_lack']}, they lack {peer['they_lack']}"
+            )
+        else:
+            error = peer.get("last_error") or "connecting"
+            out.print(f"  [red]○[/red] {ident} {peer['address']} down: {error}")
+    if data["running"] and not data["peers"]:
+        out.print("  no peers yet")
+    if not data["running"]:
+        out.print(f"  (start the agent with `bzzz agent`; checked at {iso_ms(int(now))})")

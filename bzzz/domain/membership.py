@@ -1,0 +1,189 @@
+"""Who belongs to the cluster, decided from log entries alone.
+
+Membership is a fold over the membership entries of every log a node holds, taken in
+Lamport order (ties by author): the same entries give the same members on every node.
+An act counts only if its author was a member when it acted. Entries that break a rule
+are ignored, and `Membership.ignored` says why, for `bzzz member list` and the audit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
+
+FOUNDED = "cluster.founded"
+INVITED = "member.invited"
+ADMITTED = "member.admitted"
+REMOVED = "member.removed"
+KINDS = (FOUNDED, INVITED, ADMITTED, REMOVED)
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipAct:
+    """One membership entry, reduced to what the rules need."""
+
+    author: bytes
+    seq: int
+    lamport: int
+    ts: int
+    kind: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    agent_id: bytes
+    role: str
+    name: str
+    admitted_by: bytes | None
+    since_lamport: int
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    inviter: bytes
+    role: str
+    expires_ms: int
+
+
+@dataclass
+class Membership:
+    cluster: str | None = None
+    founder: bytes | None = None
+    members: dict[bytes, Member] = field(default_factory=dict)
+    removed: dict[bytes, Member] = field(default_factory=dict)
+    invites: dict[bytes, Invite] = field(default_factory=dict)
+    used_invites: set[bytes] = field(default_factory=set)
+    ignored: list[tuple[MembershipAct, str]] = field(default_factory=list)
+
+    def is_member(self, agent_id: bytes) -> bool:
+        return agent_id in self.members
+
+    def open_invite(self, secret_hash: bytes, inviter: bytes, now_ms: int) -> Invite | None:
+        """The invite with this secret hash if `inviter` issued it and it can still be used."""
+        invite = self.invites.get(secret_hash)
+        if invite is None or invite.inviter != inviter or secret_hash in self.used_invites:
+            return None
+        if invite.expires_ms < now_ms or inviter not in self.members:
+            return None
+        return invite
+
+
+def founded_body(cluster: str, name: str, role: str) -> dict[str, Any]:
+    return {"cluster": cluster, "name": name, "role": role}
+
+
+def invited_body(secret_hash: bytes, role: str, expires_ms: int) -> dict[str, Any]:
+    return {"token_hash": secret_hash, "role": role, "expires_ms": expires_ms}
+
+
+def admitted_body(member: bytes, name: str, role: str, secret_hash: bytes) -> dict[str, Any]:
+    return {"member": member, "name": name, "role": role, "token_hash": secret_hash}
+
+
+def removed_body(member: bytes, reason: str) -> dict[str, Any]:
+    return {"member": member, "reason": reason}
+
+
+def _payload(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = cbor2.loads(body)
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _text(data: dict[str, Any], key: str, limit: int = 64) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+def _key(data: dict[str, Any], key: str, size: int) -> bytes | None:
+    value = data.get(key)
+    return value if isinstance(value, bytes) and len(value) == size else None
+
+
+def fold_membership(acts: Iterable[MembershipAct]) -> Membership:
+    state = Membership()
+    for act in sorted(acts, key=lambda a: (a.lamport, a.author, a.seq)):
+        problem = _apply(state, act)
+        if problem is not None:
+            state.ignored.append((act, problem))
+    return state
+
+
+def _apply(state: Membership, act: MembershipAct) -> str | None:
+    data = _payload(act.body)
+    if data is None:
+        return "body is not a CBOR map"
+    if act.kind == FOUNDED:
+        return _found(state, act, data)
+    if act.author not in state.members:
+        return "its author was not a member at the time"
+    if act.kind == INVITED:
+        return _invite(state, act, data)
+    if act.kind == ADMITTED:
+        return _admit(state, act, data)
+    if act.kind == REMOVED:
+        return _remove(state, act, data)
+    return f"not a membership kind: {act.kind}"
+
+
+def _found(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str | None:
+    if state.founder is not None:
+        return "the cluster was already founded"
+    if act.seq != 1:
+        return "a cluster is founded by the first entry of its founder's log"
+    cluster, name, role = _text(data, "cluster"), _text(data, "name"), _text(data, "role")
+    if cluster is None or name is None or role is None:
+        return "cluster, name and role must be text"
+    state.cluster, state.founder = cluster, act.author
+    state.members[act.author] = Member(act.author, role, name, None, act.lamport)
+    return None
+
+
+def _invite(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str | None:
+    token_hash, role = _key(data, "token_hash", HASH_BYTES), _text(data, "role")
+    expires = data.get("expires_ms")
+    if token_hash is None or role is None or type(expires) is not int:
+        return "token_hash, role and expires_ms are required"
+    if token_hash in state.invites:
+        return "an invite with this token already exists"
+    state.invites[token_hash] = Invite(act.author, role, expires)
+    return None
+
+
+def _admit(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str | None:
+    member, token_hash = _key(data, "member", KEY_BYTES), _key(data, "token_hash", HASH_BYTES)
+    name, role = _text(data, "name"), _text(data, "role")
+    if member is None or token_hash is None or name is None or role is None:
+        return "member, name, role and token_hash are required"
+    invite = state.invites.get(token_hash)
+    if invite is None or invite.inviter != act.author:
+        return "no invite of its author's with this token"
+    if token_hash in state.used_invites:
+        return "the invite was already used"
+    if act.ts > invite.expires_ms:
+        return "the invite had expired"
+    if role != invite.role:
+        return "the role differs from the invite's"
+    state.used_invites.add(token_hash)
+    state.removed.pop(member, None)
+    state.members[member] = Member(member, role, name, act.author, act.lamport)
+    return None
+
+
+def _remove(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str | None:
+    member = _key(data, "member", KEY_BYTES)
+    if member is None:
+        return "member is required"
+    gone = state.members.pop(member, None)
+    if gone is None:
+        return "not a member"
+    state.removed[member] = gone
+    return None

@@ -1,0 +1,110 @@
+"""Signed ephemeral messages: heartbeats and availability. They travel on mesh
+connections and are never logged; the signature stops one peer speaking for another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cbor2
+
+from bzzz.domain.identity import Signer, verify_signature
+from bzzz.domain.limits import KEY_BYTES, MAX_UINT, SIGNATURE_BYTES
+from bzzz.errors import ProtocolError
+
+PREFIX = b"bzzz/ephemeral/v1\n"
+STATES = ("ready", "working", "busy")
+MAX_LIST = 32
+MAX_ITEM = 64
+State = Literal["ready", "working", "busy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    agent: bytes
+    ts: int
+    counter: int
+
+
+@dataclass(frozen=True, slots=True)
+class Availability:
+    agent: bytes
+    ts: int
+    state: str
+    current_tasks: int
+    max_tasks: int
+    capabilities: tuple[str, ...]
+    models: tuple[str, ...]
+
+
+Presence = Heartbeat | Availability
+
+
+def _fields(message: Presence) -> list[Any]:
+    if isinstance(message, Heartbeat):
+        return ["heartbeat", message.agent, message.ts, message.counter]
+    return [
+        "availability",
+        message.agent,
+        message.ts,
+        message.state,
+        message.current_tasks,
+        message.max_tasks,
+        list(message.capabilities),
+        list(message.models),
+    ]
+
+
+def sign_presence(signer: Signer, message: Presence) -> bytes:
+    unsigned = cbor2.dumps(_fields(message), canonical=True)
+    return cbor2.dumps([unsigned, signer.sign(PREFIX + unsigned)], canonical=True)
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_UINT:
+        raise ProtocolError("malformed", "ephemeral: counts must be whole numbers")
+    return value
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_LIST:
+        raise ProtocolError("malformed", f"ephemeral: at most {MAX_LIST} names in a list")
+    if not all(isinstance(v, str) and 0 < len(v) <= MAX_ITEM for v in value):
+        raise ProtocolError("malformed", f"ephemeral: names are text of 1-{MAX_ITEM} characters")
+    return tuple(value)
+
+
+def open_presence(signed: bytes) -> Presence:
+    """Check the signature and the fields of a signed ephemeral message."""
+    try:
+        outer: Any = cbor2.loads(signed)
+        unsigned, signature = outer
+        fields: Any = cbor2.loads(unsigned)
+    except Exception:
+        raise ProtocolError("malformed", "ephemeral: not a signed message") from None
+    if type(unsigned) is not bytes or type(signature) is not bytes:
+        raise ProtocolError("malformed", "ephemeral: not a signed message")
+    if not isinstance(fields, list) or len(fields) < 4:
+        raise ProtocolError("malformed", "ephemeral: too few fields")
+    kind, agent = fields[0], fields[1]
+    if type(agent) is not bytes or len(agent) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        raise ProtocolError("malformed", "ephemeral: bad agent key or signature size")
+    if not verify_signature(agent, PREFIX + unsigned, signature):
+        raise ProtocolError("bad-signature", "ephemeral: signature does not verify")
+    if kind == "heartbeat" and len(fields) == 4:
+        return Heartbeat(agent, _count(fields[2]), _count(fields[3]))
+    if kind == "availability" and len(fields) == 8:
+        state = fields[3]
+        if state not in STATES:
+            raise ProtocolError("malformed", f"ephemeral: state must be one of {STATES}")
+        return Availability(
+            agent,
+            _count(fields[2]),
+            state,
+            _count(fields[4]),
+            _count(fields[5]),
+            _names(fields[6]),
+            _names(fields[7]),
+        )
+    raise ProtocolError("malformed", "ephemeral: unknown message")

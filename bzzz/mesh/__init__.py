@@ -1,0 +1,1 @@
+"""The mesh: SSH transport between members, replication of logs, discovery, presence."""

@@ -1,0 +1,43 @@
+"""Reading and writing length-prefixed frames on an SSH channel, never past the cap."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol
+
+from bzzz.domain.wire import LENGTH, Message, decode_message, encode_message, frame_length
+from bzzz.errors import ProtocolError
+
+
+class ByteReader(Protocol):
+    async def readexactly(self, n: int) -> bytes: ...
+
+
+class ByteWriter(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+class ConnectionClosed(Exception):
+    """The other side closed the channel."""
+
+
+async def read_message(reader: ByteReader) -> Message:
+    """The next message. The body is read only after its announced length passed the
+    cap, so a hostile peer cannot make us buffer more than one capped frame."""
+    try:
+        prefix = await reader.readexactly(LENGTH.size)
+        data = await reader.readexactly(frame_length(prefix))
+    except asyncio.IncompleteReadError:
+        raise ConnectionClosed() from None
+    return decode_message(data)
+
+
+async def write_message(writer: ByteWriter, message: Message) -> None:
+    """Write one frame and wait while the channel's window is full (backpressure)."""
+    writer.write(encode_message(message))
+    await writer.drain()
+
+
+__all__ = ["ConnectionClosed", "ProtocolError", "read_message", "write_message"]

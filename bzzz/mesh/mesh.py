@@ -1,0 +1,443 @@
+"""A node's place in the mesh: its SSH server, its sessions with peers, and the
+replication state they share (our heads, membership, fork alerts).
+
+All store access runs on worker threads; writes are serialised by one lock, so the
+event loop never blocks on SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+
+from bzzz.domain import membership as ms
+from bzzz.domain.entry import Entry
+from bzzz.domain.invite import secret_hash
+from bzzz.domain.payload import encode_payload
+from bzzz.domain.presence import Availability, Heartbeat, sign_presence
+from bzzz.domain.wire import Hello
+from bzzz.errors import ProtocolError, StoreError
+from bzzz.home.config import MeshConfig, parse_address
+from bzzz.mesh.framing import ConnectionClosed
+from bzzz.mesh.session import PeerDown, PeerSession
+from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
+from bzzz.runtime.membership import read_membership
+from bzzz.runtime.node import Node, now_ms
+
+log = logging.getLogger("bzzz.mesh")
+
+# Refusals an honest peer can cause: it has not heard of a fork yet, or our own store
+# is damaged. Anything else from a peer is a protocol violation.
+BENIGN_REFUSALS = frozenset({"frozen", "store-damaged"})
+POLL_S = 0.05
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 10.0
+STABLE_S = 5.0
+READ_CHUNK = 4096
+
+ALERT_PEER = "alert.peer_refused"
+ALERT_FORK = "alert.fork"
+PROFILE = "agent.profile"
+
+
+class PeerMisbehaved(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+@dataclass
+class Dialed:
+    """A static or discovered address we keep a connection to."""
+
+    host: str
+    port: int
+    expected: bytes | None = None
+    peer: bytes | None = None
+    last_error: str | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+class Mesh:
+    def __init__(self, node: Node, settings: MeshConfig, *, listen: str | None = None) -> None:
+        self.node = node
+        self.store = node.store
+        self.settings = settings
+        self.me = node.identity.public_key
+        self.cluster = settings.cluster
+        self.listen = listen or settings.listen
+        self.heads: dict[bytes, int] = {}
+        self.membership = ms.Membership()
+        self.sessions: dict[bytes, PeerSession] = {}
+        self.dialed: dict[str, Dialed] = {}
+        self.started = time.time()
+        self.position = 0
+        self.bound: tuple[str, int] | None = None
+        self._write_lock = asyncio.Lock()
+        self._server: asyncssh.SSHAcceptor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._forks: list[tuple[bytes, int, bytes]] = []
+        self._alerted_forks: set[bytes] = set()
+        self.on_change: Callable[[], None] | None = None
+
+    # Life cycle
+
+    async def start(self, peers: Iterable[str] = ()) -> None:
+        await self.refresh()
+        self._alerted_forks = {author for author, _, _ in self._forks}
+        host, port = parse_address(self.listen)
+        self._server = await start_server(
+            self.node.identity, host, port, Gate(self.is_member, self.may_join), self.serve
+        )
+        sockname = self._server.sockets[0].getsockname()
+        self.bound = (sockname[0], sockname[1])
+        self._spawn(self._poll_loop())
+        for address in peers:
+            self.add_peer(address)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        async with self._write_lock:  # a write in progress finishes first
+            pass
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    @property
+    def advertised(self) -> str:
+        if self.bound is None:
+            return self.listen
+        host = parse_address(self.listen)[0]
+        return f"{host}:{self.bound[1]}"
+
+    # State read from the store
+
+    async def refresh(self) -> None:
+        """Re-read heads, fork evidence and membership (after writes by any process)."""
+        heads, forks, position, membership = await asyncio.to_thread(self._read_state)
+        self.heads = heads
+        self._forks = forks
+        self.position = position
+        changed = self._set_membership(membership)
+        for session in self.sessions.values():
+            session.wake.set()
+        if changed:
+            self._enforce_membership()
+        if self.on_change is not None:
+            self.on_change()
+
+    def _read_state(
+        self,
+    ) -> tuple[dict[bytes, int], list[tuple[bytes, int, bytes]], int, ms.Membership]:
+        position = self.store.max_position()
+        heads = {author: head.seq for author, head in self.store.heads().items()}
+        return heads, self.store.forks(), position, read_membership(self.store)
+
+    def _set_membership(self, membership: ms.Membership) -> bool:
+        before = set(self.membership.members)
+        self.membership = membership
+        if self.cluster is None:
+            self.cluster = membership.cluster
+        return before != set(membership.members)
+
+    def _enforce_membership(self) -> None:
+        for peer, session in list(self.sessions.items()):
+            if not self.membership.is_member(peer):
+                log.warning("closing %s: no longer a member", peer.hex()[:12])
+                session.close_transport()
+
+    async def _poll_loop(self) -> None:
+        """Notice entries written by other processes on this home (`bzzz log append`,
+        `bzzz invite`, `bzzz member remove`)."""
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                position = await asyncio.to_thread(self.store.max_position)
+                if position != self.position:
+                    await self.refresh()
+            except StoreError as error:
+                log.error("cannot read the store: %s", error)
+
+    # What sessions ask
+
+    def is_member(self, key: bytes) -> bool:
+        return key != self.me and self.membership.is_member(key)
+
+    def may_join(self, secret: bytes) -> bool:
+        return self.membership.open_invite(secret_hash(secret), self.me, now_ms()) is not None
+
+    def hello(self) -> Hello:
+        return Hello(
+            self.me, self.node.config.name, self.cluster or "", self.advertised, self.heads
+        )
+
+    def heartbeat(self, counter: int) -> bytes:
+        return sign_presence(self.node.identity.signer, Heartbeat(self.me, now_ms(), counter))
+
+    def availability(self) -> bytes:
+        agent = self.node.config.agent
+        state = "ready" if agent.max_tasks > 0 else "busy"
+        message = Availability(
+            self.me,
+            now_ms(),
+            state,
+            0,
+            agent.max_tasks,
+            tuple(agent.capabilities),
+            tuple(agent.models),
+        )
+        return sign_presence(self.node.identity.signer, message)
+
+    async def read_entries(self, author: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = await asyncio.to_thread(
+            self.store.entries, author, after=after, limit=min(limit, READ_CHUNK)
+        )
+        return [(row.seq, row.raw) for row in rows]
+
+    async def missing_forks(self, sent: set[bytes]) -> list[bytes]:
+        """Fork evidence this session has not passed on yet (and marks it passed on)."""
+        fresh = [raw for _, _, raw in self._forks if raw not in sent]
+        sent.update(fresh)
+        return fresh
+
+    # Writes
+
+    async def append(self, kind: str, payload: dict[str, Any]) -> Entry:
+        body = encode_payload(payload)
+        async with self._write_lock:
+            entry = await asyncio.to_thread(
+                self.store.append, self.node.identity.signer, kind, body, now_ms()
+            )
+        self.heads[entry.author] = entry.seq
+        if kind in ms.KINDS:
+            await self.refresh()
+        self._wake_all()
+        return entry
+
+    def _wake_all(self) -> None:
+        for session in self.sessions.values():
+            session.wake.set()
+        if self.on_change is not None:
+            self.on_change()
+
+    async def ingest_from(self, session: PeerSession, raws: list[bytes]) -> dict[bytes, int]:
+        """Verify and store a batch from a peer; returns our heads for the logs it
+        touched, to acknowledge. Raises PeerMisbehaved for anything an honest peer
+        would not send (after storing the valid part and recording an alert)."""
+        async with self._write_lock:
+            report = await asyncio.to_thread(self.store.ingest, raws)
+        touched: dict[bytes, int] = {}
+        for entry in report.accepted:
+            if entry.seq > self.heads.get(entry.author, 0):
+                self.heads[entry.author] = entry.seq
+            touched[entry.author] = self.heads[entry.author]
+            if entry.seq > session.their_heads.get(entry.author, 0):
+                session.their_heads[entry.author] = entry.seq
+        if report.forks or any(e.kind in ms.KINDS for e in report.accepted):
+            await self.refresh()
+        elif report.accepted:
+            self._wake_all()
+        for fork in report.forks:
+            if fork.author not in self._alerted_forks:
+                self._alerted_forks.add(fork.author)
+                log.warning(
+                    "fork: %s signed two entries at seq %d", fork.author.hex()[:12], fork.seq
+                )
+                await self.append(
+                    ALERT_FORK, {"author": fork.author, "seq": fork.seq, "via": session.peer}
+                )
+        hostile = [r for r in report.refused if r.code not in BENIGN_REFUSALS]
+        if hostile:
+            first = hostile[0]
+            raise PeerMisbehaved(first.code, f"sent {len(hostile)} invalid entries: {first.reason}")
+        if any(fork.author == session.peer for fork in report.forks):
+            raise PeerMisbehaved("forked", "it signed two different entries at one seq")
+        return touched
+
+    # Sessions
+
+    async def serve(self, login: Login, streams: Streams, address: str) -> None:
+        """An inbound connection that passed SSH login."""
+        if login.join_secret is not None:
+            if not await self._admit(login):
+                return
+        elif not self.is_member(login.peer):
+            return
+        await self._run_session(login.peer, address, False, streams, lambda: None)
+
+    async def _admit(self, login: Login) -> bool:
+        assert login.join_secret is not None and login.join_name is not None
+        digest = secret_hash(login.join_secret)
+        async with self._write_lock:
+            membership = await asyncio.to_thread(read_membership, self.store)
+            invite = membership.open_invite(digest, self.me, now_ms())
+            if invite is None:  # used meanwhile by another newcomer
+                return False
+            body = ms.admitted_body(login.peer, login.join_name[:64], invite.role, digest)
+            await asyncio.to_thread(
+                self.store.append,
+                self.node.identity.signer,
+                ms.ADMITTED,
+                encode_payload(body),
+                now_ms(),
+            )
+        await self.refresh()
+        log.info("admitted %s (%s) as %s", login.join_name, login.peer.hex()[:12], invite.role)
+        return True
+
+    async def _run_session(
+        self,
+        peer: bytes,
+        address: str,
+        outbound: bool,
+        streams: Streams,
+        close: Callable[[], None],
+    ) -> None:
+        session = PeerSession(self, peer, address, outbound, streams, close)
+        reason = "closed"
+        registered = False
+        try:
+            await session.open()
+            registered = self._register(session)
+            if not registered:
+                return
+            log.info("connected to %s (%s) at %s", session.name, peer.hex()[:12], address)
+            await session.run()
+        except (ConnectionClosed, asyncssh.Error, OSError) as error:
+            reason = f"connection lost: {error}" if str(error) else "connection closed"
+        except PeerDown as error:
+            reason = str(error)
+        except (ProtocolError, PeerMisbehaved) as error:
+            reason = f"refused: {error}"
+            await self._report_peer(session, error.code, str(error))
+        except TimeoutError:
+            reason = "no hello in time"
+        finally:
+            if registered and self.sessions.get(peer) is session:
+                del self.sessions[peer]
+                log.info("disconnected from %s: %s", peer.hex()[:12], reason)
+                self._wake_all()
+            close()
+
+    def _register(self, session: PeerSession) -> bool:
+        existing = self.sessions.get(session.peer)
+        if existing is not None:
+            keep_dialer = min(self.me, session.peer)
+            if session.dialer != keep_dialer or existing.dialer == keep_dialer:
+                return False
+            existing.close_transport()
+        self.sessions[session.peer] = session
+        return True
+
+    async def _report_peer(self, session: PeerSession, code: str, reason: str) -> None:
+        log.warning("refused peer %s at %s: %s", session.peer.hex()[:12], session.address, reason)
+        try:
+            await self.append(
+                ALERT_PEER,
+                {"peer": session.peer, "address": session.address, "code": code, "reason": reason},
+            )
+        except StoreError as error:
+            log.error("could not record the alert: %s", error)
+
+    # Dialing
+
+    def add_peer(self, address: str, expected: bytes | None = None) -> None:
+        host, port = parse_address(address)
+        key = f"{host}:{port}"
+        if key in self.dialed or (self.bound and port == self.bound[1] and host in _LOCAL):
+            return
+        target = Dialed(host, port, expected)
+        self.dialed[key] = target
+        target.task = self._spawn(self._dial_loop(target))
+
+    def _accept_host(self, target: Dialed) -> Callable[[bytes], bool]:
+        def accept(key: bytes) -> bool:
+            if target.expected is not None and key != target.expected:
+                return False
+            return self.is_member(key)
+
+        return accept
+
+    async def _dial_loop(self, target: Dialed) -> None:
+        delay = BACKOFF_MIN_S
+        while True:
+            if target.peer is not None and target.peer in self.sessions:
+                await asyncio.sleep(1.0)  # connected the other way round
+                continue
+            began = time.monotonic()
+            try:
+                conn, peer, streams = await dial(
+                    self.node.identity, target.host, target.port, self._accept_host(target)
+                )
+            except (asyncssh.Error, OSError, TimeoutError, ValueError) as error:
+                target.last_error = str(error) or type(error).__name__
+                log.debug("cannot reach %s: %s", target.address, target.last_error)
+            else:
+                target.peer, target.last_error = peer, None
+                async with conn:
+                    await self._run_session(peer, target.address, True, streams, conn.close)
+            if time.monotonic() - began > STABLE_S:
+                delay = BACKOFF_MIN_S
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+    # Status
+
+    async def status(self) -> dict[str, Any]:
+        peers: list[dict[str, Any]] = [s.status() for s in self.sessions.values()]
+        connected = set(self.sessions)
+        for target in self.dialed.values():
+            if target.peer is None or target.peer not in connected:
+                peers.append(
+                    {
+                        "agent_id": target.peer.hex() if target.peer else None,
+                        "name": None,
+                        "address": target.address,
+                        "connected": False,
+                        "last_heard": None,
+                        "last_error": target.last_error,
+                        "heads": {
+                            "ours": {a.hex(): s for a, s in self.heads.items()},
+                            "theirs": {},
+                        },
+                    }
+                )
+        me = self.membership.members.get(self.me)
+        return {
+            "agent_id": self.me.hex(),
+            "name": self.node.config.name,
+            "role": me.role if me else self.node.config.role,
+            "cluster": self.cluster,
+            "member": me is not None,
+            "listen": self.advertised,
+            "started": int(self.started * 1000),
+            "store": {
+                "url": self.store.url.display(),
+                "entries": await asyncio.to_thread(self.store.count),
+                "logs": len(self.heads),
+            },
+            "heads": {a.hex(): s for a, s in self.heads.items()},
+            "members": len(self.membership.members),
+            "peers": peers,
+        }
+
+
+_LOCAL = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}

@@ -1,0 +1,243 @@
+"""One authenticated connection to a peer: the replication exchange and presence.
+
+On connect both sides send `Hello` with their heads; then each side's sender streams
+what the other lacks, reading from the store (the store is the buffer, so a slow peer
+costs no memory: its sender just waits on the SSH window). Received batches go through
+a queue of two to one ingester; while it is busy the reader stops reading, the SSH
+window closes, and the peer's sender waits. After each batch the receiver acknowledges
+with `Have`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bzzz.domain.presence import Availability, open_presence
+from bzzz.domain.wire import (
+    BATCH_TARGET_BYTES,
+    MAX_BATCH_ENTRIES,
+    Entries,
+    Ephemeral,
+    Have,
+    Hello,
+    Message,
+)
+from bzzz.errors import ProtocolError
+from bzzz.mesh.framing import ByteReader, ByteWriter, read_message, write_message
+
+if TYPE_CHECKING:
+    from bzzz.mesh.mesh import Mesh
+
+log = logging.getLogger("bzzz.mesh")
+
+HELLO_TIMEOUT_S = 10.0
+# Ephemeral messages a peer may send: a burst, then this many a second.
+EPHEMERAL_BURST = 20
+EPHEMERAL_RATE = 10.0
+
+
+@dataclass
+class _Bucket:
+    """A token bucket: how many ephemeral messages a peer may still send."""
+
+    tokens: float = EPHEMERAL_BURST
+    at: float = field(default_factory=time.monotonic)
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(EPHEMERAL_BURST, self.tokens + (now - self.at) * EPHEMERAL_RATE)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class PeerSession:
+    def __init__(
+        self,
+        mesh: Mesh,
+        peer: bytes,
+        address: str,
+        outbound: bool,
+        streams: tuple[ByteReader, ByteWriter],
+        close: Callable[[], None],
+    ) -> None:
+        self.mesh = mesh
+        self.peer = peer
+        self.address = address
+        self.outbound = outbound
+        self.dialer = mesh.me if outbound else peer
+        self.reader, self.writer = streams
+        self.close_transport = close
+        self.hello: Hello | None = None
+        self.their_heads: dict[bytes, int] = {}
+        self.sent: dict[bytes, int] = {}
+        self.sent_forks: set[bytes] = set()
+        self.connected_at = time.time()
+        self.last_heard = time.monotonic()
+        self.last_heard_wall = time.time()
+        self.availability: Availability | None = None
+        self.wake = asyncio.Event()
+        self.wake.set()
+        self._inbox: asyncio.Queue[list[bytes]] = asyncio.Queue(maxsize=2)
+        self._bucket = _Bucket()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.hello.name if self.hello else "?"
+
+    async def open(self) -> None:
+        """Exchange hellos; raises ProtocolError for a peer that is not who it logged in as."""
+        await write_message(self.writer, self.mesh.hello())
+        message = await asyncio.wait_for(read_message(self.reader), HELLO_TIMEOUT_S)
+        if not isinstance(message, Hello):
+            raise ProtocolError("no-hello", "the first message must be hello")
+        if message.agent != self.peer:
+            raise ProtocolError("wrong-agent", "hello names another agent than the SSH key")
+        if self.mesh.cluster is not None and message.cluster != self.mesh.cluster:
+            raise ProtocolError(
+                "wrong-cluster", f"peer is in cluster {message.cluster!r}, not ours"
+            )
+        self.hello = message
+        self.their_heads = dict(message.heads)
+        self._heard()
+
+    async def run(self) -> None:
+        """Replicate until the connection ends; raises what ended it."""
+        tasks = [
+            asyncio.create_task(self._read_loop(), name="read"),
+            asyncio.create_task(self._ingest_loop(), name="ingest"),
+            asyncio.create_task(self._send_loop(), name="send"),
+            asyncio.create_task(self._presence_loop(), name="presence"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            # An ingest in progress finishes its transaction before we go on.
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+
+    def _heard(self) -> None:
+        self.last_heard = time.monotonic()
+        self.last_heard_wall = time.time()
+
+    async def _read_loop(self) -> None:
+        while True:
+            message = await read_message(self.reader)
+            self._heard()
+            await self._handle(message)
+
+    async def _handle(self, message: Message) -> None:
+        if isinstance(message, Entries):
+            await self._inbox.put(message.raws)
+        elif isinstance(message, Have):
+            for author, seq in message.heads.items():
+                if seq > self.their_heads.get(author, 0):
+                    self.their_heads[author] = seq
+        elif isinstance(message, Ephemeral):
+            if not self._bucket.take():
+                raise ProtocolError("flood", "too many ephemeral messages")
+            presence = open_presence(message.signed)
+            if presence.agent != self.peer:
+                raise ProtocolError("wrong-agent", "an ephemeral message signed by another agent")
+            if isinstance(presence, Availability):
+                self.availability = presence
+        else:
+            raise ProtocolError("second-hello", "hello may only be sent once")
+
+    async def _ingest_loop(self) -> None:
+        while True:
+            raws = await self._inbox.get()
+            heads = await self.mesh.ingest_from(self, raws)
+            if heads:
+                await write_message(self.writer, Have(heads))
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while await self._send_some():
+                pass
+
+    async def _send_some(self) -> bool:
+        """Send one frame of what the peer lacks; False when it lacks nothing."""
+        raws = await self.mesh.missing_forks(self.sent_forks)
+        size = sum(len(r) for r in raws)
+        for author, seq in list(self.mesh.heads.items()):
+            known = max(self.their_heads.get(author, 0), self.sent.get(author, 0))
+            if seq <= known:
+                continue
+            room = MAX_BATCH_ENTRIES - len(raws)
+            if room <= 0 or size >= BATCH_TARGET_BYTES:
+                break
+            chunk = await self.mesh.read_entries(author, known, min(room, seq - known))
+            for entry_seq, raw in chunk:
+                raws.append(raw)
+                size += len(raw)
+                self.sent[author] = entry_seq
+                if size >= BATCH_TARGET_BYTES:
+                    break
+        if not raws:
+            return False
+        await write_message(self.writer, Entries(raws))
+        return True
+
+    async def _presence_loop(self) -> None:
+        settings = self.mesh.settings
+        counter = 0
+        next_availability = 0.0
+        while True:
+            now = time.monotonic()
+            if now - self.last_heard > settings.heartbeat_s * settings.missed_heartbeats:
+                raise PeerDown(f"no heartbeat for {now - self.last_heard:.1f} s")
+            counter += 1
+            await write_message(self.writer, Ephemeral(self.mesh.heartbeat(counter)))
+            if now >= next_availability:
+                await write_message(self.writer, Ephemeral(self.mesh.availability()))
+                next_availability = now + settings.availability_s
+            await asyncio.sleep(settings.heartbeat_s)
+
+    def status(self) -> dict[str, object]:
+        ours = self.mesh.heads
+        theirs = self.their_heads
+        return {
+            "agent_id": self.peer.hex(),
+            "name": self.name,
+            "address": self.address,
+            "listen": self.hello.listen if self.hello else None,
+            "direction": "out" if self.outbound else "in",
+            "connected": True,
+            "connected_at": int(self.connected_at * 1000),
+            "last_heard": int(self.last_heard_wall * 1000),
+            "heads": {
+                "ours": {a.hex(): s for a, s in ours.items()},
+                "theirs": {a.hex(): s for a, s in theirs.items()},
+            },
+            "we_lack": sum(max(0, s - ours.get(a, 0)) for a, s in theirs.items()),
+            "they_lack": sum(max(0, s - theirs.get(a, 0)) for a, s in ours.items()),
+            "availability": None
+            if self.availability is None
+            else {
+                "state": self.availability.state,
+                "current_tasks": self.availability.current_tasks,
+                "max_tasks": self.availability.max_tasks,
+                "capabilities": list(self.availability.capabilities),
+                "models": list(self.availability.models),
+            },
+        }
+
+
+class PeerDown(Exception):
+    """The peer's heartbeats stopped."""
