@@ -12,7 +12,6 @@ from bzzz.cli.options import HomeOption, JsonOption
 from bzzz.cli.render import iso_ms, out, print_json
 from bzzz.home.keys import load_identity
 from bzzz.home.location import resolve_home
-from bzzz.runtime.agent import run_agent
 from bzzz.runtime.control import ask
 from bzzz.runtime.logs import setup_logging
 from bzzz.runtime.node import open_config, open_home_store
@@ -32,6 +31,8 @@ def agent(
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
 ) -> None:
     """Run this node in the mesh until SIGINT or SIGTERM."""
+    from bzzz.runtime.agent import run_agent  # asyncssh and zeroconf: only the daemon pays
+
     where = resolve_home(home)
     config = open_config(where)
     setup_logging(config.log.level, log_json)

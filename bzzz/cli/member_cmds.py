@@ -14,7 +14,6 @@ from bzzz.domain.identity import is_id_prefix
 from bzzz.domain.invite import decode_token, encode_token
 from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
-from bzzz.runtime.members import create_invite, join_cluster, remove_member
 from bzzz.runtime.membership import read_membership
 from bzzz.runtime.node import init_node, open_node
 
@@ -34,6 +33,8 @@ def invite(
     json_: JsonOption = False,
 ) -> None:
     """Print a one-time token that lets a new node join this cluster."""
+    from bzzz.runtime.members import create_invite  # the mesh's imports: only when needed
+
     with open_node(resolve_home(home)) as node:
         token = create_invite(node, role, expires, address)
     text = encode_token(token)
@@ -63,6 +64,8 @@ def join(
     json_: JsonOption = False,
 ) -> None:
     """Join a cluster with an invite token: get admitted and copy its logs."""
+    from bzzz.runtime.members import join_cluster
+
     parsed = decode_token(token)
     where = resolve_home(home)
     node_name = name or socket.gethostname().split(".")[0] or "node"
@@ -128,6 +131,8 @@ def remove(
     reason: Annotated[str, typer.Option(help="Why, for the log.")] = "removed by an operator",
 ) -> None:
     """Remove a member: every node refuses its key from then on."""
+    from bzzz.runtime.members import remove_member
+
     with open_node(resolve_home(home)) as node:
         state = read_membership(node.store)
         if not is_id_prefix(member):

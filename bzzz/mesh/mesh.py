@@ -97,9 +97,8 @@ class Mesh:
         await self.refresh()
         self._alerted_forks = {author for author, _, _ in self._forks}
         host, port = parse_address(self.listen)
-        self._server = await start_server(
-            self.node.identity, host, port, Gate(self.is_member, self.may_join), self.serve
-        )
+        gate = Gate(self._admits_member, self._admits_newcomer)
+        self._server = await start_server(self.node.identity, host, port, gate, self.serve)
         sockname = self._server.sockets[0].getsockname()
         self.bound = (sockname[0], sockname[1])
         self._spawn(self._poll_loop())
@@ -183,6 +182,18 @@ class Mesh:
 
     def may_join(self, secret: bytes) -> bool:
         return self.membership.open_invite(secret_hash(secret), self.me, now_ms()) is not None
+
+    async def _admits_member(self, key: bytes) -> bool:
+        """SSH login of a member. On a miss, re-read the store first: the admission may
+        have landed a moment ago (from a peer, or `bzzz invite` in another process)."""
+        if not self.is_member(key):
+            await self.refresh()
+        return self.is_member(key)
+
+    async def _admits_newcomer(self, secret: bytes) -> bool:
+        if not self.may_join(secret):
+            await self.refresh()
+        return self.may_join(secret)
 
     def hello(self) -> Hello:
         return Hello(
@@ -274,14 +285,16 @@ class Mesh:
 
     # Sessions
 
-    async def serve(self, login: Login, streams: Streams, address: str) -> None:
+    async def serve(
+        self, login: Login, streams: Streams, address: str, close: Callable[[], None]
+    ) -> None:
         """An inbound connection that passed SSH login."""
         if login.join_secret is not None:
             if not await self._admit(login):
                 return
         elif not self.is_member(login.peer):
             return
-        await self._run_session(login.peer, address, False, streams, lambda: None)
+        await self._run_session(login.peer, address, False, streams, close)
 
     async def _admit(self, login: Login) -> bool:
         assert login.join_secret is not None and login.join_name is not None

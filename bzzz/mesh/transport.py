@@ -53,12 +53,13 @@ class Login:
 
 
 class Gate:
-    """What the transport asks the mesh: is this key a member, may this secret join."""
+    """What the transport asks the mesh: is this key a member, may this secret join.
+    Both may read the store, so they are coroutines."""
 
     def __init__(
         self,
-        is_member: Callable[[bytes], bool],
-        may_join: Callable[[bytes], bool],
+        is_member: Callable[[bytes], Awaitable[bool]],
+        may_join: Callable[[bytes], Awaitable[bool]],
     ) -> None:
         self.is_member = is_member
         self.may_join = may_join
@@ -83,15 +84,15 @@ class _Server(asyncssh.SSHServer):
     def kbdint_auth_supported(self) -> bool:
         return False
 
-    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         peer = key_id(key)
         if peer is None:
             return False
-        if username == MEMBER_USER and self.gate.is_member(peer):
+        if username == MEMBER_USER and await self.gate.is_member(peer):
             self.login = Login(peer)
             return True
         join = parse_join_username(username)
-        if join is not None and self.gate.may_join(join[0]):
+        if join is not None and await self.gate.may_join(join[0]):
             self.login = Login(peer, join[0], join[1])
             return True
         log.info("refused ssh login of %s as %r: not a member", peer.hex()[:12], username[:40])
@@ -115,7 +116,7 @@ class _Client(asyncssh.SSHClient):
 
 
 Streams = tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]
-ServeSession = Callable[[Login, Streams, str], Awaitable[None]]
+ServeSession = Callable[[Login, Streams, str, Callable[[], None]], Awaitable[None]]
 
 
 async def start_server(
@@ -131,8 +132,9 @@ async def start_server(
         if process.subsystem != SUBSYSTEM or login is None:
             process.exit(1)
             return
+        address = f"{peername[0]}:{peername[1]}"
         try:
-            await serve(login, (process.stdin, process.stdout), f"{peername[0]}:{peername[1]}")
+            await serve(login, (process.stdin, process.stdout), address, conn.close)
         finally:
             process.exit(0)
 

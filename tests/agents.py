@@ -1,0 +1,145 @@
+"""Real `bzzz agent` processes on 127.0.0.1 for the mesh tests, and ways to wait on them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bzzz.domain.invite import decode_token, encode_token
+from bzzz.runtime.control import ask
+from bzzz.runtime.members import create_invite, join_cluster
+from bzzz.runtime.node import init_node, open_node
+
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Agent:
+    home: Path
+    port: int
+    peers: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, *extra: str) -> Agent:
+        self.log = self.home.parent / f"{self.home.name}.log"
+        args = [sys.executable, "-m", "bzzz", "agent", "--home", str(self.home), "--no-mdns"]
+        args += ["--listen", self.address, *extra]
+        for peer in self.peers:
+            args += ["--peer", peer]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+        wait_for(self._answers, START_TIMEOUT_S, f"agent {self.home.name} to start")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"agent {self.home.name} exited: {self.log_text()[-2000:]}")
+        try:
+            return ask(self.home, {"op": "status"}) is not None
+        except Exception:
+            return False
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log else ""
+
+    def status(self) -> dict[str, Any]:
+        answer = ask(self.home, {"op": "status"})
+        assert answer is not None and answer["ok"], answer
+        return dict(answer["status"])
+
+    def heads(self) -> dict[str, int]:
+        return dict(self.status()["heads"])
+
+    def connected(self) -> set[str]:
+        return {p["agent_id"] for p in self.status()["peers"] if p["connected"]}
+
+    def append(self, kind: str = "task.note", **data: Any) -> int:
+        answer = ask(self.home, {"op": "append", "kind": kind, "data": data})
+        assert answer is not None and answer["ok"], answer
+        return int(answer["seq"])
+
+    @property
+    def agent_id(self) -> str:
+        return str(self.status()["agent_id"])
+
+    def stop(self, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def found(root: Path, name: str = "n0", cluster: str = "test") -> Agent:
+    port = free_port()
+    init_node(
+        root / name, name=name, role="developer", cluster=cluster, listen=f"127.0.0.1:{port}"
+    ).close()
+    return Agent(root / name, port)
+
+
+def invite_token(inviter: Agent, role: str = "developer", expires: str = "10m") -> str:
+    with open_node(inviter.home) as node:
+        return encode_token(create_invite(node, role, expires, inviter.address))
+
+
+def join(root: Path, name: str, inviter: Agent, token: str | None = None) -> Agent:
+    """A new node admitted by `inviter` (whose agent must run), its logs copied."""
+    port = free_port()
+    node = init_node(root / name, name=name, role="developer", listen=f"127.0.0.1:{port}")
+    with node:
+        asyncio.run(join_cluster(node, decode_token(token or invite_token(inviter))))
+    return Agent(root / name, port)
+
+
+def converged(agents: list[Agent]) -> bool:
+    heads = [a.heads() for a in agents]
+    return all(h == heads[0] for h in heads[1:])
+
+
+def stop_all(agents: list[Agent]) -> None:
+    for agent in agents:
+        if agent.running():
+            try:
+                agent.stop()
+            except subprocess.TimeoutExpired:
+                agent.kill()

@@ -1,0 +1,162 @@
+"""Real daemons in separate processes on 127.0.0.1, talking SSH."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from bzzz.domain.identity import Ed25519Signer
+from bzzz.errors import UsageError
+from bzzz.home.keys import Identity
+from bzzz.mesh.transport import dial
+from bzzz.runtime.node import open_node
+from tests.agents import Agent, converged, found, invite_token, join, stop_all, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def bzzz(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bzzz", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def audit_clean(agent: Agent) -> None:
+    result = bzzz("audit", "--home", str(agent.home), "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["ok"], report["findings"][:5]
+
+
+@pytest.fixture
+def agents() -> Iterator[list[Agent]]:
+    started: list[Agent] = []
+    yield started
+    stop_all(started)
+
+
+def test_full_mesh_of_four_converges_and_audits_clean(tmp_path: Path, agents: list[Agent]) -> None:
+    a = found(tmp_path)
+    agents.append(a.start())
+    for n in range(1, 4):
+        node = join(tmp_path, f"n{n}", a)
+        node.peers = [other.address for other in agents[1:]]
+        agents.append(node.start())
+    ids = {x.agent_id for x in agents}
+    for x in agents:
+        wait_for(lambda x=x: x.connected() == ids - {x.agent_id}, what="a full mesh")
+    for i, x in enumerate(agents):
+        for k in range(5):
+            x.append(text=f"from {i}", k=k)
+    wait_for(lambda: converged(agents), what="all logs everywhere")
+    assert len(agents[0].heads()) == 4
+    for x in agents:
+        audit_clean(x)
+
+
+def test_a_line_forwards_entries_end_to_end(tmp_path: Path, agents: list[Agent]) -> None:
+    # a - b - c: c was invited by b and only ever dials b; a dials nobody.
+    a = found(tmp_path)
+    agents.append(a.start())
+    b = join(tmp_path, "b", a)
+    agents.append(b.start())
+    c = join(tmp_path, "c", b)
+    agents.append(c.start())
+    wait_for(lambda: len(b.connected()) == 2, what="b to hear a and c")
+    assert a.connected() == {b.agent_id} and c.connected() == {b.agent_id}
+    seq = a.append(text="to the end of the line")
+    wait_for(lambda: c.heads().get(a.agent_id) == seq, what="a's entry at c")
+    seq = c.append(text="and back")
+    wait_for(lambda: a.heads().get(c.agent_id) == seq, what="c's entry at a")
+
+
+def test_late_joiner_catches_up_and_restart_resumes_after_kill_9(
+    tmp_path: Path, agents: list[Agent]
+) -> None:
+    a = found(tmp_path)
+    agents.append(a.start())
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("".join(json.dumps({"kind": "task.note", "data": {"n": i}}) + "\n"
+                             for i in range(30_000)))
+    b = join(tmp_path, "b", a)
+    assert bzzz("log", "append", "--home", str(a.home), "--batch", str(batch)).returncode == 0
+    total = a.heads()[a.agent_id]
+    agents.append(b.start())
+    wait_for(lambda: b.heads().get(a.agent_id, 0) > 1000, what="catch-up to begin")
+    b.kill()  # in the middle of the catch-up
+    agents.remove(b)
+    with open_node(b.home) as node:
+        held = node.store.head(bytes.fromhex(a.agent_id))
+    assert held is not None and held.seq < total, "the catch-up was over before the kill"
+    agents.append(b.start())
+    wait_for(lambda: b.heads().get(a.agent_id) == total, timeout=60, what="catch-up after restart")
+    audit_clean(b)
+
+
+def test_a_removed_member_is_cut_off_everywhere(tmp_path: Path, agents: list[Agent]) -> None:
+    a = found(tmp_path)
+    agents.append(a.start())
+    b = join(tmp_path, "b", a)
+    c = join(tmp_path, "c", a)
+    b.peers = [c.address]
+    agents += [c.start(), b.start()]
+    wait_for(lambda: len(c.connected()) == 2, what="c connected to a and b")
+    c_id = c.agent_id
+    result = bzzz("member", "remove", c_id[:8], "--home", str(a.home))
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: c_id not in a.connected() and c_id not in b.connected(), what="c cut off")
+    seq = c.append(text="after removal")
+    for _ in range(20):  # c keeps redialing; nobody lets it in
+        assert c.connected() == set()
+        assert a.heads().get(c_id, 0) < seq and b.heads().get(c_id, 0) < seq
+        wait_for(lambda: True)
+    assert "not a member" in a.log_text()
+
+
+def test_unknown_keys_and_spent_tokens_are_refused(tmp_path: Path, agents: list[Agent]) -> None:
+    a = found(tmp_path)
+    agents.append(a.start())
+    stranger = Identity(Ed25519Signer(bytes(range(32))), _age())
+
+    async def try_dial() -> None:
+        await dial(stranger, "127.0.0.1", a.port, lambda _: True)
+
+    with pytest.raises(asyncssh.PermissionDenied):
+        asyncio.run(try_dial())
+    token = invite_token(a)
+    join(tmp_path, "b", a, token)
+    with pytest.raises(UsageError, match="refused the token"):
+        join(tmp_path, "c", a, token)
+    assert "refused ssh login" in a.log_text()
+
+
+def test_status_lock_and_clean_shutdown(tmp_path: Path, agents: list[Agent]) -> None:
+    a = found(tmp_path)
+    agents.append(a.start())
+    b = join(tmp_path, "b", a)
+    agents.append(b.start())
+    wait_for(lambda: a.connected(), what="a connection")
+    status = json.loads(bzzz("status", "--home", str(a.home), "--json").stdout)
+    assert status["running"] and status["listen"] == a.address
+    (peer,) = status["peers"]
+    assert peer["agent_id"] == b.agent_id and peer["connected"]
+    assert set(peer["heads"]) == {"ours", "theirs"} and peer["last_heard"] > 0
+    second = bzzz("agent", "--home", str(a.home), "--no-mdns", "--listen", "127.0.0.1:0")
+    assert second.returncode == 2 and f"pid {a.proc.pid}" in second.stderr  # type: ignore[union-attr]
+    assert a.stop(timeout=5) == 0
+    agents.remove(a)
+    assert not (a.home / "agent.sock").exists() or bzzz("status", "--home", str(a.home)).returncode == 0
+    offline = json.loads(bzzz("status", "--home", str(a.home), "--json").stdout)
+    assert offline["running"] is False and offline["store"]["entries"] > 0
+
+
+def _age():  # type: ignore[no-untyped-def]
+    import pyrage
+
+    return pyrage.x25519.Identity.generate()
