@@ -28,10 +28,16 @@ def bzzz(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def audit_clean(agent: Agent) -> None:
+def audit_findings(agent: Agent) -> list[dict[str, object]]:
     result = bzzz("audit", "--home", str(agent.home), "--json")
     report = json.loads(result.stdout)
-    assert result.returncode == 0 and report["ok"], report["findings"][:5]
+    assert result.returncode == (0 if report["ok"] else 1), result.stderr
+    return list(report["findings"])
+
+
+def audit_clean(agent: Agent) -> None:
+    findings = audit_findings(agent)
+    assert not findings, findings[:5]
 
 
 @pytest.fixture
@@ -82,8 +88,9 @@ def test_late_joiner_catches_up_and_restart_resumes_after_kill_9(
     a = found(tmp_path)
     agents.append(a.start())
     batch = tmp_path / "batch.jsonl"
-    batch.write_text("".join(json.dumps({"kind": "task.note", "data": {"n": i}}) + "\n"
-                             for i in range(30_000)))
+    batch.write_text(
+        "".join(json.dumps({"kind": "task.note", "data": {"n": i}}) + "\n" for i in range(30_000))
+    )
     b = join(tmp_path, "b", a)
     assert bzzz("log", "append", "--home", str(a.home), "--batch", str(batch)).returncode == 0
     total = a.heads()[a.agent_id]
@@ -151,7 +158,10 @@ def test_status_lock_and_clean_shutdown(tmp_path: Path, agents: list[Agent]) -> 
     assert second.returncode == 2 and f"pid {a.proc.pid}" in second.stderr  # type: ignore[union-attr]
     assert a.stop(timeout=5) == 0
     agents.remove(a)
-    assert not (a.home / "agent.sock").exists() or bzzz("status", "--home", str(a.home)).returncode == 0
+    assert (
+        not (a.home / "agent.sock").exists()
+        or bzzz("status", "--home", str(a.home)).returncode == 0
+    )
     offline = json.loads(bzzz("status", "--home", str(a.home), "--json").stdout)
     assert offline["running"] is False and offline["store"]["entries"] > 0
 
