@@ -13,7 +13,7 @@ from bzzz.domain.payload import decode_payload
 from bzzz.errors import ConfigError, EntryError, UsageError
 from bzzz.mesh.discovery import Discovery
 from bzzz.mesh.mesh import PROFILE, Mesh
-from bzzz.runtime.control import serve_control
+from bzzz.runtime.control import serve_control, socket_path
 from bzzz.runtime.lock import HomeLock
 from bzzz.runtime.node import Node, open_node
 
@@ -93,6 +93,8 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         control.close()
+        with contextlib.suppress(FileNotFoundError):
+            socket_path(node.home).unlink()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_GRACE_S):
                 if discovery is not None:

@@ -1,0 +1,192 @@
+"""The mesh's pure rules: membership, invite tokens, wire messages and presence."""
+
+from __future__ import annotations
+
+import contextlib
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bzzz.domain import membership as ms
+from bzzz.domain.invite import (
+    InviteToken,
+    decode_token,
+    encode_token,
+    join_username,
+    parse_join_username,
+    secret_hash,
+)
+from bzzz.domain.payload import encode_payload
+from bzzz.domain.presence import Availability, Heartbeat, open_presence, sign_presence
+from bzzz.domain.wire import (
+    MAX_FRAME_BYTES,
+    Entries,
+    Ephemeral,
+    Have,
+    Hello,
+    decode_message,
+    encode_message,
+    frame_length,
+)
+from bzzz.errors import ProtocolError, UsageError
+from tests.conftest import make_signer
+
+A, B, C = (make_signer(n).public_key for n in (1, 2, 3))
+SECRET = b"s" * 16
+
+
+class Log:
+    """Builds membership acts with increasing Lamport clocks, per author seqs."""
+
+    def __init__(self) -> None:
+        self.lamport = 0
+        self.seqs: dict[bytes, int] = {}
+        self.acts: list[ms.MembershipAct] = []
+
+    def add(self, author: bytes, kind: str, body: dict[str, object], ts: int = 0) -> None:
+        self.lamport += 1
+        self.seqs[author] = self.seqs.get(author, 0) + 1
+        self.acts.append(
+            ms.MembershipAct(
+                author, self.seqs[author], self.lamport, ts, kind, encode_payload(body)
+            )
+        )
+
+    def fold(self) -> ms.Membership:
+        return ms.fold_membership(self.acts)
+
+
+def founded() -> Log:
+    log = Log()
+    log.add(A, ms.FOUNDED, ms.founded_body("c", "alpha", "developer"))
+    return log
+
+
+def invite_and_admit(log: Log, inviter: bytes, member: bytes, secret: bytes = SECRET) -> None:
+    log.add(inviter, ms.INVITED, ms.invited_body(secret_hash(secret), "developer", 1000))
+    log.add(inviter, ms.ADMITTED, ms.admitted_body(member, "b", "developer", secret_hash(secret)))
+
+
+def test_founder_admits_and_removes() -> None:
+    log = founded()
+    invite_and_admit(log, A, B)
+    state = log.fold()
+    assert state.cluster == "c" and state.founder == A
+    assert set(state.members) == {A, B} and state.members[B].admitted_by == A
+    log.add(B, ms.REMOVED, ms.removed_body(A, "bye"))
+    state = log.fold()
+    assert set(state.members) == {B} and A in state.removed
+
+
+def test_acts_of_non_members_and_reused_or_expired_invites_are_ignored() -> None:
+    log = founded()
+    invite_and_admit(log, C, B)  # C is no member: ignored
+    assert set(log.fold().members) == {A}
+    invite_and_admit(log, A, B)
+    log.add(A, ms.ADMITTED, ms.admitted_body(C, "c", "developer", secret_hash(SECRET)))
+    assert C not in log.fold().members  # the invite was used
+    log.add(A, ms.INVITED, ms.invited_body(secret_hash(b"t" * 16), "developer", 5))
+    log.add(A, ms.ADMITTED, ms.admitted_body(C, "c", "developer", secret_hash(b"t" * 16)), ts=6)
+    state = log.fold()
+    assert C not in state.members
+    assert [reason for _, reason in state.ignored][-1] == "the invite had expired"
+
+
+def test_only_the_first_entry_of_a_log_founds_and_only_once() -> None:
+    log = Log()
+    log.add(A, "task.note", {})
+    log.add(A, ms.FOUNDED, ms.founded_body("c", "alpha", "developer"))
+    assert log.fold().founder is None
+    log = founded()
+    log.add(B, ms.FOUNDED, ms.founded_body("other", "beta", "developer"))
+    assert log.fold().founder == A
+
+
+def test_membership_is_the_same_whatever_order_acts_arrive_in() -> None:
+    log = founded()
+    invite_and_admit(log, A, B)
+    log.add(B, ms.REMOVED, ms.removed_body(A, "x"))
+    forward = log.fold()
+    backward = ms.fold_membership(reversed(log.acts))
+    assert forward.members == backward.members
+
+
+def test_open_invite_checks_inviter_use_and_expiry() -> None:
+    log = founded()
+    log.add(A, ms.INVITED, ms.invited_body(secret_hash(SECRET), "developer", 1000))
+    state = log.fold()
+    assert state.open_invite(secret_hash(SECRET), A, 999) is not None
+    assert state.open_invite(secret_hash(SECRET), B, 999) is None
+    assert state.open_invite(secret_hash(SECRET), A, 1001) is None
+
+
+def test_garbage_bodies_are_ignored_not_fatal() -> None:
+    log = founded()
+    log.acts.append(ms.MembershipAct(A, 9, 99, 0, ms.ADMITTED, b"\xff\xfe"))
+    log.acts.append(ms.MembershipAct(A, 10, 100, 0, ms.REMOVED, cbor2.dumps({"member": 5})))
+    state = log.fold()
+    assert set(state.members) == {A} and len(state.ignored) == 2
+
+
+def test_invite_token_round_trip_and_damage() -> None:
+    token = InviteToken("c", "127.0.0.1", 7420, A, SECRET, "developer", 123)
+    text = encode_token(token)
+    assert decode_token(text) == token and decode_token(f"  {text}\n") == token
+    with pytest.raises(UsageError, match="not an invite token"):
+        decode_token("hello")
+    with pytest.raises(UsageError, match="damaged"):
+        decode_token(text[:-5])
+    assert parse_join_username(join_username(SECRET, "beta.one")) == (SECRET, "beta.one")
+    assert parse_join_username("bzzz") is None and parse_join_username("join.zz.x") is None
+
+
+def test_wire_round_trip() -> None:
+    for message in (
+        Hello(A, "alpha", "c", "127.0.0.1:1", {B: 3}),
+        Entries([b"x" * 10]),
+        Have({A: 1}),
+        Ephemeral(b"sig"),
+    ):
+        frame = encode_message(message)
+        assert frame_length(frame[:4]) == len(frame) - 4
+        assert decode_message(frame[4:]) == message
+
+
+def test_wire_refuses_oversized_and_malformed() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        frame_length((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+    assert caught.value.code == "oversized-frame"
+    for body in (
+        ["hello", [b"short", "n", "c", "l", {}]],
+        ["entries", []],
+        ["entries", ["text"]],
+        ["have", {A: -1}],
+        ["nope", 1],
+        [1, 2, 3],
+    ):
+        with pytest.raises(ProtocolError):
+            decode_message(cbor2.dumps(body))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_frames_only_ever_raise_protocol_errors(data: bytes) -> None:
+    with contextlib.suppress(ProtocolError):
+        decode_message(data)
+
+
+def test_presence_is_signed_and_checked() -> None:
+    signer = make_signer(1)
+    beat = Heartbeat(signer.public_key, 5, 1)
+    assert open_presence(sign_presence(signer, beat)) == beat
+    offer = Availability(signer.public_key, 5, "ready", 0, 2, ("python",), ("llama3",))
+    assert open_presence(sign_presence(signer, offer)) == offer
+    signed = bytearray(sign_presence(signer, beat))
+    signed[-1] ^= 1
+    with pytest.raises(ProtocolError) as caught:
+        open_presence(bytes(signed))
+    assert caught.value.code == "bad-signature"
+    with pytest.raises(ProtocolError):
+        open_presence(b"\x00garbage")
