@@ -18,6 +18,7 @@ from bzzz.domain.payload import encode_payload
 from bzzz.errors import EntryError, UsageError
 from bzzz.home.location import resolve_home
 from bzzz.runtime.authors import resolve_author
+from bzzz.runtime.control import notify_agent
 from bzzz.runtime.node import now_ms, open_home_store, open_node
 from bzzz.store import EventStore, StoredEntry
 from bzzz.store.bundle import check_bundle, read_bundle, write_bundle
@@ -94,8 +95,10 @@ def append(
         except EntryError as exc:
             raise UsageError(f"--kind: {exc}") from None
         items = [(kind, _parse_data(data))]
-    with open_node(resolve_home(home)) as node:
+    where = resolve_home(home)
+    with open_node(where) as node:
         entries = node.store.append_batch(node.identity.signer, items, now_ms())
+    notify_agent(where)
     for entry in entries if len(entries) <= 20 or json_ else entries[-1:]:
         if json_:
             print_json(entry_json(entry))
@@ -215,7 +218,8 @@ def import_(
     accepted = duplicates = 0
     forks: list[dict[str, object]] = []
     refused: list[dict[str, object]] = []
-    with open_home_store(resolve_home(home)) as store:
+    where = resolve_home(home)
+    with open_home_store(where) as store:
         chunk: list[bytes] = []
         for raw in read_bundle(file):
             chunk.append(raw)
@@ -223,6 +227,8 @@ def import_(
                 accepted, duplicates = _ingest(store, chunk, accepted, duplicates, forks, refused)
                 chunk = []
         accepted, duplicates = _ingest(store, chunk, accepted, duplicates, forks, refused)
+    if accepted:
+        notify_agent(where)
     summary = {
         "file": str(file),
         "entries": total,

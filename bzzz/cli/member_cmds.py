@@ -14,6 +14,7 @@ from bzzz.domain.identity import is_id_prefix
 from bzzz.domain.invite import decode_token, encode_token
 from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
+from bzzz.runtime.control import notify_agent
 from bzzz.runtime.membership import read_membership
 from bzzz.runtime.node import init_node, open_node
 
@@ -35,8 +36,10 @@ def invite(
     """Print a one-time token that lets a new node join this cluster."""
     from bzzz.runtime.members import create_invite  # the mesh's imports: only when needed
 
-    with open_node(resolve_home(home)) as node:
+    where = resolve_home(home)
+    with open_node(where) as node:
         token = create_invite(node, role, expires, address)
+    notify_agent(where)
     text = encode_token(token)
     if json_:
         print_json(
@@ -133,7 +136,8 @@ def remove(
     """Remove a member: every node refuses its key from then on."""
     from bzzz.runtime.members import remove_member
 
-    with open_node(resolve_home(home)) as node:
+    where = resolve_home(home)
+    with open_node(where) as node:
         state = read_membership(node.store)
         if not is_id_prefix(member):
             raise UsageError(f"{member!r} is not an agent id or a prefix of at least 4 hex digits")
@@ -142,4 +146,5 @@ def remove(
             found = "no member" if not matches else f"{len(matches)} members"
             raise UsageError(f"{found} match {member!r} (see `bzzz member list`)")
         gone = remove_member(node, matches[0], reason)
+    notify_agent(where)
     out.print(f"removed {gone.name} {gone.agent_id.hex()}")

@@ -49,13 +49,22 @@ class Have:
 
 
 @dataclass(frozen=True, slots=True)
+class Links:
+    """The agents the sender is connected to right now. A node does not forward an
+    author's log to a peer linked to that author: the author sends it itself."""
+
+    peers: frozenset[bytes]
+
+
+@dataclass(frozen=True, slots=True)
 class Ephemeral:
     """A signed ephemeral message (heartbeat, availability); see `presence`."""
 
     signed: bytes
 
 
-Message = Hello | Entries | Have | Ephemeral
+Message = Hello | Entries | Have | Links | Ephemeral
+MAX_LINKS = 4096
 
 
 def encode_message(message: Message) -> bytes:
@@ -70,6 +79,8 @@ def encode_message(message: Message) -> bytes:
         body = ["entries", message.raws]
     elif isinstance(message, Have):
         body = ["have", message.heads]
+    elif isinstance(message, Links):
+        body = ["links", sorted(message.peers)]
     else:
         body = ["ephemeral", message.signed]
     data = cbor2.dumps(body, canonical=True)
@@ -100,6 +111,8 @@ def decode_message(data: bytes) -> Message:
         return Entries(_raws(body))
     if kind == "have":
         return Have(_heads(body))
+    if kind == "links":
+        return Links(_keys(body))
     if kind == "ephemeral":
         if type(body) is not bytes or len(body) > MAX_TEXT * 16:
             raise ProtocolError("malformed", "an ephemeral message must be bytes, at most 4 KiB")
@@ -137,6 +150,14 @@ def _heads(value: Any) -> dict[bytes, int]:
         if type(seq) is not int or not 0 <= seq <= MAX_UINT:
             raise ProtocolError("malformed", "heads: every seq must be a whole number")
     return value
+
+
+def _keys(value: Any) -> frozenset[bytes]:
+    if not isinstance(value, list) or len(value) > MAX_LINKS:
+        raise ProtocolError("malformed", f"links must be a list of at most {MAX_LINKS} keys")
+    if not all(type(k) is bytes and len(k) == KEY_BYTES for k in value):
+        raise ProtocolError("malformed", "links: every key must be 32 bytes")
+    return frozenset(value)
 
 
 def _raws(value: Any) -> list[bytes]:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import asyncssh
 
 from bzzz.domain import membership as ms
-from bzzz.domain.entry import Entry
+from bzzz.domain.entry import Entry, entry_hash
 from bzzz.domain.invite import secret_hash
 from bzzz.domain.payload import encode_payload
 from bzzz.domain.presence import Availability, Heartbeat, sign_presence
@@ -36,7 +37,13 @@ log = logging.getLogger("bzzz.mesh")
 # Refusals an honest peer can cause: it has not heard of a fork yet, or our own store
 # is damaged. Anything else from a peer is a protocol violation.
 BENIGN_REFUSALS = frozenset({"frozen", "store-damaged"})
-POLL_S = 0.05
+# Writers in other processes poke the agent (`notify_agent`); polling is the fallback.
+POLL_S = 1.0
+# Hashes of entries stored lately, so duplicates (a full mesh forwards every entry to
+# peers that already have it) are dropped before any store work; and recent entries by
+# (author, seq), so a live push does not read back what was just written.
+RECENT_HASHES = 65_536
+RECENT_RAWS = 16_384
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
 STABLE_S = 5.0
@@ -89,7 +96,9 @@ class Mesh:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._forks: list[tuple[bytes, int, bytes]] = []
         self._alerted_forks: set[bytes] = set()
-        self.on_change: Callable[[], None] | None = None
+        self._waiters: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
 
     # Life cycle
 
@@ -140,8 +149,7 @@ class Mesh:
             session.wake.set()
         if changed:
             self._enforce_membership()
-        if self.on_change is not None:
-            self.on_change()
+        self._heads_moved()
 
     def _read_state(
         self,
@@ -217,7 +225,24 @@ class Mesh:
         )
         return sign_presence(self.node.identity.signer, message)
 
+    def _remember(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            self._recent[entry.hash] = None
+            self._raws[(entry.author, entry.seq)] = entry.raw
+        while len(self._recent) > RECENT_HASHES:
+            self._recent.popitem(last=False)
+        while len(self._raws) > RECENT_RAWS:
+            self._raws.popitem(last=False)
+
     async def read_entries(self, author: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
+        cached = []
+        for seq in range(after + 1, after + 1 + min(limit, READ_CHUNK)):
+            raw = self._raws.get((author, seq))
+            if raw is None:
+                break
+            cached.append((seq, raw))
+        if len(cached) == limit:
+            return cached
         rows = await asyncio.to_thread(
             self.store.entries, author, after=after, limit=min(limit, READ_CHUNK)
         )
@@ -237,6 +262,7 @@ class Mesh:
             entry = await asyncio.to_thread(
                 self.store.append, self.node.identity.signer, kind, body, now_ms()
             )
+        self._remember([entry])
         self.heads[entry.author] = entry.seq
         if kind in ms.KINDS:
             await self.refresh()
@@ -246,15 +272,42 @@ class Mesh:
     def _wake_all(self) -> None:
         for session in self.sessions.values():
             session.wake.set()
-        if self.on_change is not None:
-            self.on_change()
+        self._heads_moved()
+
+    def _heads_moved(self) -> None:
+        if not self._waiters:
+            return
+        waiting = []
+        for author, seq, future in self._waiters:
+            if self.heads.get(author, 0) >= seq:
+                if not future.done():
+                    future.set_result(None)
+            elif not future.done():
+                waiting.append((author, seq, future))
+        self._waiters = waiting
+
+    async def wait_for_head(self, author: bytes, seq: int, timeout: float) -> bool:
+        """Wait until we hold `author`'s log up to `seq`; False on timeout."""
+        if self.heads.get(author, 0) >= seq:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((author, seq, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def ingest_from(self, session: PeerSession, raws: list[bytes]) -> dict[bytes, int]:
         """Verify and store a batch from a peer; returns our heads for the logs it
         touched, to acknowledge. Raises PeerMisbehaved for anything an honest peer
         would not send (after storing the valid part and recording an alert)."""
+        fresh = [raw for raw in raws if entry_hash(raw) not in self._recent]
+        if not fresh:
+            return {}
         async with self._write_lock:
-            report = await asyncio.to_thread(self.store.ingest, raws)
+            report = await asyncio.to_thread(self.store.ingest, fresh)
+        self._remember(report.accepted)
         touched: dict[bytes, int] = {}
         for entry in report.accepted:
             if entry.seq > self.heads.get(entry.author, 0):
@@ -262,6 +315,10 @@ class Mesh:
             touched[entry.author] = self.heads[entry.author]
             if entry.seq > session.their_heads.get(entry.author, 0):
                 session.their_heads[entry.author] = entry.seq
+        if touched:
+            for other in self.sessions.values():
+                if other is not session:
+                    other.note_have(touched)
         if report.forks or any(e.kind in ms.KINDS for e in report.accepted):
             await self.refresh()
         elif report.accepted:
@@ -332,6 +389,7 @@ class Mesh:
             registered = self._register(session)
             if not registered:
                 return
+            self._links_changed()
             log.info("connected to %s (%s) at %s", session.name, peer.hex()[:12], address)
             await session.run()
         except (ConnectionClosed, asyncssh.Error, OSError) as error:
@@ -347,8 +405,14 @@ class Mesh:
             if registered and self.sessions.get(peer) is session:
                 del self.sessions[peer]
                 log.info("disconnected from %s: %s", peer.hex()[:12], reason)
+                self._links_changed()
                 self._wake_all()
             close()
+
+    def _links_changed(self) -> None:
+        links = frozenset(self.sessions)
+        for session in self.sessions.values():
+            session.note_links(links)
 
     def _register(self, session: PeerSession) -> bool:
         existing = self.sessions.get(session.peer)

@@ -25,7 +25,9 @@ from bzzz.domain.wire import (
     Ephemeral,
     Have,
     Hello,
+    Links,
     Message,
+    encode_message,
 )
 from bzzz.errors import ProtocolError
 from bzzz.mesh.framing import ByteReader, ByteWriter, read_message, write_message
@@ -79,6 +81,7 @@ class PeerSession:
         self.their_heads: dict[bytes, int] = {}
         self.sent: dict[bytes, int] = {}
         self.sent_forks: set[bytes] = set()
+        self.their_links: frozenset[bytes] = frozenset()
         self.connected_at = time.time()
         self.last_heard = time.monotonic()
         self.last_heard_wall = time.time()
@@ -146,6 +149,9 @@ class PeerSession:
             for author, seq in message.heads.items():
                 if seq > self.their_heads.get(author, 0):
                     self.their_heads[author] = seq
+        elif isinstance(message, Links):
+            self.their_links = message.peers
+            self.wake.set()  # a link that went down may mean we must forward now
         elif isinstance(message, Ephemeral):
             if not self._bucket.take():
                 raise ProtocolError("flood", "too many ephemeral messages")
@@ -164,6 +170,16 @@ class PeerSession:
             if heads:
                 await write_message(self.writer, Have(heads))
 
+    def note_links(self, links: frozenset[bytes]) -> None:
+        if self.hello is not None:
+            self.writer.write(encode_message(Links(links - {self.peer})))
+
+    def note_have(self, heads: dict[bytes, int]) -> None:
+        """Tell the peer what we just stored from elsewhere, so it need not forward it.
+        Tiny frames, written without waiting on the window."""
+        if self.hello is not None:
+            self.writer.write(encode_message(Have(heads)))
+
     async def _send_loop(self) -> None:
         while True:
             await self.wake.wait()
@@ -177,7 +193,7 @@ class PeerSession:
         size = sum(len(r) for r in raws)
         for author, seq in list(self.mesh.heads.items()):
             known = max(self.their_heads.get(author, 0), self.sent.get(author, 0))
-            if seq <= known:
+            if seq <= known or (author != self.mesh.me and author in self.their_links):
                 continue
             room = MAX_BATCH_ENTRIES - len(raws)
             if room <= 0 or size >= BATCH_TARGET_BYTES:

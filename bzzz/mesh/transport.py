@@ -24,9 +24,9 @@ SUBSYSTEM = "bzzz-replication/1"
 MEMBER_USER = "bzzz"
 # AES-GCM is several times faster than chacha20 here (DESIGN.md, Mesh); compression
 # would only spend CPU on signed, mostly incompressible entries.
-_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
-_WINDOW = 8 * 1024 * 1024
-_PACKET = 256 * 1024
+CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com")
+WINDOW = 8 * 1024 * 1024
+PACKET = 256 * 1024
 LOGIN_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15.0
 
@@ -149,10 +149,10 @@ async def start_server(
         agent_forwarding=False,
         x11_forwarding=False,
         line_editor=False,
-        encryption_algs=list(_CIPHERS),
+        encryption_algs=list(CIPHERS),
         compression_algs=None,
-        window=_WINDOW,
-        max_pktsize=_PACKET,
+        window=WINDOW,
+        max_pktsize=PACKET,
         login_timeout=LOGIN_TIMEOUT_S,
         keepalive_interval=KEEPALIVE_S,
         config=[],
@@ -177,10 +177,10 @@ async def dial(
         agent_path=None,
         preferred_auth=["publickey"],
         server_host_key_algs=["ssh-ed25519"],
-        encryption_algs=list(_CIPHERS),
+        encryption_algs=list(CIPHERS),
         compression_algs=None,
-        window=_WINDOW,
-        max_pktsize=_PACKET,
+        window=WINDOW,
+        max_pktsize=PACKET,
         connect_timeout=LOGIN_TIMEOUT_S,
         login_timeout=LOGIN_TIMEOUT_S,
         keepalive_interval=KEEPALIVE_S,

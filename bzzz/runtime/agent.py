@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
+from bzzz.domain.identity import parse_agent_id
 from bzzz.domain.payload import decode_payload
 from bzzz.errors import ConfigError, EntryError, UsageError
 from bzzz.mesh.discovery import Discovery
@@ -21,6 +23,11 @@ log = logging.getLogger("bzzz.agent")
 SHUTDOWN_GRACE_S = 5.0
 
 
+# Store work runs on threads; with the default 5 ms GIL switch interval the event loop
+# waits that long for a thread holding the GIL, which a hop's latency would inherit.
+SWITCH_INTERVAL_S = 0.0005
+
+
 async def run_agent(
     home: Path,
     *,
@@ -28,6 +35,7 @@ async def run_agent(
     peers: list[str] | None = None,
     mdns: bool | None = None,
 ) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     lock = HomeLock(home)
     lock.acquire()
     try:
@@ -77,6 +85,8 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
                 raise UsageError('append needs {"kind": str, "data": {...}}')
             entry = await mesh.append(kind, data)
             return {"ok": True, "seq": entry.seq, "hash": entry.hash.hex()}
+        if op == "wait":
+            return await _wait(mesh, request)
         if op == "refresh":
             await mesh.refresh()
             return {"ok": True}
@@ -116,3 +126,19 @@ async def _record_profile(mesh: Mesh) -> None:
         if previous == profile:
             return
     await mesh.append(PROFILE, profile)
+
+
+MAX_WAIT_S = 600.0
+
+
+async def _wait(mesh: Mesh, request: dict[str, Any]) -> dict[str, Any]:
+    """Answer once this node holds `author`'s log up to `seq` (or after `timeout`)."""
+    author, seq, timeout = request.get("author"), request.get("seq"), request.get("timeout", 30)
+    try:
+        key = parse_agent_id(author) if isinstance(author, str) else b""
+    except UsageError:
+        key = b""
+    if not key or type(seq) is not int or not isinstance(timeout, int | float):
+        raise UsageError('wait needs {"author": agent id, "seq": int, "timeout": seconds}')
+    reached = await mesh.wait_for_head(key, seq, min(float(timeout), MAX_WAIT_S))
+    return {"ok": True, "reached": reached, "seq": mesh.heads.get(key, 0)}

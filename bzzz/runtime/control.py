@@ -89,3 +89,10 @@ def ask(home: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, 
     except ValueError:
         raise UsageError(f"the agent on {home} gave an unreadable answer") from None
     return answer if isinstance(answer, dict) else None
+
+
+def notify_agent(home: Path) -> None:
+    """Tell a running agent that this process wrote to the store, so it replicates now
+    instead of at its next poll. Best effort: no agent, no harm."""
+    with contextlib.suppress(UsageError, OSError):
+        ask(home, {"op": "refresh"}, timeout=2.0)

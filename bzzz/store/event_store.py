@@ -21,7 +21,6 @@ import sqlalchemy.exc
 from eventsourcing.persistence import IntegrityError as EsIntegrityError
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
-from eventsourcing_sqlalchemy.recorders import SQLAlchemyProcessRecorder
 from sqlalchemy import Engine, event, func, insert, inspect, select
 
 from bzzz.domain.chain import Head
@@ -32,6 +31,7 @@ from bzzz.store import tables
 from bzzz.store.ddl import ensure_tables
 from bzzz.store.head_writes import mark_forked, move_head, record_fork
 from bzzz.store.ingest import IngestReport, Refusal, plan_ingest
+from bzzz.store.recorder import BulkProcessRecorder
 from bzzz.store.records import (
     StoredEntry,
     StoredHead,
@@ -84,7 +84,7 @@ class EventStore:
             engine = self.engine
             if store_url.is_sqlite:
                 event.listen(engine, "connect", _set_sqlite_pragmas)
-            self.recorder = SQLAlchemyProcessRecorder(
+            self.recorder = BulkProcessRecorder(
                 self.datastore,
                 events_table_name=EVENTS_TABLE,
                 tracking_table_name=TRACKING_TABLE,
@@ -183,7 +183,10 @@ class EventStore:
             return int(conn.execute(select(func.count()).select_from(self._events)).scalar() or 0)
 
     def max_position(self) -> int:
-        return self.recorder.max_notification_id() or 0
+        """The latest arrival's position. A Core query: the recorder's goes through the
+        ORM, and the agent asks this often."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.max(self._events.c.id))).scalar() or 0)
 
     def entries(
         self, author: bytes, *, after: int = 0, upto: int | None = None, limit: int | None = None
