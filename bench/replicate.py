@@ -122,7 +122,9 @@ async def _control(home: Path, request: dict[str, Any]) -> tuple[dict[str, Any],
     return answer, time.perf_counter()
 
 
-async def _sample(origin: Agent, others: list[Agent], author: str, seq: int) -> list[float]:
+async def _sample(origin: Agent, others: list[Agent], author: str, seq: int) -> list[float] | None:
+    """Latencies of one append to every other node; None when the origin's log moved
+    meanwhile (it appended something of its own), so `seq` was not ours."""
     waits = [
         asyncio.create_task(
             _control(o.home, {"op": "wait", "author": author, "seq": seq, "timeout": 10})
@@ -132,8 +134,9 @@ async def _sample(origin: Agent, others: list[Agent], author: str, seq: int) -> 
     await asyncio.sleep(0.02)  # the waits are registered before the append leaves
     sent = time.perf_counter()
     answer, _ = await _control(origin.home, {"op": "append", "kind": "task.note", "data": {}})
-    assert answer["seq"] == seq, answer
     results = await asyncio.gather(*waits)
+    if answer["seq"] != seq:
+        return None
     assert all(r["reached"] for r, _ in results), results
     return [(done - sent) * 1000 for _, done in results]
 
@@ -156,11 +159,15 @@ def mesh(root: Path, shape: str, size: int = 5) -> list[Agent]:
 def latency(agents: list[Agent], shape: str, samples: int) -> dict[str, Any]:
     ids = [a.agent_id for a in agents]
     by_hops: dict[int, list[float]] = {}
+    skipped = 0
     for i in range(samples):
         origin = agents[0] if shape == "line" else agents[i % len(agents)]
         others = [a for a in agents if a is not origin]
         seq = origin.heads().get(ids[agents.index(origin)], 0) + 1
         times = asyncio.run(_sample(origin, others, ids[agents.index(origin)], seq))
+        if times is None:
+            skipped += 1
+            continue
         for other, ms in zip(others, times, strict=True):
             hops = agents.index(other) if shape == "line" else 1
             by_hops.setdefault(hops, []).append(ms)
@@ -172,6 +179,7 @@ def latency(agents: list[Agent], shape: str, samples: int) -> dict[str, Any]:
         for h, v in sorted(by_hops.items())
     }
     per_hop = [v for h, vs in by_hops.items() for v in (x / h for x in vs)]
+    report["samples"], report["skipped"] = samples - skipped, skipped
     report["per_hop_p50_ms"] = round(_percentile(per_hop, 0.5), 2)
     report["per_hop_p99_ms"] = round(max(_percentile(v, 0.99) / h for h, v in by_hops.items()), 2)
     return report

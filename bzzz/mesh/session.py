@@ -11,6 +11,7 @@ with `Have`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -171,14 +172,18 @@ class PeerSession:
                 await write_message(self.writer, Have(heads))
 
     def note_links(self, links: frozenset[bytes]) -> None:
-        if self.hello is not None:
-            self.writer.write(encode_message(Links(links - {self.peer})))
+        self._note(Links(links - {self.peer}))
 
     def note_have(self, heads: dict[bytes, int]) -> None:
-        """Tell the peer what we just stored from elsewhere, so it need not forward it.
-        Tiny frames, written without waiting on the window."""
+        """Tell the peer what we just stored from elsewhere, so it need not forward it."""
+        self._note(Have(heads))
+
+    def _note(self, message: Message) -> None:
+        """A tiny best-effort frame, written without waiting on the window; a channel
+        that is closing is ending this session anyway."""
         if self.hello is not None:
-            self.writer.write(encode_message(Have(heads)))
+            with contextlib.suppress(BrokenPipeError, ConnectionError):
+                self.writer.write(encode_message(message))
 
     async def _send_loop(self) -> None:
         while True:
