@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what BZZZ's tests need from the OS, on a fresh Debian machine: PostgreSQL's
-# server binaries (the tests start their own cluster on 127.0.0.1) and Python's venv.
+# server binaries (the tests start their own cluster on 127.0.0.1), Python's venv, and
+# iproute2 (the mDNS test makes two network namespaces joined by a veth pair).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
   need+=(postgresql)
 fi
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -45,17 +45,21 @@ class Agent:
     home: Path
     port: int
     peers: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    # Runs the agent inside a network namespace, e.g. ["ip", "netns", "exec", "ns1"].
+    wrap: list[str] = field(default_factory=list)
+    mdns: bool = False
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def start(self, *extra: str) -> Agent:
         self.log = self.home.parent / f"{self.home.name}.log"
-        args = [sys.executable, "-m", "bzzz", "agent", "--home", str(self.home), "--no-mdns"]
-        args += ["--listen", self.address, *extra]
+        args = [*self.wrap, sys.executable, "-m", "bzzz", "agent", "--home", str(self.home)]
+        args += ["--listen", self.address, *([] if self.mdns else ["--no-mdns"]), *extra]
         for peer in self.peers:
             args += ["--peer", peer]
         with open(self.log, "ab") as log:
