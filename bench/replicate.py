@@ -29,12 +29,13 @@ from typing import Any
 
 import asyncssh
 
+from bzzz.clock import now_ms
 from bzzz.domain.invite import decode_token
 from bzzz.domain.payload import encode_payload
 from bzzz.mesh import transport
 from bzzz.runtime.control import SOCKET_FILE
 from bzzz.runtime.members import join_cluster
-from bzzz.runtime.node import init_node, now_ms, open_node
+from bzzz.runtime.node import init_node, open_node
 from tests.agents import Agent, found, free_port, invite_token, join, stop_all, wait_for
 
 BODY = encode_payload({"task": "#42", "note": "progress report", "percent": 50})

@@ -13,13 +13,14 @@ import typer
 
 from bzzz.cli.options import AuthorOption, HomeOption, JsonOption
 from bzzz.cli.render import entry_json, entry_line, err, out, print_json
+from bzzz.clock import now_ms
 from bzzz.domain.kinds import check_kind
 from bzzz.domain.payload import encode_payload
 from bzzz.errors import EntryError, UsageError
 from bzzz.home.location import resolve_home
 from bzzz.runtime.authors import resolve_author
 from bzzz.runtime.control import notify_agent
-from bzzz.runtime.node import now_ms, open_home_store, open_node
+from bzzz.runtime.node import open_home_store, open_node
 from bzzz.store import EventStore, StoredEntry
 from bzzz.store.bundle import check_bundle, read_bundle, write_bundle
 

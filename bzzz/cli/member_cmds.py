@@ -14,8 +14,8 @@ from bzzz.domain.identity import is_id_prefix
 from bzzz.domain.invite import decode_token, encode_token
 from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
+from bzzz.projections.membership import read_membership
 from bzzz.runtime.control import notify_agent
-from bzzz.runtime.membership import read_membership
 from bzzz.runtime.node import init_node, open_node
 
 app = typer.Typer(help="Who belongs to the cluster.", no_args_is_help=True)

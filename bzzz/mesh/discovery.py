@@ -52,7 +52,7 @@ class Discovery:
         host, port = parse_address(mesh.advertised)
         addresses = _addresses(host)
         self._zc = AsyncZeroconf(ip_version=IPVersion.V4Only, interfaces=addresses)
-        name = f"{mesh.node.config.name}-{mesh.me.hex()[:12]}.{SERVICE}"
+        name = f"{mesh.config.name}-{mesh.me.hex()[:12]}.{SERVICE}"
         self._info = AsyncServiceInfo(
             SERVICE,
             name,

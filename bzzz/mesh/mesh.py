@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncssh
 
+from bzzz.clock import now_ms
 from bzzz.domain import membership as ms
 from bzzz.domain.entry import Entry, entry_hash
 from bzzz.domain.invite import secret_hash
@@ -25,12 +26,13 @@ from bzzz.domain.payload import encode_payload
 from bzzz.domain.presence import Availability, Heartbeat, sign_presence
 from bzzz.domain.wire import Hello
 from bzzz.errors import ProtocolError, StoreError
-from bzzz.home.config import MeshConfig, parse_address
+from bzzz.home.config import MeshConfig, NodeConfig, parse_address
+from bzzz.home.keys import Identity
 from bzzz.mesh.framing import ConnectionClosed
 from bzzz.mesh.session import PeerDown, PeerSession
 from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
-from bzzz.runtime.membership import read_membership
-from bzzz.runtime.node import Node, now_ms
+from bzzz.projections.membership import read_membership
+from bzzz.store import EventStore
 
 log = logging.getLogger("bzzz.mesh")
 
@@ -77,11 +79,20 @@ class Dialed:
 
 
 class Mesh:
-    def __init__(self, node: Node, settings: MeshConfig, *, listen: str | None = None) -> None:
-        self.node = node
-        self.store = node.store
-        self.settings = settings
-        self.me = node.identity.public_key
+    def __init__(
+        self,
+        store: EventStore,
+        identity: Identity,
+        config: NodeConfig,
+        *,
+        settings: MeshConfig | None = None,
+        listen: str | None = None,
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.config = config
+        self.settings = settings = settings or config.mesh
+        self.me = identity.public_key
         self.cluster = settings.cluster
         self.listen = listen or settings.listen
         self.heads: dict[bytes, int] = {}
@@ -107,7 +118,7 @@ class Mesh:
         self._alerted_forks = {author for author, _, _ in self._forks}
         host, port = parse_address(self.listen)
         gate = Gate(self._admits_member, self._admits_newcomer)
-        self._server = await start_server(self.node.identity, host, port, gate, self.serve)
+        self._server = await start_server(self.identity, host, port, gate, self.serve)
         sockname = self._server.sockets[0].getsockname()
         self.bound = (sockname[0], sockname[1])
         self._spawn(self._poll_loop())
@@ -204,15 +215,13 @@ class Mesh:
         return self.may_join(secret)
 
     def hello(self) -> Hello:
-        return Hello(
-            self.me, self.node.config.name, self.cluster or "", self.advertised, self.heads
-        )
+        return Hello(self.me, self.config.name, self.cluster or "", self.advertised, self.heads)
 
     def heartbeat(self, counter: int) -> bytes:
-        return sign_presence(self.node.identity.signer, Heartbeat(self.me, now_ms(), counter))
+        return sign_presence(self.identity.signer, Heartbeat(self.me, now_ms(), counter))
 
     def availability(self) -> bytes:
-        agent = self.node.config.agent
+        agent = self.config.agent
         state = "ready" if agent.max_tasks > 0 else "busy"
         message = Availability(
             self.me,
@@ -223,7 +232,7 @@ class Mesh:
             tuple(agent.capabilities),
             tuple(agent.models),
         )
-        return sign_presence(self.node.identity.signer, message)
+        return sign_presence(self.identity.signer, message)
 
     def _remember(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
@@ -260,7 +269,7 @@ class Mesh:
         body = encode_payload(payload)
         async with self._write_lock:
             entry = await asyncio.to_thread(
-                self.store.append, self.node.identity.signer, kind, body, now_ms()
+                self.store.append, self.identity.signer, kind, body, now_ms()
             )
         self._remember([entry])
         self.heads[entry.author] = entry.seq
@@ -364,7 +373,7 @@ class Mesh:
             body = ms.admitted_body(login.peer, login.join_name[:64], invite.role, digest)
             await asyncio.to_thread(
                 self.store.append,
-                self.node.identity.signer,
+                self.identity.signer,
                 ms.ADMITTED,
                 encode_payload(body),
                 now_ms(),
@@ -462,7 +471,7 @@ class Mesh:
             began = time.monotonic()
             try:
                 conn, peer, streams = await dial(
-                    self.node.identity, target.host, target.port, self._accept_host(target)
+                    self.identity, target.host, target.port, self._accept_host(target)
                 )
             except (asyncssh.Error, OSError, TimeoutError, ValueError) as error:
                 target.last_error = str(error) or type(error).__name__
@@ -500,8 +509,8 @@ class Mesh:
         me = self.membership.members.get(self.me)
         return {
             "agent_id": self.me.hex(),
-            "name": self.node.config.name,
-            "role": me.role if me else self.node.config.role,
+            "name": self.config.name,
+            "role": me.role if me else self.config.role,
             "cluster": self.cluster,
             "member": me is not None,
             "listen": self.advertised,

@@ -47,7 +47,7 @@ async def run_agent(
 
 async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | None) -> None:
     settings = node.config.mesh
-    mesh = Mesh(node, settings, listen=listen)
+    mesh = Mesh(node.store, node.identity, node.config, listen=listen)
     await mesh.refresh()
     if mesh.cluster is None:
         raise ConfigError(
@@ -115,7 +115,7 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
 
 async def _record_profile(mesh: Mesh) -> None:
     """Log an `agent.profile` entry when capabilities or models changed since the last."""
-    agent = mesh.node.config.agent
+    agent = mesh.config.agent
     profile = {"capabilities": sorted(agent.capabilities), "models": sorted(agent.models)}
     latest = await asyncio.to_thread(mesh.store.latest, 1, kinds=[PROFILE], author=mesh.me)
     if latest:

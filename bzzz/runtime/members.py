@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncssh
 
+from bzzz.clock import now_ms
 from bzzz.domain import membership as ms
 from bzzz.domain.identity import short_id
 from bzzz.domain.invite import SECRET_BYTES, InviteToken, join_username
@@ -21,9 +22,9 @@ from bzzz.mesh.framing import ConnectionClosed
 from bzzz.mesh.mesh import Mesh
 from bzzz.mesh.session import PeerSession
 from bzzz.mesh.transport import dial
+from bzzz.projections.membership import read_membership
 from bzzz.runtime.control import ask
-from bzzz.runtime.membership import read_membership
-from bzzz.runtime.node import Node, now_ms
+from bzzz.runtime.node import Node
 
 log = logging.getLogger("bzzz.join")
 JOIN_TIMEOUT_S = 600.0
@@ -94,7 +95,7 @@ class JoinResult:
 async def join_cluster(node: Node, token: InviteToken) -> JoinResult:
     """Log in to the inviter with the token, get admitted, and copy every log it holds."""
     settings = node.config.mesh.model_copy(update={"cluster": token.cluster})
-    mesh = Mesh(node, settings)
+    mesh = Mesh(node.store, node.identity, node.config, settings=settings)
     await mesh.refresh()
     began = time.monotonic()
     username = join_username(token.secret, node.config.name)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bzzz.clock import now_ms
 from bzzz.domain.membership import FOUNDED, founded_body
 from bzzz.domain.payload import encode_payload
 from bzzz.errors import ConfigError
@@ -14,10 +14,6 @@ from bzzz.home.config import CONFIG_FILE, NodeConfig, load_config, validate_conf
 from bzzz.home.keys import Identity, create_identity, identity_exists, load_identity
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl, resolve_store_url
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass

@@ -35,7 +35,10 @@ class BulkProcessRecorder(SQLAlchemyProcessRecorder):
             }
             for e in stored_events
         ]
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        ids = [int(row[0]) for row in session.execute(statement, rows)]
+        # Without sort_by_parameter_order: with it, SQLAlchemy sends SQLite one row per
+        # statement. The table is ours alone until commit (the lock above on PostgreSQL,
+        # the single writer on SQLite), so the new ids in order are the rows in order.
+        statement = insert(table).returning(table.c.id)
+        ids = sorted(int(row[0]) for row in session.execute(statement, rows))
         self._notify_channel(session)
         return ids
