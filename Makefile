@@ -23,7 +23,7 @@ demo: venv
 lint: venv
 	$(VENV)/bin/ruff check bzzz tests bench fixtures
 	$(VENV)/bin/ruff format --check bzzz tests bench fixtures
-	$(VENV)/bin/mypy bzzz/domain
+	$(VENV)/bin/mypy bzzz
 
 test: system venv lint
 	$(PY) -m pytest -q
@@ -31,6 +31,7 @@ test: system venv lint
 bench: system venv
 	$(PY) -m bench.append
 	$(PY) -m bench.audit
+	$(PY) -m bench.replicate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/.cache

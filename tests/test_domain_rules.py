@@ -70,11 +70,19 @@ def test_payload_is_canonical_whatever_the_key_order() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [[1], "text", {"x": math.nan}, {"x": math.inf}, {"x": 2**64}, {1: 2}, {"x": {"y": b"raw"}}],
+    [[1], "text", {"x": math.nan}, {"x": math.inf}, {"x": 2**64}, {1: 2}, {"x": {1.5}}],
 )
 def test_payload_refuses_what_json_cannot_mean(data: object) -> None:
     with pytest.raises(EntryError):
         encode_payload(data)
+
+
+def test_payload_carries_bytes_for_keys_and_hashes() -> None:
+    # BZZZ's own entries name keys and hashes as bytes; JSON input can never hold any.
+    body = encode_payload({"member": b"\x01" * 32})
+    assert decode_payload(body) == {
+        "member": {"$base64": "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}
+    }
 
 
 def test_payload_depth_and_size_limits() -> None:
