@@ -116,7 +116,7 @@ class Agent:
 def found(root: Path, name: str = "n0", cluster: str = "test") -> Agent:
     port = free_port()
     init_node(
-        root / name, name=name, role="developer", cluster=cluster, listen=f"127.0.0.1:{port}"
+        root / name, name=name, role="admin", cluster=cluster, listen=f"127.0.0.1:{port}"
     ).close()
     return Agent(root / name, port)
 

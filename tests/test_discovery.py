@@ -56,7 +56,7 @@ def test_two_daemons_find_each_other_by_mdns(
 ) -> None:
     (ns_a, addr_a), (ns_b, addr_b) = two_hosts
     init_node(
-        tmp_path / "a", name="a", role="developer", cluster="lan", listen=f"{addr_a}:7420"
+        tmp_path / "a", name="a", role="admin", cluster="lan", listen=f"{addr_a}:7420"
     ).close()
     a = Agent(tmp_path / "a", 7420, host=addr_a, wrap=["ip", "netns", "exec", ns_a], mdns=True)
     b = Agent(tmp_path / "b", 7420, host=addr_b, wrap=["ip", "netns", "exec", ns_b], mdns=True)

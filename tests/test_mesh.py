@@ -116,6 +116,12 @@ def test_a_removed_member_is_cut_off_everywhere(tmp_path: Path, agents: list[Age
     agents += [c.start(), b.start()]
     wait_for(lambda: len(c.connected()) == 2, what="c connected to a and b")
     c_id = c.agent_id
+    refused = bzzz("member", "remove", c_id[:8], "--home", str(b.home))  # b: a developer
+    assert refused.returncode == 2 and "a developer may not remove a developer" in refused.stderr
+    promoted = bzzz("member", "role", b.agent_id[:8], "architect", "--home", str(a.home))
+    assert promoted.returncode == 0, promoted.stderr
+    listed = json.loads(bzzz("member", "list", "--home", str(a.home), "--json").stdout)
+    assert {m["name"]: m["role"] for m in listed["members"]}["b"] == "architect"
     result = bzzz("member", "remove", c_id[:8], "--home", str(a.home))
     assert result.returncode == 0, result.stderr
     wait_for(lambda: c_id not in a.connected() and c_id not in b.connected(), what="c cut off")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
 import cbor2
 import pytest
@@ -20,6 +21,13 @@ from bzzz.domain.invite import (
 )
 from bzzz.domain.payload import encode_payload
 from bzzz.domain.presence import Availability, Heartbeat, open_presence, sign_presence
+from bzzz.domain.roles import (
+    can_decrypt,
+    can_make_decisions,
+    is_admin_role,
+    may_vote,
+    parse_roles,
+)
 from bzzz.domain.wire import (
     MAX_FRAME_BYTES,
     Entries,
@@ -30,7 +38,7 @@ from bzzz.domain.wire import (
     encode_message,
     frame_length,
 )
-from bzzz.errors import ProtocolError, UsageError
+from bzzz.errors import ConfigError, ProtocolError, UsageError
 from tests.conftest import make_signer
 
 A, B, C = (make_signer(n).public_key for n in (1, 2, 3))
@@ -55,23 +63,85 @@ class Log:
         )
 
     def fold(self) -> ms.Membership:
-        return ms.fold_membership(self.acts)
+        return ms.fold_membership(self.acts, ROLES)
+
+
+ROLES = parse_roles(
+    {
+        "roles": {
+            "admin": {"authority": "master"},
+            "lead": {"authority": "decision", "can_read": ["developer"]},
+            "developer": {"authority": "coordination"},
+            "reviewer": {"authority": "suggestion"},
+            "observer": {"authority": "read_only"},
+        }
+    },
+    "test roles",
+)
 
 
 def founded() -> Log:
     log = Log()
-    log.add(A, ms.FOUNDED, ms.founded_body("c", "alpha", "developer"))
+    log.add(A, ms.FOUNDED, ms.founded_body("c", "alpha", "admin"))
     return log
 
 
-def invite_and_admit(log: Log, inviter: bytes, member: bytes, secret: bytes = SECRET) -> None:
-    log.add(inviter, ms.INVITED, ms.invited_body(secret_hash(secret), "developer", 1000))
-    log.add(inviter, ms.ADMITTED, ms.admitted_body(member, "b", "developer", secret_hash(secret)))
+def invite_and_admit(
+    log: Log, inviter: bytes, member: bytes, secret: bytes = SECRET, role: str = "developer"
+) -> None:
+    log.add(inviter, ms.INVITED, ms.invited_body(secret_hash(secret), role, 1000))
+    log.add(inviter, ms.ADMITTED, ms.admitted_body(member, "b", role, secret_hash(secret)))
+
+
+def test_authority_limits_invites_removals_and_role_changes() -> None:
+    log = founded()
+    invite_and_admit(log, A, B)  # a developer
+    log.add(B, ms.REMOVED, ms.removed_body(A, "coup"))  # coordination may not remove
+    log.add(B, ms.INVITED, ms.invited_body(secret_hash(b"x" * 16), "admin", 1000))
+    invite_and_admit(log, B, C, secret=b"y" * 16, role="reviewer")  # may invite below
+    state = log.fold()
+    assert set(state.members) == {A, B, C} and state.members[C].role == "reviewer"
+    reasons = [reason for _, reason in state.ignored]
+    assert "a developer may not remove a admin" in reasons
+    assert "a developer may not invite a admin" in reasons
+    log.add(A, ms.ROLE_CHANGED, ms.role_changed_body(B, "lead"))
+    log.add(B, ms.ROLE_CHANGED, ms.role_changed_body(A, "reviewer"))  # lead < admin
+    log.add(B, ms.REMOVED, ms.removed_body(C, "done"))
+    state = log.fold()
+    assert state.members[B].role == "lead" and state.members[A].role == "admin"
+    assert set(state.members) == {A, B}
+
+
+def test_role_rules() -> None:
+    admin, lead, dev, obs = (ROLES.get(n) for n in ("admin", "lead", "developer", "observer"))
+    assert admin and lead and dev and obs
+    assert can_decrypt(lead, "developer") and not can_decrypt(dev, "lead")
+    assert can_decrypt(admin, "anything") and can_decrypt(dev, "developer")
+    assert can_make_decisions(lead) and not can_make_decisions(dev)
+    assert is_admin_role(admin) and not is_admin_role(lead)
+    assert may_vote(dev) and not may_vote(obs)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"roles": {"x": {"authority": "boss"}}}, "role 'x': authority: must be one of master"),
+        ({"roles": {"x": {"authority": "master", "colour": 1}}}, "role 'x': colour: unknown"),
+        ({"roles": {"x": {"authority": "master", "can_read": ["y"]}}}, "can_read: no role"),
+        ({"roles": {"x": {"authority": "read_only", "votes": True}}}, "read_only role never"),
+        ({"roles": {"X": {"authority": "master"}}}, "role name 'X'"),
+        ({"roles": {}}, "no roles defined"),
+        ([], "top-level 'roles:'"),
+    ],
+)
+def test_roles_file_errors_name_the_role_and_field(spec: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_roles(spec, "roles.yaml")
 
 
 def test_founder_admits_and_removes() -> None:
     log = founded()
-    invite_and_admit(log, A, B)
+    invite_and_admit(log, A, B, role="admin")
     state = log.fold()
     assert state.cluster == "c" and state.founder == A
     assert set(state.members) == {A, B} and state.members[B].admitted_by == A
@@ -109,7 +179,7 @@ def test_membership_is_the_same_whatever_order_acts_arrive_in() -> None:
     invite_and_admit(log, A, B)
     log.add(B, ms.REMOVED, ms.removed_body(A, "x"))
     forward = log.fold()
-    backward = ms.fold_membership(reversed(log.acts))
+    backward = ms.fold_membership(reversed(log.acts), ROLES)
     assert forward.members == backward.members
 
 

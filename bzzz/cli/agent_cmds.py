@@ -70,7 +70,10 @@ def status(home: HomeOption = None, json_: JsonOption = False) -> None:
 def _render(data: dict[str, Any]) -> None:
     state = "[green]running[/green]" if data["running"] else "[yellow]not running[/yellow]"
     out.print(f"[bold]{data['name']}[/bold] {data['agent_id']}  {state}")
-    out.print(f"  role {data['role']}  cluster {data.get('cluster')}  listen {data['listen']}")
+    authority = f" ({data['authority']})" if data.get("authority") else ""
+    out.print(
+        f"  role {data['role']}{authority}  cluster {data.get('cluster')}  listen {data['listen']}"
+    )
     store = data["store"]
     out.print(f"  store {store['url']}: {store['entries']} entries in {store['logs']} logs")
     now = time.time() * 1000

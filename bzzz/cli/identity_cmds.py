@@ -27,7 +27,10 @@ def _id_json(identity: Identity, name: str, role: str) -> dict[str, str]:
 def init(
     home: HomeOption = None,
     name: Annotated[str | None, typer.Option(help="Node name (default: the host name).")] = None,
-    role: Annotated[str, typer.Option(help="This agent's role.")] = "developer",
+    role: Annotated[
+        str | None,
+        typer.Option(help="This agent's role (default: admin with --new-cluster, else developer)."),
+    ] = None,
     store_url: Annotated[
         str | None,
         typer.Option("--store-url", help="Store URL (default: SQLite file in the home)."),
@@ -47,7 +50,7 @@ def init(
     with init_node(
         where,
         name=node_name,
-        role=role,
+        role=role or ("admin" if new_cluster else "developer"),
         store_url=store_url,
         cluster=new_cluster,
         listen=listen,

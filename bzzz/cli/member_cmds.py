@@ -16,7 +16,7 @@ from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
 from bzzz.projections.membership import read_membership
 from bzzz.runtime.control import notify_agent
-from bzzz.runtime.node import init_node, open_node
+from bzzz.runtime.node import Node, init_node, open_node
 
 app = typer.Typer(help="Who belongs to the cluster.", no_args_is_help=True)
 
@@ -103,7 +103,7 @@ def join(
 def list_members(home: HomeOption = None, json_: JsonOption = False) -> None:
     """Members, removed members and open invites, as this node's logs say."""
     with open_node(resolve_home(home)) as node:
-        state = read_membership(node.store)
+        state = read_membership(node.store, node.roles)
     rows = [
         {
             "agent_id": m.agent_id.hex(),
@@ -127,6 +127,33 @@ def list_members(home: HomeOption = None, json_: JsonOption = False) -> None:
         )
 
 
+@app.command("role")
+def set_role(
+    member: Annotated[str, typer.Argument(help="The member's agent id or a unique prefix.")],
+    role: Annotated[str, typer.Argument(help="Its new role.")],
+    home: HomeOption = None,
+) -> None:
+    """Give a member another role (your authority must cover both roles)."""
+    from bzzz.runtime.members import change_role
+
+    where = resolve_home(home)
+    with open_node(where) as node:
+        target = change_role(node, _one_member(node, member), role)
+    notify_agent(where)
+    out.print(f"{target.name} {target.agent_id.hex()} is now a {role}")
+
+
+def _one_member(node: Node, member: str) -> bytes:
+    if not is_id_prefix(member):
+        raise UsageError(f"{member!r} is not an agent id or a prefix of at least 4 hex digits")
+    state = read_membership(node.store, node.roles)
+    matches = [k for k in state.members if k.hex().startswith(member.strip().lower())]
+    if len(matches) != 1:
+        found = "no member" if not matches else f"{len(matches)} members"
+        raise UsageError(f"{found} match {member!r} (see `bzzz member list`)")
+    return matches[0]
+
+
 @app.command("remove")
 def remove(
     member: Annotated[str, typer.Argument(help="The member's agent id or a unique prefix.")],
@@ -138,13 +165,6 @@ def remove(
 
     where = resolve_home(home)
     with open_node(where) as node:
-        state = read_membership(node.store)
-        if not is_id_prefix(member):
-            raise UsageError(f"{member!r} is not an agent id or a prefix of at least 4 hex digits")
-        matches = [k for k in state.members if k.hex().startswith(member.strip().lower())]
-        if len(matches) != 1:
-            found = "no member" if not matches else f"{len(matches)} members"
-            raise UsageError(f"{found} match {member!r} (see `bzzz member list`)")
-        gone = remove_member(node, matches[0], reason)
+        gone = remove_member(node, _one_member(node, member), reason)
     notify_agent(where)
     out.print(f"removed {gone.name} {gone.agent_id.hex()}")

@@ -1,9 +1,10 @@
 """Who belongs to the cluster, decided from log entries alone.
 
 Membership is a fold over the membership entries of every log a node holds, taken in
-Lamport order (ties by author): the same entries give the same members on every node.
-An act counts only if its author was a member when it acted. Entries that break a rule
-are ignored, and `Membership.ignored` says why, for `bzzz member list` and the audit.
+Lamport order (ties by author): the same entries (and the same roles) give the same
+members on every node. An act counts only if its author was a member when it acted and
+its role's authority allows it (`bzzz.domain.roles`). Entries that break a rule are
+ignored, and `Membership.ignored` says why.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 import cbor2
 
 from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
+from bzzz.domain.roles import Role, Roles, may_change_role, may_invite, may_remove
 
 FOUNDED = "cluster.founded"
 INVITED = "member.invited"
 ADMITTED = "member.admitted"
 REMOVED = "member.removed"
-KINDS = (FOUNDED, INVITED, ADMITTED, REMOVED)
+ROLE_CHANGED = "member.role_changed"
+KINDS = (FOUNDED, INVITED, ADMITTED, REMOVED, ROLE_CHANGED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,10 @@ def removed_body(member: bytes, reason: str) -> dict[str, Any]:
     return {"member": member, "reason": reason}
 
 
+def role_changed_body(member: bytes, role: str) -> dict[str, Any]:
+    return {"member": member, "role": role}
+
+
 def _payload(body: bytes) -> dict[str, Any] | None:
     try:
         data = cbor2.loads(body)
@@ -108,33 +115,39 @@ def _key(data: dict[str, Any], key: str, size: int) -> bytes | None:
     return value if isinstance(value, bytes) and len(value) == size else None
 
 
-def fold_membership(acts: Iterable[MembershipAct]) -> Membership:
+def fold_membership(acts: Iterable[MembershipAct], roles: Roles) -> Membership:
     state = Membership()
     for act in sorted(acts, key=lambda a: (a.lamport, a.author, a.seq)):
-        problem = _apply(state, act)
+        problem = _apply(state, roles, act)
         if problem is not None:
             state.ignored.append((act, problem))
     return state
 
 
-def _apply(state: Membership, act: MembershipAct) -> str | None:
+def _apply(state: Membership, roles: Roles, act: MembershipAct) -> str | None:
     data = _payload(act.body)
     if data is None:
         return "body is not a CBOR map"
     if act.kind == FOUNDED:
-        return _found(state, act, data)
-    if act.author not in state.members:
+        return _found(state, roles, act, data)
+    member = state.members.get(act.author)
+    if member is None:
         return "its author was not a member at the time"
+    actor = roles.get(member.role)
+    if actor is None:
+        return f"its author's role {member.role!r} is not defined"
     if act.kind == INVITED:
-        return _invite(state, act, data)
+        return _invite(state, roles, actor, act, data)
     if act.kind == ADMITTED:
         return _admit(state, act, data)
     if act.kind == REMOVED:
-        return _remove(state, act, data)
+        return _remove(state, roles, actor, data)
+    if act.kind == ROLE_CHANGED:
+        return _change_role(state, roles, actor, data)
     return f"not a membership kind: {act.kind}"
 
 
-def _found(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str | None:
+def _found(state: Membership, roles: Roles, act: MembershipAct, data: dict[str, Any]) -> str | None:
     if state.founder is not None:
         return "the cluster was already founded"
     if act.seq != 1:
@@ -142,18 +155,27 @@ def _found(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str |
     cluster, name, role = _text(data, "cluster"), _text(data, "name"), _text(data, "role")
     if cluster is None or name is None or role is None:
         return "cluster, name and role must be text"
+    if role not in roles:
+        return f"no role named {role!r}"
     state.cluster, state.founder = cluster, act.author
     state.members[act.author] = Member(act.author, role, name, None, act.lamport)
     return None
 
 
-def _invite(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str | None:
+def _invite(
+    state: Membership, roles: Roles, actor: Role, act: MembershipAct, data: dict[str, Any]
+) -> str | None:
     token_hash, role = _key(data, "token_hash", HASH_BYTES), _text(data, "role")
     expires = data.get("expires_ms")
     if token_hash is None or role is None or type(expires) is not int:
         return "token_hash, role and expires_ms are required"
     if token_hash in state.invites:
         return "an invite with this token already exists"
+    wanted = roles.get(role)
+    if wanted is None:
+        return f"no role named {role!r}"
+    if not may_invite(actor, wanted):
+        return f"a {actor.name} may not invite a {role}"
     state.invites[token_hash] = Invite(act.author, role, expires)
     return None
 
@@ -178,12 +200,43 @@ def _admit(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str |
     return None
 
 
-def _remove(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str | None:
+def _target(state: Membership, roles: Roles, data: dict[str, Any]) -> tuple[Member, Role] | str:
     member = _key(data, "member", KEY_BYTES)
     if member is None:
         return "member is required"
-    gone = state.members.pop(member, None)
-    if gone is None:
+    target = state.members.get(member)
+    if target is None:
         return "not a member"
-    state.removed[member] = gone
+    role = roles.get(target.role)
+    if role is None:
+        return f"the member's role {target.role!r} is not defined"
+    return target, role
+
+
+def _remove(state: Membership, roles: Roles, actor: Role, data: dict[str, Any]) -> str | None:
+    found = _target(state, roles, data)
+    if isinstance(found, str):
+        return found
+    target, role = found
+    if not may_remove(actor, role):
+        return f"a {actor.name} may not remove a {role.name}"
+    del state.members[target.agent_id]
+    state.removed[target.agent_id] = target
+    return None
+
+
+def _change_role(state: Membership, roles: Roles, actor: Role, data: dict[str, Any]) -> str | None:
+    found = _target(state, roles, data)
+    if isinstance(found, str):
+        return found
+    target, old = found
+    name = _text(data, "role")
+    new = roles.get(name) if name is not None else None
+    if new is None:
+        return f"no role named {name!r}"
+    if not may_change_role(actor, old, new):
+        return f"a {actor.name} may not make a {old.name} a {new.name}"
+    state.members[target.agent_id] = Member(
+        target.agent_id, new.name, target.name, target.admitted_by, target.since_lamport
+    )
     return None

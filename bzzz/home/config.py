@@ -81,6 +81,9 @@ class AgentConfig(_Section):
 class NodeConfig(_Section):
     name: str
     role: str = "developer"
+    # The project folder whose .ucxl/roles.yaml defines the roles (relative to the home);
+    # without one, the packaged default roles.
+    project: str | None = None
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
     mesh: MeshConfig = MeshConfig()

@@ -24,6 +24,7 @@ from bzzz.domain.entry import Entry, entry_hash
 from bzzz.domain.invite import secret_hash
 from bzzz.domain.payload import encode_payload
 from bzzz.domain.presence import Availability, Heartbeat, sign_presence
+from bzzz.domain.roles import Roles
 from bzzz.domain.wire import Hello
 from bzzz.errors import ProtocolError, StoreError
 from bzzz.home.config import MeshConfig, NodeConfig, parse_address
@@ -84,6 +85,7 @@ class Mesh:
         store: EventStore,
         identity: Identity,
         config: NodeConfig,
+        roles: Roles,
         *,
         settings: MeshConfig | None = None,
         listen: str | None = None,
@@ -91,6 +93,7 @@ class Mesh:
         self.store = store
         self.identity = identity
         self.config = config
+        self.roles = roles
         self.settings = settings = settings or config.mesh
         self.me = identity.public_key
         self.cluster = settings.cluster
@@ -167,7 +170,7 @@ class Mesh:
     ) -> tuple[dict[bytes, int], list[tuple[bytes, int, bytes]], int, ms.Membership]:
         position = self.store.max_position()
         heads = {author: head.seq for author, head in self.store.heads().items()}
-        return heads, self.store.forks(), position, read_membership(self.store)
+        return heads, self.store.forks(), position, read_membership(self.store, self.roles)
 
     def _set_membership(self, membership: ms.Membership) -> bool:
         before = set(self.membership.members)
@@ -366,7 +369,7 @@ class Mesh:
         assert login.join_secret is not None and login.join_name is not None
         digest = secret_hash(login.join_secret)
         async with self._write_lock:
-            membership = await asyncio.to_thread(read_membership, self.store)
+            membership = await asyncio.to_thread(read_membership, self.store, self.roles)
             invite = membership.open_invite(digest, self.me, now_ms())
             if invite is None:  # used meanwhile by another newcomer
                 return False
@@ -487,6 +490,14 @@ class Mesh:
 
     # Status
 
+    def status_authority(self) -> str | None:
+        me = self.membership.members.get(self.me)
+        return self._authority(me.role if me else self.config.role)
+
+    def _authority(self, role: str) -> str | None:
+        found = self.roles.get(role)
+        return found.authority.label if found else None
+
     async def status(self) -> dict[str, Any]:
         peers: list[dict[str, Any]] = [s.status() for s in self.sessions.values()]
         connected = set(self.sessions)
@@ -511,6 +522,7 @@ class Mesh:
             "agent_id": self.me.hex(),
             "name": self.config.name,
             "role": me.role if me else self.config.role,
+            "authority": self._authority(me.role if me else self.config.role),
             "cluster": self.cluster,
             "member": me is not None,
             "listen": self.advertised,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from bzzz.domain.membership import KINDS, Membership, MembershipAct, fold_membership
+from bzzz.domain.roles import Roles
 from bzzz.errors import EntryError
 from bzzz.store import EventStore
 
 _PAGE = 10_000
 
 
-def read_membership(store: EventStore) -> Membership:
+def read_membership(store: EventStore, roles: Roles) -> Membership:
     """Fold every membership entry the store holds. Damaged rows are skipped: the
     audit reports them, and membership must still be decidable."""
     acts: list[MembershipAct] = []
@@ -27,5 +28,5 @@ def read_membership(store: EventStore) -> Membership:
                 )
             )
         if len(page) < _PAGE:
-            return fold_membership(acts)
+            return fold_membership(acts, roles)
         after = page[-1].position

@@ -47,7 +47,7 @@ async def run_agent(
 
 async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | None) -> None:
     settings = node.config.mesh
-    mesh = Mesh(node.store, node.identity, node.config, listen=listen)
+    mesh = Mesh(node.store, node.identity, node.config, node.roles, listen=listen)
     await mesh.refresh()
     if mesh.cluster is None:
         raise ConfigError(
@@ -64,10 +64,11 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
         raise UsageError(f"cannot listen on {mesh.listen}: {error.strerror or error}") from None
     me = mesh.membership.members.get(mesh.me)
     log.info(
-        "agent %s (%s) role %s in cluster %s listening on %s",
+        "agent %s (%s) role %s (%s) in cluster %s listening on %s",
         node.config.name,
         mesh.me.hex(),
         me.role if me else node.config.role,
+        mesh.status_authority(),
         mesh.cluster,
         mesh.advertised,
     )

@@ -16,6 +16,7 @@ from bzzz.domain import membership as ms
 from bzzz.domain.identity import short_id
 from bzzz.domain.invite import SECRET_BYTES, InviteToken, join_username
 from bzzz.domain.payload import encode_payload
+from bzzz.domain.roles import Role, may_change_role, may_invite, may_remove
 from bzzz.errors import UsageError
 from bzzz.home.config import parse_address, write_config
 from bzzz.mesh.framing import ConnectionClosed
@@ -41,12 +42,16 @@ def parse_duration(text: str) -> int:
 
 
 def create_invite(node: Node, role: str, expires: str, address: str | None) -> InviteToken:
-    membership = read_membership(node.store)
+    membership = read_membership(node.store, node.roles)
     me = node.identity.public_key
     if membership.cluster is None:
         raise UsageError("this node is in no cluster; found one with `bzzz init --new-cluster`")
-    if not membership.is_member(me):
-        raise UsageError("this node is not a member of its cluster, so it cannot invite")
+    actor = _my_role(node, membership)
+    wanted = node.roles.get(role)
+    if wanted is None:
+        raise UsageError(f"no role named {role!r}; the roles are: {', '.join(node.roles.by_name)}")
+    if not may_invite(actor, wanted):
+        raise UsageError(f"a {actor.name} may not invite a {role}")
     reach = address or _daemon_address(node.home) or node.config.mesh.listen
     host, port = parse_address(reach)
     if host in ("0.0.0.0", "::", ""):
@@ -71,16 +76,49 @@ def _daemon_address(home: Path) -> str | None:
     return listen if isinstance(listen, str) else None
 
 
-def remove_member(node: Node, member: bytes, reason: str) -> ms.Member:
-    membership = read_membership(node.store)
-    if not membership.is_member(node.identity.public_key):
-        raise UsageError("this node is not a member of its cluster, so it cannot remove one")
-    gone = membership.members.get(member)
-    if gone is None:
+def _my_role(node: Node, membership: ms.Membership) -> Role:
+    me = membership.members.get(node.identity.public_key)
+    if me is None:
+        raise UsageError("this node is not a member of its cluster")
+    role = node.roles.get(me.role)
+    if role is None:
+        raise UsageError(f"this node's role {me.role!r} is not in the roles file")
+    return role
+
+
+def _member(node: Node, membership: ms.Membership, member: bytes) -> tuple[ms.Member, Role]:
+    target = membership.members.get(member)
+    if target is None:
         raise UsageError(f"{member.hex()} is not a member (see `bzzz member list`)")
+    role = node.roles.get(target.role)
+    if role is None:
+        raise UsageError(f"the member's role {target.role!r} is not in the roles file")
+    return target, role
+
+
+def remove_member(node: Node, member: bytes, reason: str) -> ms.Member:
+    membership = read_membership(node.store, node.roles)
+    actor = _my_role(node, membership)
+    gone, role = _member(node, membership, member)
+    if not may_remove(actor, role):
+        raise UsageError(f"a {actor.name} may not remove a {role.name}")
     body = ms.removed_body(member, reason)
     node.store.append(node.identity.signer, ms.REMOVED, encode_payload(body), now_ms())
     return gone
+
+
+def change_role(node: Node, member: bytes, role: str) -> ms.Member:
+    membership = read_membership(node.store, node.roles)
+    actor = _my_role(node, membership)
+    target, old = _member(node, membership, member)
+    new = node.roles.get(role)
+    if new is None:
+        raise UsageError(f"no role named {role!r}; the roles are: {', '.join(node.roles.by_name)}")
+    if not may_change_role(actor, old, new):
+        raise UsageError(f"a {actor.name} may not make a {old.name} a {new.name}")
+    body = ms.role_changed_body(member, role)
+    node.store.append(node.identity.signer, ms.ROLE_CHANGED, encode_payload(body), now_ms())
+    return target
 
 
 @dataclass
@@ -95,7 +133,7 @@ class JoinResult:
 async def join_cluster(node: Node, token: InviteToken) -> JoinResult:
     """Log in to the inviter with the token, get admitted, and copy every log it holds."""
     settings = node.config.mesh.model_copy(update={"cluster": token.cluster})
-    mesh = Mesh(node.store, node.identity, node.config, settings=settings)
+    mesh = Mesh(node.store, node.identity, node.config, node.roles, settings=settings)
     await mesh.refresh()
     began = time.monotonic()
     username = join_username(token.secret, node.config.name)

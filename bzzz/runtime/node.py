@@ -9,9 +9,11 @@ from pathlib import Path
 from bzzz.clock import now_ms
 from bzzz.domain.membership import FOUNDED, founded_body
 from bzzz.domain.payload import encode_payload
+from bzzz.domain.roles import Roles
 from bzzz.errors import ConfigError
 from bzzz.home.config import CONFIG_FILE, NodeConfig, load_config, validate_config, write_config
 from bzzz.home.keys import Identity, create_identity, identity_exists, load_identity
+from bzzz.home.roles import load_roles
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl, resolve_store_url
 
@@ -22,6 +24,7 @@ class Node:
     config: NodeConfig
     identity: Identity
     store: EventStore
+    roles: Roles
 
     def close(self) -> None:
         self.store.close()
@@ -35,6 +38,10 @@ class Node:
 
 def store_url_of(home: Path, config: NodeConfig) -> StoreUrl:
     return resolve_store_url(config.store.url, base=home)
+
+
+def roles_of(home: Path, config: NodeConfig) -> Roles:
+    return load_roles(home / config.project if config.project else None)
 
 
 def init_node(
@@ -58,6 +65,9 @@ def init_node(
     if mesh:
         raw["mesh"] = mesh  # type: ignore[assignment]
     config = validate_config(raw, "bzzz init")
+    roles = roles_of(home, config)
+    if role not in roles:
+        raise ConfigError(f"no role named {role!r}; the roles are: {', '.join(roles.by_name)}")
     url = store_url_of(home, config)
     created = not home.exists()
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -72,7 +82,7 @@ def init_node(
     if cluster is not None:
         body = encode_payload(founded_body(cluster, name, role))
         store.append(identity.signer, FOUNDED, body, now_ms())
-    return Node(home, config, identity, store)
+    return Node(home, config, identity, store, roles)
 
 
 def open_config(home: Path) -> NodeConfig:
@@ -84,7 +94,8 @@ def open_config(home: Path) -> NodeConfig:
 def open_node(home: Path) -> Node:
     config = open_config(home)
     identity = load_identity(home)
-    return Node(home, config, identity, EventStore(store_url_of(home, config)))
+    roles = roles_of(home, config)
+    return Node(home, config, identity, EventStore(store_url_of(home, config)), roles)
 
 
 def open_home_store(home: Path) -> EventStore:
