@@ -1,0 +1,274 @@
+"""Raft leader election, as a state machine with no I/O, no clock and no randomness of
+its own: the caller passes the time and a random source, delivers messages, and carries
+out the actions it returns (persist a vote before answering, send, report leadership).
+
+Terms, randomized election timeouts, PreVote (a node that cannot win does not disturb
+the cluster by raising terms), CheckQuorum (a leader that has not heard from a majority
+within an election timeout steps down), leader stickiness (a voter that heard from a live
+leader within the minimum election timeout refuses to help unseat it), and step-down on
+any higher term. At most one leader per term follows from each voter voting at most once
+a term (the vote is persisted first) and majorities intersecting.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+FOLLOWER = "follower"
+PRE_CANDIDATE = "pre_candidate"
+CANDIDATE = "candidate"
+LEADER = "leader"
+
+
+class Kind(StrEnum):
+    PRE_VOTE = "pre_vote"
+    PRE_VOTE_REPLY = "pre_vote_reply"
+    VOTE = "vote"
+    VOTE_REPLY = "vote_reply"
+    BEAT = "beat"
+    BEAT_REPLY = "beat_reply"
+
+
+class Trigger(StrEnum):
+    """Why an election started."""
+
+    NO_LEADER = "no-leader"  # never heard of one: start-up, or no peers reachable
+    HEARTBEAT_TIMEOUT = "heartbeat-timeout"
+    QUORUM_LOSS = "quorum-loss"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    heartbeat_ms: int = 100
+    election_min_ms: int = 1000
+    election_max_ms: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    kind: Kind
+    term: int
+    src: bytes
+    dst: bytes
+    granted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PersistVote:
+    """Make the vote durable before the Send that follows it leaves the node."""
+
+    term: int
+    candidate: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BecameLeader:
+    term: int
+    voters: frozenset[bytes]  # whose votes elected us, ourselves included
+    trigger: Trigger
+
+
+@dataclass(frozen=True, slots=True)
+class SteppedDown:
+    term: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ElectionStarted:
+    term: int  # the term it will ask for
+    trigger: Trigger
+
+
+Action = Send | PersistVote | BecameLeader | SteppedDown | ElectionStarted
+
+
+@dataclass
+class Election:
+    me: bytes
+    voters: frozenset[bytes]
+    settings: Settings = field(default_factory=Settings)
+    term: int = 0
+    voted_for: bytes | None = None
+    role: str = FOLLOWER
+    leader: bytes | None = None
+    deadline: int = 0
+    leader_seen: int | None = None
+    next_beat: int = 0
+    trigger: Trigger = Trigger.NO_LEADER
+    _granted: set[bytes] = field(default_factory=set)
+    _acked: dict[bytes, int] = field(default_factory=dict)
+    _quorum_check: int = 0
+
+    @property
+    def majority(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    @property
+    def is_voter(self) -> bool:
+        return self.me in self.voters
+
+    def start(self, now: int, rng: random.Random) -> None:
+        """After a (re)start: a follower with what was persisted (term, voted_for)."""
+        self.role, self.leader, self.leader_seen = FOLLOWER, None, None
+        self._reset_deadline(now, rng)
+
+    def next_timer(self) -> int:
+        return self.next_beat if self.role == LEADER else self.deadline
+
+    def _reset_deadline(self, now: int, rng: random.Random) -> None:
+        s = self.settings
+        self.deadline = now + rng.randint(s.election_min_ms, s.election_max_ms)
+
+    def _recent_leader(self, now: int) -> bool:
+        if self.role == LEADER:
+            return True
+        seen = self.leader_seen
+        return seen is not None and now - seen < self.settings.election_min_ms
+
+    # Time
+
+    def tick(self, now: int, rng: random.Random) -> list[Action]:
+        if self.role == LEADER:
+            return self._lead(now)
+        if now >= self.deadline and self.is_voter:
+            trigger = Trigger.HEARTBEAT_TIMEOUT if self.leader else self.trigger
+            return self._pre_vote(now, rng, trigger)
+        return []
+
+    def _lead(self, now: int) -> list[Action]:
+        actions: list[Action] = []
+        if now >= self._quorum_check:
+            window = self.settings.election_min_ms
+            heard = 1 + sum(1 for v, t in self._acked.items() if v != self.me and now - t < window)
+            if heard < self.majority:
+                return self._step_down(self.term, "lost contact with a majority")
+            self._quorum_check = now + window
+        if now >= self.next_beat:
+            actions += self._broadcast(Kind.BEAT)
+            self.next_beat = now + self.settings.heartbeat_ms
+        return actions
+
+    # Elections
+
+    def _pre_vote(self, now: int, rng: random.Random, trigger: Trigger) -> list[Action]:
+        self.role, self.leader, self.trigger = PRE_CANDIDATE, None, trigger
+        self._granted = {self.me}
+        self._reset_deadline(now, rng)
+        if len(self._granted) >= self.majority:
+            return self._campaign(now, rng, trigger)
+        started: list[Action] = [ElectionStarted(self.term + 1, trigger)]
+        return started + self._broadcast(Kind.PRE_VOTE, term=self.term + 1)
+
+    def _campaign(self, now: int, rng: random.Random, trigger: Trigger) -> list[Action]:
+        self.term += 1
+        self.role, self.leader, self.voted_for, self.trigger = CANDIDATE, None, self.me, trigger
+        self._granted = {self.me}
+        self._reset_deadline(now, rng)
+        actions: list[Action] = [PersistVote(self.term, self.me)]
+        if len(self._granted) >= self.majority:
+            return actions + self._become_leader(now)
+        return actions + self._broadcast(Kind.VOTE)
+
+    def _become_leader(self, now: int) -> list[Action]:
+        self.role, self.leader, self.leader_seen = LEADER, self.me, now
+        self._acked = dict.fromkeys(self.voters, now)
+        self._quorum_check = now + self.settings.election_min_ms
+        self.next_beat = now + self.settings.heartbeat_ms
+        won: list[Action] = [BecameLeader(self.term, frozenset(self._granted), self.trigger)]
+        return won + self._broadcast(Kind.BEAT)
+
+    def _step_down(self, term: int, reason: str) -> list[Action]:
+        was_leader = self.role == LEADER
+        if term > self.term:
+            self.term, self.voted_for = term, None
+        self.role, self.leader = FOLLOWER, None
+        if reason == "lost contact with a majority":
+            self.trigger = Trigger.QUORUM_LOSS
+        return [SteppedDown(self.term, reason)] if was_leader else []
+
+    def _broadcast(self, kind: Kind, term: int | None = None) -> list[Action]:
+        t = self.term if term is None else term
+        return [Send(Message(kind, t, self.me, v)) for v in sorted(self.voters) if v != self.me]
+
+    def _reply(self, to: Message, kind: Kind, granted: bool, term: int | None = None) -> Send:
+        return Send(Message(kind, self.term if term is None else term, self.me, to.src, granted))
+
+    # Messages
+
+    def receive(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
+        if msg.dst != self.me or msg.src == self.me:
+            return []
+        if msg.kind == Kind.PRE_VOTE:
+            return [self._answer_pre_vote(msg, now)]
+        if msg.kind == Kind.PRE_VOTE_REPLY:
+            return self._count_pre_vote(msg, now, rng)
+        actions: list[Action] = []
+        if msg.term > self.term:
+            if msg.kind == Kind.VOTE and self._recent_leader(now) and self.role != LEADER:
+                # Stickiness: a live leader is not unseated by a stray candidate.
+                return []
+            actions += self._step_down(msg.term, f"saw term {msg.term}")
+        if msg.kind == Kind.VOTE:
+            return actions + self._answer_vote(msg, now, rng)
+        if msg.kind == Kind.VOTE_REPLY:
+            return actions + self._count_vote(msg, now)
+        if msg.kind == Kind.BEAT:
+            return actions + self._follow(msg, now, rng)
+        if msg.kind == Kind.BEAT_REPLY and self.role == LEADER and msg.term == self.term:
+            self._acked[msg.src] = now
+        return actions
+
+    def _answer_pre_vote(self, msg: Message, now: int) -> Send:
+        if msg.src not in self.voters:
+            return self._reply(msg, Kind.PRE_VOTE_REPLY, False)
+        granted = msg.term > self.term and not self._recent_leader(now)
+        return self._reply(msg, Kind.PRE_VOTE_REPLY, granted, term=msg.term if granted else None)
+
+    def _count_pre_vote(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
+        if self.role != PRE_CANDIDATE:
+            return []
+        if msg.term > self.term + 1 and not msg.granted:
+            return self._step_down(msg.term, f"saw term {msg.term}")
+        if msg.granted and msg.term == self.term + 1 and msg.src in self.voters:
+            self._granted.add(msg.src)
+            if len(self._granted) >= self.majority:
+                return self._campaign(now, rng, self.trigger)
+        return []
+
+    def _answer_vote(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
+        if msg.term < self.term or msg.src not in self.voters or not self.is_voter:
+            return [self._reply(msg, Kind.VOTE_REPLY, False)]
+        if self.voted_for not in (None, msg.src):
+            return [self._reply(msg, Kind.VOTE_REPLY, False)]
+        first = self.voted_for is None
+        self.voted_for = msg.src
+        self._reset_deadline(now, rng)
+        reply = self._reply(msg, Kind.VOTE_REPLY, True)
+        return [PersistVote(self.term, msg.src), reply] if first else [reply]
+
+    def _count_vote(self, msg: Message, now: int) -> list[Action]:
+        if self.role != CANDIDATE or msg.term != self.term or not msg.granted:
+            return []
+        if msg.src in self.voters:
+            self._granted.add(msg.src)
+        if len(self._granted) >= self.majority:
+            return self._become_leader(now)
+        return []
+
+    def _follow(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
+        if msg.term < self.term:
+            return [self._reply(msg, Kind.BEAT_REPLY, False)]
+        actions: list[Action] = []
+        if self.role == LEADER:  # same term, two leaders: impossible; refuse loudly
+            actions.append(SteppedDown(self.term, "another leader in this term"))
+        self.role, self.leader, self.leader_seen = FOLLOWER, msg.src, now
+        self._reset_deadline(now, rng)
+        return [*actions, self._reply(msg, Kind.BEAT_REPLY, True)]

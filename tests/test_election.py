@@ -1,0 +1,95 @@
+"""The election state machine under a simulated network: thousands of seeded runs with
+partitions, pauses, crashes, loss, duplication and reordering never elect two leaders in
+one term. A failing run names its seed; BZZZ_SIM_SEED=N replays just that one."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from bzzz.domain.election import (
+    LEADER,
+    BecameLeader,
+    Election,
+    Kind,
+    Message,
+    PersistVote,
+    Send,
+    Trigger,
+)
+from tests.election_sim import Faults, Sim
+
+RUNS = int(os.environ.get("BZZZ_SIM_RUNS", "1500"))
+
+
+def _seeds(offset: int) -> list[int]:
+    one = os.environ.get("BZZZ_SIM_SEED")
+    return [int(one)] if one else [offset + n for n in range(RUNS)]
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_never_two_leaders_in_a_term_under_every_fault(size: int) -> None:
+    elected = 0
+    for seed in _seeds(size * 1_000_000):
+        sim = Sim(seed, size, Faults.all()).run()
+        elected += bool(sim.leaders)
+    assert elected > 0.9 * len(_seeds(0))  # the runs did elect: the check was exercised
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_a_healthy_cluster_elects_one_leader_quickly_and_keeps_it(size: int) -> None:
+    for seed in range(200):
+        sim = Sim(seed, size, Faults()).run()
+        assert sim.first_leader_ms is not None and sim.first_leader_ms < 2500, seed
+        assert len(sim.leaders) == 1, f"seed {seed}: leadership changed without a fault"
+        assert len(sim.current_leaders()) == 1
+
+
+def test_a_minority_partition_never_has_a_leader() -> None:
+    sim = Sim(7, 5, Faults(), duration_ms=3000).run()
+    (leader,) = sim.current_leaders()
+    minority = frozenset([leader, next(i for i in sim.ids if i != leader)])
+    sim.groups = [minority, frozenset(sim.ids) - minority]
+    sim.advance(9000)
+    leaders = sim.current_leaders()
+    assert len(leaders) == 1 and not leaders & minority  # deposed by CheckQuorum
+    assert sim.nodes[leader].trigger == Trigger.QUORUM_LOSS
+
+
+def test_votes_are_persisted_before_they_are_sent() -> None:
+    a, b, c = (bytes([n]) * 32 for n in (1, 2, 3))
+    rng = random.Random(1)
+    node = Election(b, frozenset([a, b, c]))
+    node.start(0, rng)
+    actions = node.receive(Message(Kind.VOTE, 1, a, b), 5000, rng)
+    assert isinstance(actions[0], PersistVote) and actions[0] == PersistVote(1, a)
+    assert isinstance(actions[1], Send) and actions[1].message.granted
+    again = node.receive(Message(Kind.VOTE, 1, c, b), 5001, rng)
+    assert isinstance(again[0], Send) and not again[0].message.granted
+
+
+def test_a_live_leader_is_not_unseated_by_a_rejoining_node() -> None:
+    # PreVote and stickiness: a node cut off for long has a high timer but cannot win.
+    sim = Sim(3, 3, Faults(), duration_ms=3000).run()
+    (leader,) = sim.current_leaders()
+    term = sim.nodes[leader].term
+    other, rejoining = (i for i in sim.ids if i != leader)
+    rng = random.Random(0)
+    node = sim.nodes[other]
+    for kind in (Kind.PRE_VOTE, Kind.VOTE):
+        replies = node.receive(Message(kind, term + 5, rejoining, other), sim.now, rng)
+        assert not any(isinstance(r, Send) and r.message.granted for r in replies)
+    assert sim.nodes[leader].role == LEADER and node.term == term
+
+
+def test_the_winner_reports_who_elected_it() -> None:
+    seen: list[BecameLeader] = []
+    Sim(
+        11,
+        5,
+        Faults(),
+        on_action=lambda _, a, __: seen.append(a) if isinstance(a, BecameLeader) else None,
+    ).run()
+    assert seen and len(seen[0].voters) >= 3 and seen[0].trigger == Trigger.NO_LEADER
