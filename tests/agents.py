@@ -95,6 +95,11 @@ class Agent:
         assert answer is not None and answer["ok"], answer
         return int(answer["seq"])
 
+    def election(self) -> dict[str, Any]:
+        answer = ask(self.home, {"op": "election"})
+        assert answer is not None and answer["ok"], answer
+        return dict(answer["election"])
+
     @property
     def agent_id(self) -> str:
         return str(self.status()["agent_id"])

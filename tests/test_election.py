@@ -9,6 +9,7 @@ import random
 
 import pytest
 
+from bzzz.domain import leadership as lead
 from bzzz.domain.election import (
     LEADER,
     BecameLeader,
@@ -19,6 +20,7 @@ from bzzz.domain.election import (
     Send,
     Trigger,
 )
+from bzzz.domain.payload import encode_payload
 from tests.election_sim import Faults, Sim
 
 RUNS = int(os.environ.get("BZZZ_SIM_RUNS", "1500"))
@@ -93,3 +95,55 @@ def test_the_winner_reports_who_elected_it() -> None:
         on_action=lambda _, a, __: seen.append(a) if isinstance(a, BecameLeader) else None,
     ).run()
     assert seen and len(seen[0].voters) >= 3 and seen[0].trigger == Trigger.NO_LEADER
+
+
+def _vote(voter: bytes, term: int, candidate: bytes) -> lead.Vote:
+    digest = (bytes([voter[0], term, candidate[0]]) * 11)[:32]
+    return lead.Vote(voter, term, candidate, digest, 0)
+
+
+def test_leadership_is_proven_by_a_majority_of_cited_votes() -> None:
+    a, b, c = (bytes([n]) * 32 for n in (1, 2, 3))
+    voters = frozenset([a, b, c])
+    votes = [_vote(a, 1, a), _vote(b, 1, a), _vote(c, 2, c), _vote(b, 2, c)]
+    claims = [
+        lead.LeaderClaim(a, 1, (votes[0].hash, votes[1].hash), "no-leader", 0, 1),
+        lead.LeaderClaim(c, 2, (votes[2].hash,), "heartbeat-timeout", 5, 2),  # one vote
+        lead.LeaderClaim(b, 1, (votes[1].hash,), "no-leader", 0, 3),  # a vote for a
+    ]
+    proof = lead.prove_leadership(votes, claims, voters)
+    assert set(proof.proven) == {1} and proof.proven[1].leader == a
+    assert [why for _, why in proof.unproven] == [
+        "cites a vote for another term or candidate",
+        "votes of 1 of 3 voters cited; need 2",
+    ]
+    proof = lead.prove_leadership(
+        votes,
+        [*claims[:1], lead.LeaderClaim(c, 2, (votes[2].hash, votes[3].hash), "x", 0, 4)],
+        voters,
+    )
+    assert proof.latest is not None and proof.latest.leader == c and not proof.split_brain
+
+
+def test_two_proven_leaders_in_a_term_is_split_brain_and_double_votes_are_found() -> None:
+    a, b, c = (bytes([n]) * 32 for n in (1, 2, 3))
+    votes = [_vote(a, 3, a), _vote(b, 3, a), _vote(b, 3, c), _vote(c, 3, c)]
+    claims = [
+        lead.LeaderClaim(a, 3, (votes[0].hash, votes[1].hash), "t", 0, 1),
+        lead.LeaderClaim(c, 3, (votes[2].hash, votes[3].hash), "t", 0, 2),
+    ]
+    proof = lead.prove_leadership(votes, claims, frozenset([a, b, c]))
+    assert proof.split_brain == {3: {a, c}}
+    assert proof.double_votes == [(b, 3)]
+
+
+def test_vote_and_leader_bodies_parse_and_garbage_does_not() -> None:
+    a = bytes([1]) * 32
+    body = encode_payload(lead.vote_body(4, a))
+    assert lead.parse_vote(a, body, b"h" * 32, 9) == lead.Vote(a, 4, a, b"h" * 32, 9)
+    claim = encode_payload(lead.leader_body(4, [b"h" * 32], "no-leader", 12))
+    parsed = lead.parse_leader(a, claim, 9)
+    assert parsed is not None and parsed.votes == (b"h" * 32,)
+    for junk in (b"\xff", encode_payload({"term": -1, "candidate": a}), encode_payload({})):
+        assert lead.parse_vote(a, junk, b"h" * 32, 0) is None
+        assert lead.parse_leader(a, junk, 0) is None

@@ -10,7 +10,15 @@ import sys
 
 import typer
 
-from bzzz.cli import agent_cmds, audit_cmd, identity_cmds, log_cmds, member_cmds, projection_cmds
+from bzzz.cli import (
+    agent_cmds,
+    audit_cmd,
+    election_cmds,
+    identity_cmds,
+    log_cmds,
+    member_cmds,
+    projection_cmds,
+)
 from bzzz.cli.render import err
 from bzzz.errors import BzzzError
 
@@ -31,6 +39,7 @@ app.command("status")(agent_cmds.status)
 app.command("invite")(member_cmds.invite)
 app.command("join")(member_cmds.join)
 app.add_typer(member_cmds.app, name="member")
+app.add_typer(election_cmds.app, name="election")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import cbor2
 
+from bzzz.domain.election import Kind, Message
 from bzzz.domain.identity import Signer, verify_signature
 from bzzz.domain.limits import KEY_BYTES, MAX_UINT, SIGNATURE_BYTES
 from bzzz.errors import ProtocolError
@@ -38,12 +39,26 @@ class Availability:
     models: tuple[str, ...]
 
 
-Presence = Heartbeat | Availability
+@dataclass(frozen=True, slots=True)
+class ElectionMessage:
+    """An election message (`bzzz.domain.election.Message`), signed by its sender."""
+
+    message: Message
+
+    @property
+    def agent(self) -> bytes:
+        return self.message.src
+
+
+Presence = Heartbeat | Availability | ElectionMessage
 
 
 def _fields(message: Presence) -> list[Any]:
     if isinstance(message, Heartbeat):
         return ["heartbeat", message.agent, message.ts, message.counter]
+    if isinstance(message, ElectionMessage):
+        m = message.message
+        return ["election", m.src, m.kind.value, m.term, m.dst, m.granted]
     return [
         "availability",
         message.agent,
@@ -107,4 +122,17 @@ def open_presence(signed: bytes) -> Presence:
             _names(fields[6]),
             _names(fields[7]),
         )
+    if kind == "election" and len(fields) == 6:
+        return _election(agent, fields)
     raise ProtocolError("malformed", "ephemeral: unknown message")
+
+
+def _election(agent: bytes, fields: list[Any]) -> ElectionMessage:
+    _, _, kind, term, dst, granted = fields
+    try:
+        parsed = Kind(kind)
+    except ValueError:
+        raise ProtocolError("malformed", "election: unknown message kind") from None
+    if type(dst) is not bytes or len(dst) != KEY_BYTES or type(granted) is not bool:
+        raise ProtocolError("malformed", "election: bad destination or grant")
+    return ElectionMessage(Message(parsed, _count(term), agent, dst, granted))

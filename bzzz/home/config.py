@@ -72,6 +72,12 @@ class MeshConfig(_Section):
         return value
 
 
+class ElectionConfig(_Section):
+    heartbeat_ms: int = Field(default=100, ge=10, le=10_000)
+    election_min_ms: int = Field(default=1000, ge=50, le=600_000)
+    election_max_ms: int = Field(default=2000, ge=50, le=600_000)
+
+
 class AgentConfig(_Section):
     capabilities: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=list)
@@ -87,6 +93,7 @@ class NodeConfig(_Section):
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
     mesh: MeshConfig = MeshConfig()
+    election: ElectionConfig = ElectionConfig()
     agent: AgentConfig = AgentConfig()
 
     @field_validator("name")

@@ -20,10 +20,11 @@ import asyncssh
 
 from bzzz.clock import now_ms
 from bzzz.domain import membership as ms
+from bzzz.domain.election import Message as ElectionMsg
 from bzzz.domain.entry import Entry, entry_hash
 from bzzz.domain.invite import secret_hash
 from bzzz.domain.payload import encode_payload
-from bzzz.domain.presence import Availability, Heartbeat, sign_presence
+from bzzz.domain.presence import Availability, ElectionMessage, Heartbeat, sign_presence
 from bzzz.domain.roles import Roles
 from bzzz.domain.wire import Hello
 from bzzz.errors import ProtocolError, StoreError
@@ -111,6 +112,7 @@ class Mesh:
         self._forks: list[tuple[bytes, int, bytes]] = []
         self._alerted_forks: set[bytes] = set()
         self._waiters: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self.election_handler: Callable[[ElectionMsg], None] | None = None
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
 
@@ -219,6 +221,18 @@ class Mesh:
 
     def hello(self) -> Hello:
         return Hello(self.me, self.config.name, self.cluster or "", self.advertised, self.heads)
+
+    def on_election(self, message: ElectionMsg) -> None:
+        if message.dst == self.me and self.election_handler is not None:
+            self.election_handler(message)
+
+    def send_election(self, message: ElectionMsg) -> bool:
+        """Send to a directly connected peer; False when it is not connected."""
+        session = self.sessions.get(message.dst)
+        if session is None:
+            return False
+        session.send_ephemeral(sign_presence(self.identity.signer, ElectionMessage(message)))
+        return True
 
     def heartbeat(self, counter: int) -> bytes:
         return sign_presence(self.identity.signer, Heartbeat(self.me, now_ms(), counter))

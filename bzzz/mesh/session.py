@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bzzz.domain.presence import Availability, open_presence
+from bzzz.domain.presence import Availability, ElectionMessage, open_presence
 from bzzz.domain.wire import (
     BATCH_TARGET_BYTES,
     MAX_BATCH_ENTRIES,
@@ -39,9 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("bzzz.mesh")
 
 HELLO_TIMEOUT_S = 10.0
-# Ephemeral messages a peer may send: a burst, then this many a second.
-EPHEMERAL_BURST = 20
-EPHEMERAL_RATE = 10.0
+# Ephemeral messages a peer may send: a burst, then this many a second. Election traffic
+# (a leader's 10 beats a second and the replies) stays well inside it.
+EPHEMERAL_BURST = 100
+EPHEMERAL_RATE = 50.0
 
 
 @dataclass
@@ -161,6 +162,8 @@ class PeerSession:
                 raise ProtocolError("wrong-agent", "an ephemeral message signed by another agent")
             if isinstance(presence, Availability):
                 self.availability = presence
+            elif isinstance(presence, ElectionMessage):
+                self.mesh.on_election(presence.message)
         else:
             raise ProtocolError("second-hello", "hello may only be sent once")
 
@@ -173,6 +176,9 @@ class PeerSession:
 
     def note_links(self, links: frozenset[bytes]) -> None:
         self._note(Links(links - {self.peer}))
+
+    def send_ephemeral(self, signed: bytes) -> None:
+        self._note(Ephemeral(signed))
 
     def note_have(self, heads: dict[bytes, int]) -> None:
         """Tell the peer what we just stored from elsewhere, so it need not forward it."""

@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bzzz.domain.election import Settings
 from bzzz.domain.identity import parse_agent_id
 from bzzz.domain.payload import decode_payload
 from bzzz.errors import ConfigError, EntryError, UsageError
 from bzzz.mesh.discovery import Discovery
 from bzzz.mesh.mesh import PROFILE, Mesh
 from bzzz.runtime.control import serve_control, socket_path
+from bzzz.runtime.election import ElectionRunner
 from bzzz.runtime.lock import HomeLock
 from bzzz.runtime.node import Node, open_node
 
@@ -75,6 +77,16 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
     if me is None:
         log.warning("this node is not a member of cluster %s: peers will refuse it", mesh.cluster)
     await _record_profile(mesh)
+    e = node.config.election
+    if not e.heartbeat_ms < e.election_min_ms <= e.election_max_ms:
+        raise ConfigError(
+            "election: need heartbeat_ms < election_min_ms <= election_max_ms "
+            f"(have {e.heartbeat_ms}, {e.election_min_ms}, {e.election_max_ms})"
+        )
+    election = ElectionRunner(
+        mesh, Settings(e.heartbeat_ms, e.election_min_ms, e.election_max_ms), _admin_duties
+    )
+    await election.start()
 
     async def handle(request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -86,6 +98,8 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
                 raise UsageError('append needs {"kind": str, "data": {...}}')
             entry = await mesh.append(kind, data)
             return {"ok": True, "seq": entry.seq, "hash": entry.hash.hex()}
+        if op == "election":
+            return {"ok": True, "election": await election.status()}
         if op == "wait":
             return await _wait(mesh, request)
         if op == "refresh":
@@ -108,10 +122,19 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
             socket_path(node.home).unlink()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await election.stop()
                 if discovery is not None:
                     await discovery.stop()
                 await mesh.stop()
         log.info("stopped")
+
+
+async def _admin_duties(on: bool) -> None:
+    """The admin (SLURP) role's duties start and stop here, in one place."""
+    if on:
+        log.info("admin duties on (task-source sync and claim granting are not built yet)")
+    else:
+        log.info("admin duties off")
 
 
 async def _record_profile(mesh: Mesh) -> None:

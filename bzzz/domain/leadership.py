@@ -1,0 +1,154 @@
+"""Who led which term, proven from log entries alone.
+
+A voter's `election.vote` entry says it voted for a candidate in a term; a leader's
+`election.leader` entry cites, by hash, the votes that elected it. A leader is proven for
+a term when the cited votes are held, are for it in that term, and come from a majority
+of the voters. Two proven leaders in one term is split brain; a voter with two votes in
+one term has broken the rules its node enforces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
+
+VOTE = "election.vote"
+LEADER = "election.leader"
+KINDS = (VOTE, LEADER)
+MAX_CITED = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    voter: bytes
+    term: int
+    candidate: bytes
+    hash: bytes
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderClaim:
+    leader: bytes
+    term: int
+    votes: tuple[bytes, ...]
+    trigger: str
+    leaderless_ms: int
+    ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenLeader:
+    term: int
+    leader: bytes
+    voters: frozenset[bytes]
+    trigger: str
+    leaderless_ms: int
+    ts: int
+
+
+@dataclass
+class Leadership:
+    proven: dict[int, ProvenLeader] = field(default_factory=dict)
+    unproven: list[tuple[LeaderClaim, str]] = field(default_factory=list)
+    split_brain: dict[int, set[bytes]] = field(default_factory=dict)
+    double_votes: list[tuple[bytes, int]] = field(default_factory=list)
+
+    @property
+    def latest(self) -> ProvenLeader | None:
+        return self.proven[max(self.proven)] if self.proven else None
+
+
+def vote_body(term: int, candidate: bytes) -> dict[str, Any]:
+    return {"term": term, "candidate": candidate}
+
+
+def leader_body(term: int, votes: list[bytes], trigger: str, leaderless_ms: int) -> dict[str, Any]:
+    return {"term": term, "votes": votes, "trigger": trigger, "leaderless_ms": leaderless_ms}
+
+
+def _map(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = cbor2.loads(body)
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
+
+
+def parse_vote(author: bytes, body: bytes, entry_hash: bytes, ts: int) -> Vote | None:
+    data = _map(body)
+    if data is None:
+        return None
+    term, candidate = _count(data.get("term")), data.get("candidate")
+    if term is None or not isinstance(candidate, bytes) or len(candidate) != KEY_BYTES:
+        return None
+    return Vote(author, term, candidate, entry_hash, ts)
+
+
+def parse_leader(author: bytes, body: bytes, ts: int) -> LeaderClaim | None:
+    data = _map(body)
+    if data is None:
+        return None
+    term, votes = _count(data.get("term")), data.get("votes")
+    trigger, leaderless = data.get("trigger"), _count(data.get("leaderless_ms"))
+    if term is None or leaderless is None or not isinstance(trigger, str) or len(trigger) > 64:
+        return None
+    if not isinstance(votes, list) or len(votes) > MAX_CITED:
+        return None
+    if not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in votes):
+        return None
+    return LeaderClaim(author, term, tuple(votes), trigger, leaderless, ts)
+
+
+def prove_leadership(
+    votes: Iterable[Vote], claims: Iterable[LeaderClaim], voters: frozenset[bytes]
+) -> Leadership:
+    result = Leadership()
+    by_hash: dict[bytes, Vote] = {}
+    cast: dict[tuple[bytes, int], bytes] = {}
+    for vote in votes:
+        by_hash[vote.hash] = vote
+        earlier = cast.setdefault((vote.voter, vote.term), vote.candidate)
+        if earlier != vote.candidate:
+            result.double_votes.append((vote.voter, vote.term))
+    majority = len(voters) // 2 + 1
+    for claim in sorted(claims, key=lambda c: (c.term, c.ts)):
+        problem, backers = _backers(claim, by_hash, voters)
+        if problem is None and len(backers) < majority:
+            problem = f"votes of {len(backers)} of {len(voters)} voters cited; need {majority}"
+        if problem is not None:
+            result.unproven.append((claim, problem))
+            continue
+        held = result.proven.get(claim.term)
+        if held is not None and held.leader != claim.leader:
+            result.split_brain.setdefault(claim.term, {held.leader}).add(claim.leader)
+            continue
+        if held is None:
+            result.proven[claim.term] = ProvenLeader(
+                claim.term, claim.leader, backers, claim.trigger, claim.leaderless_ms, claim.ts
+            )
+    return result
+
+
+def _backers(
+    claim: LeaderClaim, by_hash: dict[bytes, Vote], voters: frozenset[bytes]
+) -> tuple[str | None, frozenset[bytes]]:
+    backers: set[bytes] = set()
+    for cited in claim.votes:
+        vote = by_hash.get(cited)
+        if vote is None:
+            return "cites a vote entry this node does not hold", frozenset()
+        if vote.term != claim.term or vote.candidate != claim.leader:
+            return "cites a vote for another term or candidate", frozenset()
+        if vote.voter in voters:
+            backers.add(vote.voter)
+    return None, frozenset(backers)

@@ -1,0 +1,282 @@
+"""Runs the election state machine inside `bzzz agent`: time, messages over the mesh,
+votes made durable as `election.vote` entries before they are answered, and the winner's
+`election.leader` entry citing the votes that elected it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bzzz.clock import now_ms
+from bzzz.domain import leadership as lead
+from bzzz.domain.election import (
+    LEADER,
+    Action,
+    BecameLeader,
+    Election,
+    ElectionStarted,
+    Message,
+    PersistVote,
+    Send,
+    Settings,
+    SteppedDown,
+)
+from bzzz.domain.entry import Entry
+from bzzz.domain.roles import Roles, may_vote
+from bzzz.errors import EntryError, StoreError
+from bzzz.mesh.mesh import Mesh
+from bzzz.projections.membership import read_membership
+from bzzz.store import EventStore
+
+log = logging.getLogger("bzzz.election")
+
+INBOX = 1024
+PROOF_WAIT_S = 3.0
+ALERT_SPLIT_BRAIN = "alert.split_brain"
+AdminSwitch = Callable[[bool], Awaitable[None]]
+
+
+class ElectionRunner:
+    def __init__(self, mesh: Mesh, settings: Settings, on_admin: AdminSwitch | None = None):
+        self.mesh = mesh
+        self.settings = settings
+        self.on_admin = on_admin
+        self.rng = random.SystemRandom()
+        self.election = Election(mesh.me, self.voters(), settings)
+        self._inbox: asyncio.Queue[Message] = asyncio.Queue(INBOX)
+        self._leaderless_since: int | None = now_ms()
+        self._task: asyncio.Task[None] | None = None
+        self._votes: list[lead.Vote] = []
+        self._claims: list[lead.LeaderClaim] = []
+        self._read_to = 0
+        self._alerted_terms: set[int] = set()
+        self._proving: set[asyncio.Task[None]] = set()
+
+    def voters(self) -> frozenset[bytes]:
+        roles, members = self.mesh.roles, self.mesh.membership.members
+        return frozenset(
+            m.agent_id for m in members.values() if (r := roles.get(m.role)) and may_vote(r)
+        )
+
+    async def start(self) -> None:
+        term, voted = await asyncio.to_thread(self._persisted)
+        self.election.term, self.election.voted_for = term, voted
+        self.election.start(now_ms(), self.rng)
+        self.mesh.election_handler = self._deliver
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        self.mesh.election_handler = None
+        tasks = [*self._proving, *([self._task] if self._task else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.election.role == LEADER and self.on_admin is not None:
+            await self.on_admin(False)
+
+    def _persisted(self) -> tuple[int, bytes | None]:
+        """Our latest vote, from our own log: the term and vote survive a restart."""
+        for stored in self.mesh.store.latest(10, kinds=[lead.VOTE], author=self.mesh.me)[::-1]:
+            try:
+                entry = stored.decode()
+            except EntryError:
+                continue
+            vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
+            if vote is not None:
+                return vote.term, vote.candidate
+        return 0, None
+
+    def _deliver(self, message: Message) -> None:
+        with contextlib.suppress(asyncio.QueueFull):  # a flood only loses election chatter
+            self._inbox.put_nowait(message)
+
+    async def _loop(self) -> None:
+        while True:
+            self.election.voters = self.voters()
+            wait = max(0, self.election.next_timer() - now_ms()) / 1000
+            try:
+                message = await asyncio.wait_for(self._inbox.get(), min(wait, 0.05))
+            except TimeoutError:
+                actions = self.election.tick(now_ms(), self.rng)
+            else:
+                actions = self.election.receive(message, now_ms(), self.rng)
+            try:
+                await self._apply(actions)
+            except StoreError as error:
+                log.error("election: cannot record a vote: %s", error)
+            self._track_leaderless()
+
+    def _track_leaderless(self) -> None:
+        if self.election.leader is not None:
+            self._leaderless_since = None
+        elif self._leaderless_since is None:
+            self._leaderless_since = now_ms()
+
+    async def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, PersistVote):
+                await self.mesh.append(lead.VOTE, lead.vote_body(action.term, action.candidate))
+            elif isinstance(action, Send):
+                self.mesh.send_election(action.message)
+            elif isinstance(action, ElectionStarted):
+                log.info("election for term %d: %s", action.term, action.trigger.value)
+            elif isinstance(action, BecameLeader):
+                since = self._leaderless_since
+                leaderless = now_ms() - since if since is not None else 0
+                log.info("elected leader of term %d (%s)", action.term, action.trigger.value)
+                task = asyncio.create_task(self._prove(action, leaderless))
+                self._proving.add(task)
+                task.add_done_callback(self._proving.discard)
+                if self.on_admin is not None:
+                    await self.on_admin(True)
+            elif isinstance(action, SteppedDown):
+                log.warning("stepped down in term %d: %s", action.term, action.reason)
+                if self.on_admin is not None:
+                    await self.on_admin(False)
+
+    async def _prove(self, won: BecameLeader, leaderless_ms: int) -> None:
+        """Publish `election.leader` citing the vote entries that elected us, once we
+        hold them (they travel by replication; the replies were only messages)."""
+        deadline = time.monotonic() + PROOF_WAIT_S
+        cited: dict[bytes, bytes] = {}
+        while time.monotonic() < deadline:
+            cited = await asyncio.to_thread(self._vote_hashes, won.term, won.voters)
+            if len(cited) == len(won.voters):
+                break
+            await asyncio.sleep(0.02)
+        if self.election.term != won.term or self.election.role != LEADER:
+            return
+        if len(cited) < self.election.majority:
+            log.warning("term %d: could not gather the votes to prove leadership", won.term)
+            return
+        body = lead.leader_body(won.term, sorted(cited.values()), won.trigger.value, leaderless_ms)
+        await self.mesh.append(lead.LEADER, body)
+
+    def _vote_hashes(self, term: int, voters: frozenset[bytes]) -> dict[bytes, bytes]:
+        found: dict[bytes, bytes] = {}
+        for voter in voters:
+            for stored in self.mesh.store.latest(10, kinds=[lead.VOTE], author=voter):
+                try:
+                    entry = stored.decode()
+                except EntryError:
+                    continue
+                vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
+                if vote and vote.term == term and vote.candidate == self.mesh.me:
+                    found[voter] = vote.hash
+        return found
+
+    # Reading the logs
+
+    async def leadership(self) -> lead.Leadership:
+        """Leadership as the logs prove it; raises a split-brain alert once per term."""
+        fresh = await asyncio.to_thread(self._read_new)
+        for entry in fresh:
+            if entry.kind == lead.VOTE:
+                vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
+                if vote is not None:
+                    self._votes.append(vote)
+            else:
+                claim = lead.parse_leader(entry.author, entry.body, entry.ts)
+                if claim is not None:
+                    self._claims.append(claim)
+        result = lead.prove_leadership(self._votes, self._claims, self.voters())
+        for term, leaders in result.split_brain.items():
+            if term not in self._alerted_terms:
+                self._alerted_terms.add(term)
+                log.error("split brain: %d proven leaders in term %d", len(leaders), term)
+                await self.mesh.append(
+                    ALERT_SPLIT_BRAIN, {"term": term, "leaders": sorted(leaders)}
+                )
+        return result
+
+    def _read_new(self) -> list[Entry]:
+        entries: list[Entry] = []
+        while True:
+            page = self.mesh.store.notifications(after=self._read_to, kinds=lead.KINDS)
+            for stored in page:
+                with contextlib.suppress(EntryError):
+                    entries.append(stored.decode())
+            if not page:
+                return entries
+            self._read_to = page[-1].position
+
+    async def status(self) -> dict[str, Any]:
+        proof = await self.leadership()
+        names = {m.agent_id: m.name for m in self.mesh.membership.members.values()}
+        reachable = set(self.mesh.sessions) | {self.mesh.me}
+        e = self.election
+        return {
+            "term": e.term,
+            "role": e.role,
+            "leader": e.leader.hex() if e.leader else None,
+            "leader_proven": bool(e.leader and proof.proven.get(e.term, None)),
+            "voters": [
+                {"agent_id": v.hex(), "name": names.get(v), "reachable": v in reachable}
+                for v in sorted(self.voters())
+            ],
+            **history_json(proof, names),
+        }
+
+
+def history_json(proof: lead.Leadership, names: dict[bytes, str]) -> dict[str, Any]:
+    return {
+        "history": [
+            {
+                "term": p.term,
+                "leader": p.leader.hex(),
+                "name": names.get(p.leader),
+                "trigger": p.trigger,
+                "leaderless_ms": p.leaderless_ms,
+                "elected_at": p.ts,
+                "votes": len(p.voters),
+            }
+            for p in sorted(proof.proven.values(), key=lambda p: p.term)
+        ],
+        "split_brain": [
+            {"term": t, "leaders": sorted(x.hex() for x in ls)}
+            for t, ls in sorted(proof.split_brain.items())
+        ],
+        "unproven": [
+            {"term": c.term, "leader": c.leader.hex(), "problem": why} for c, why in proof.unproven
+        ],
+    }
+
+
+def offline_status(store: EventStore, roles: Roles) -> dict[str, Any]:
+    """What the logs alone say, for `bzzz election status` with no agent running."""
+    membership = read_membership(store, roles)
+    voters = frozenset(
+        m.agent_id for m in membership.members.values() if (r := roles.get(m.role)) and may_vote(r)
+    )
+    votes: list[lead.Vote] = []
+    claims: list[lead.LeaderClaim] = []
+    after = 0
+    while page := store.notifications(after=after, kinds=lead.KINDS):
+        for stored in page:
+            with contextlib.suppress(EntryError):
+                entry = stored.decode()
+                if entry.kind == lead.VOTE:
+                    vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
+                    votes += [vote] if vote else []
+                else:
+                    claim = lead.parse_leader(entry.author, entry.body, entry.ts)
+                    claims += [claim] if claim else []
+        after = page[-1].position
+    proof = lead.prove_leadership(votes, claims, voters)
+    names = {m.agent_id: m.name for m in membership.members.values()}
+    latest = proof.latest
+    return {
+        "term": latest.term if latest else 0,
+        "role": None,
+        "leader": latest.leader.hex() if latest else None,
+        "leader_proven": latest is not None,
+        "voters": [
+            {"agent_id": v.hex(), "name": names.get(v), "reachable": None} for v in sorted(voters)
+        ],
+        **history_json(proof, names),
+    }
