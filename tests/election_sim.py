@@ -54,6 +54,8 @@ class Sim:
         self.paused: dict[bytes, int] = {}
         self.groups: list[frozenset[bytes]] | None = None
         self.leaders: dict[int, set[bytes]] = {}
+        self.highest_elected = 0
+        self.leased_checks = 0
         self.first_leader_ms: int | None = None
         self.now = 0
         self._queue: list[tuple[int, int, str, Any]] = []
@@ -74,7 +76,9 @@ class Sim:
     def _arm(self, node_id: bytes) -> None:
         self._timer_gen[node_id] += 1
         node = self.nodes[node_id]
-        self._at(node.next_timer(), "timer", (node_id, self._timer_gen[node_id]))
+        # An overdue timer (the node was paused) fires now, never in the past.
+        when = max(self.now, node.next_timer())
+        self._at(when, "timer", (node_id, self._timer_gen[node_id]))
 
     def _linked(self, a: bytes, b: bytes) -> bool:
         return self.groups is None or any(a in g and b in g for g in self.groups)
@@ -88,6 +92,7 @@ class Sim:
             elif isinstance(action, BecameLeader):
                 winners = self.leaders.setdefault(action.term, set())
                 winners.add(node_id)
+                self.highest_elected = max(self.highest_elected, action.term)
                 if self.first_leader_ms is None:
                     self.first_leader_ms = self.now
                 assert len(winners) == 1, (
@@ -99,6 +104,18 @@ class Sim:
                 self._send(action.message)
         if node_id in self.nodes:
             self._arm(node_id)
+            self._check_lease(node_id)
+
+    def _check_lease(self, node_id: bytes) -> None:
+        """A leader that may act alone (grant claims) must be the newest: no later term
+        may have elected anyone yet."""
+        node = self.nodes[node_id]
+        if node.has_lease(self.now):
+            self.leased_checks += 1
+            assert self.highest_elected <= node.term, (
+                f"seed {self.seed}: leader of term {node.term} holds a lease at "
+                f"{self.now} ms, but term {self.highest_elected} already has a leader"
+            )
 
     def _send(self, msg: Message) -> None:
         f = self.faults
@@ -131,6 +148,7 @@ class Sim:
         """Process events up to `until_ms` (a test may change the network in between)."""
         while self._queue and self._queue[0][0] <= until_ms:
             when, _, kind, payload = heapq.heappop(self._queue)
+            assert when >= self.now, f"seed {self.seed}: simulated time went back"
             self.now = when
             self._event(kind, payload)
         self.now = until_ms

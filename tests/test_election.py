@@ -32,12 +32,14 @@ def _seeds(offset: int) -> list[int]:
 
 
 @pytest.mark.parametrize("size", [3, 5])
-def test_never_two_leaders_in_a_term_under_every_fault(size: int) -> None:
-    elected = 0
+def test_never_two_leaders_in_a_term_nor_a_stale_lease_under_every_fault(size: int) -> None:
+    elected = leased = 0
     for seed in _seeds(size * 1_000_000):
         sim = Sim(seed, size, Faults.all()).run()
         elected += bool(sim.leaders)
-    assert elected > 0.9 * len(_seeds(0))  # the runs did elect: the check was exercised
+        leased += sim.leased_checks
+    assert elected > 0.9 * len(_seeds(0))  # the runs did elect: the checks were exercised
+    assert leased > 10 * len(_seeds(0))
 
 
 @pytest.mark.parametrize("size", [3, 5])
@@ -147,3 +149,24 @@ def test_vote_and_leader_bodies_parse_and_garbage_does_not() -> None:
     for junk in (b"\xff", encode_payload({"term": -1, "candidate": a}), encode_payload({})):
         assert lead.parse_vote(a, junk, b"h" * 32, 0) is None
         assert lead.parse_leader(a, junk, 0) is None
+
+
+def test_a_restarted_voter_does_not_help_unseat_a_leased_leader() -> None:
+    # a leads 5 voters; b and c answered its beat at t=0, then crashed and came back at
+    # t=20 remembering only their term and vote. e, cut off from a, times out at t=500.
+    # If b and c voted for e, e would lead term 2 while a still holds its lease.
+    a, b, c, d, e = (bytes([n]) * 32 for n in range(1, 6))
+    voters = frozenset([a, b, c, d, e])
+    rng = random.Random(5)
+    restarted = []
+    for node_id in (b, c):
+        node = Election(node_id, voters, term=1, voted_for=a)
+        node.start(20, rng)
+        restarted.append(node)
+    for node in restarted:
+        replies = node.receive(Message(Kind.PRE_VOTE, 2, e, node.me), 500, rng)
+        replies += node.receive(Message(Kind.VOTE, 2, e, node.me), 501, rng)
+        assert not any(isinstance(r, Send) and r.message.granted for r in replies)
+    # Once a minimum election timeout has passed without a leader, they may.
+    late = restarted[0].receive(Message(Kind.PRE_VOTE, 2, e, b), 1100, rng)
+    assert any(isinstance(r, Send) and r.message.granted for r in late)

@@ -53,6 +53,9 @@ class Message:
     src: bytes
     dst: bytes
     granted: bool = False
+    # A beat carries the leader's clock when it was sent, and its reply echoes it: the
+    # leader's lease counts from when it sent, never from when the answer happened to arrive.
+    stamp: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +119,11 @@ class Election:
         return self.me in self.voters
 
     def start(self, now: int, rng: random.Random) -> None:
-        """After a (re)start: a follower with what was persisted (term, voted_for)."""
-        self.role, self.leader, self.leader_seen = FOLLOWER, None, None
+        """After a (re)start: a follower with what was persisted (term, voted_for). It
+        may have answered a leader's beat just before it went down and forgotten it, so
+        it helps no election for one minimum election timeout (else that leader's lease
+        would count on a vote cast elsewhere)."""
+        self.role, self.leader, self.leader_seen = FOLLOWER, None, now
         self._reset_deadline(now, rng)
 
     def next_timer(self) -> int:
@@ -146,13 +152,11 @@ class Election:
     def _lead(self, now: int) -> list[Action]:
         actions: list[Action] = []
         if now >= self._quorum_check:
-            window = self.settings.election_min_ms
-            heard = 1 + sum(1 for v, t in self._acked.items() if v != self.me and now - t < window)
-            if heard < self.majority:
+            if not self.has_lease(now):
                 return self._step_down(self.term, "lost contact with a majority")
-            self._quorum_check = now + window
+            self._quorum_check = now + self.settings.election_min_ms
         if now >= self.next_beat:
-            actions += self._broadcast(Kind.BEAT)
+            actions += self._broadcast(Kind.BEAT, stamp=now)
             self.next_beat = now + self.settings.heartbeat_ms
         return actions
 
@@ -179,11 +183,13 @@ class Election:
 
     def _become_leader(self, now: int) -> list[Action]:
         self.role, self.leader, self.leader_seen = LEADER, self.me, now
-        self._acked = dict.fromkeys(self.voters, now)
+        # No lease yet: a vote does not stop its voter from joining a later election, an
+        # answered beat does (stickiness). The first beats go out now.
+        self._acked = {}
         self._quorum_check = now + self.settings.election_min_ms
         self.next_beat = now + self.settings.heartbeat_ms
         won: list[Action] = [BecameLeader(self.term, frozenset(self._granted), self.trigger)]
-        return won + self._broadcast(Kind.BEAT)
+        return won + self._broadcast(Kind.BEAT, stamp=now)
 
     def _step_down(self, term: int, reason: str) -> list[Action]:
         was_leader = self.role == LEADER
@@ -194,12 +200,27 @@ class Election:
             self.trigger = Trigger.QUORUM_LOSS
         return [SteppedDown(self.term, reason)] if was_leader else []
 
-    def _broadcast(self, kind: Kind, term: int | None = None) -> list[Action]:
+    def _broadcast(self, kind: Kind, term: int | None = None, stamp: int = 0) -> list[Action]:
         t = self.term if term is None else term
-        return [Send(Message(kind, t, self.me, v)) for v in sorted(self.voters) if v != self.me]
+        return [
+            Send(Message(kind, t, self.me, v, stamp=stamp))
+            for v in sorted(self.voters)
+            if v != self.me
+        ]
 
     def _reply(self, to: Message, kind: Kind, granted: bool, term: int | None = None) -> Send:
-        return Send(Message(kind, self.term if term is None else term, self.me, to.src, granted))
+        t = self.term if term is None else term
+        return Send(Message(kind, t, self.me, to.src, granted, stamp=to.stamp))
+
+    def has_lease(self, now: int) -> bool:
+        """Whether this leader may act alone now (grant claims): a majority answered beats
+        sent less than the minimum election timeout ago, so none of them can have helped
+        elect anyone else yet (voters refuse for that long after hearing a leader)."""
+        if self.role != LEADER:
+            return False
+        window = self.settings.election_min_ms
+        fresh = 1 + sum(1 for v, t in self._acked.items() if v != self.me and now - t < window)
+        return fresh >= self.majority
 
     # Messages
 
@@ -222,8 +243,9 @@ class Election:
             return actions + self._count_vote(msg, now)
         if msg.kind == Kind.BEAT:
             return actions + self._follow(msg, now, rng)
-        if msg.kind == Kind.BEAT_REPLY and self.role == LEADER and msg.term == self.term:
-            self._acked[msg.src] = now
+        answered = msg.kind == Kind.BEAT_REPLY and msg.granted and msg.stamp <= now
+        if answered and self.role == LEADER and msg.term == self.term:
+            self._acked[msg.src] = max(self._acked.get(msg.src, 0), msg.stamp)
         return actions
 
     def _answer_pre_vote(self, msg: Message, now: int) -> Send:

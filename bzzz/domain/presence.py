@@ -58,7 +58,7 @@ def _fields(message: Presence) -> list[Any]:
         return ["heartbeat", message.agent, message.ts, message.counter]
     if isinstance(message, ElectionMessage):
         m = message.message
-        return ["election", m.src, m.kind.value, m.term, m.dst, m.granted]
+        return ["election", m.src, m.kind.value, m.term, m.dst, m.granted, m.stamp]
     return [
         "availability",
         message.agent,
@@ -122,17 +122,17 @@ def open_presence(signed: bytes) -> Presence:
             _names(fields[6]),
             _names(fields[7]),
         )
-    if kind == "election" and len(fields) == 6:
+    if kind == "election" and len(fields) == 7:
         return _election(agent, fields)
     raise ProtocolError("malformed", "ephemeral: unknown message")
 
 
 def _election(agent: bytes, fields: list[Any]) -> ElectionMessage:
-    _, _, kind, term, dst, granted = fields
+    _, _, kind, term, dst, granted, stamp = fields
     try:
         parsed = Kind(kind)
     except ValueError:
         raise ProtocolError("malformed", "election: unknown message kind") from None
     if type(dst) is not bytes or len(dst) != KEY_BYTES or type(granted) is not bool:
         raise ProtocolError("malformed", "election: bad destination or grant")
-    return ElectionMessage(Message(parsed, _count(term), agent, dst, granted))
+    return ElectionMessage(Message(parsed, _count(term), agent, dst, granted, _count(stamp)))
