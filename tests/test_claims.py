@@ -1,0 +1,109 @@
+"""Claim rules: the leader's decisions, fencing tokens, leases, terms and re-issues."""
+
+from __future__ import annotations
+
+import itertools
+
+from bzzz.domain import claims as cl
+from bzzz.domain.payload import encode_payload
+from bzzz.domain.roles import Authority, Role
+
+L1, L2, X, Y = (bytes([n]) * 32 for n in (1, 2, 3, 4))
+DEV = Role("developer", Authority.COORDINATION, capabilities=("python",))
+WATCHER = Role("observer", Authority.READ_ONLY, votes=False)
+_clock = itertools.count(1)
+
+
+def entry(author: bytes, kind: str, ts: int = 0, **data: object) -> cl.ClaimEntry:
+    n = next(_clock)
+    return cl.ClaimEntry(author, kind, encode_payload(data), n.to_bytes(32, "big"), ts, n)
+
+
+def grant_entry(
+    leader: bytes, task: str, who: bytes, token: cl.Token, ts: int = 0, lease: int = 1000
+) -> cl.ClaimEntry:
+    grant = cl.Grant(leader, task, who, token, lease, None, ts)
+    return entry(leader, cl.GRANTED, ts, **cl.grant_body(grant))
+
+
+def test_the_leader_grants_once_and_says_why_it_refuses() -> None:
+    asks = [entry(X, cl.REQUESTED, task="#1"), entry(Y, cl.REQUESTED, task="#1")]
+    book = cl.fold_claims(asks, {1: L1}, 1)
+    first, second = book.pending()
+    answer = cl.decide(book, first, leader=L1, term=1, now=10, max_tasks=2, role=DEV)
+    assert isinstance(answer, cl.Grant) and answer.token == (1, 1)
+    book = cl.fold_claims([*asks, entry(L1, cl.GRANTED, 10, **cl.grant_body(answer))], {1: L1}, 1)
+    assert book.pending() == [second]
+    refusal = cl.decide(book, second, leader=L1, term=1, now=11, max_tasks=2, role=DEV)
+    assert isinstance(refusal, cl.Refusal) and refusal.reason.startswith("already held by 030303")
+    other = entry(X, cl.REQUESTED, task="#2")
+    busy = cl.decide(
+        book,
+        cl.fold_claims([other], {}, 1).requests[0],
+        leader=L1,
+        term=1,
+        now=12,
+        max_tasks=1,
+        role=DEV,
+    )
+    assert isinstance(busy, cl.Refusal) and "max tasks (1)" in busy.reason
+    needs = cl.fold_claims([entry(Y, cl.REQUESTED, task="#3", needs=["rust"])], {}, 1)
+    for role, why in ((DEV, "lacks rust"), (WATCHER, "read_only"), (None, "not defined")):
+        answer = cl.decide(
+            book, needs.requests[0], leader=L1, term=1, now=12, max_tasks=5, role=role
+        )
+        assert isinstance(answer, cl.Refusal) and why in answer.reason
+
+
+def test_only_the_terms_proven_leader_grants_and_the_newest_token_wins() -> None:
+    book = cl.fold_claims(
+        [
+            grant_entry(L2, "#1", X, (1, 1)),
+            grant_entry(L1, "#1", Y, (1, 2)),
+            grant_entry(L1, "#2", X, (1, 1)),
+        ],
+        {1: L1},
+        1,
+    )
+    assert book.live("#1", 5) is not None and book.live("#1", 5).claimant == Y  # type: ignore[union-attr]
+    assert book.ignored and "not a grant by that term's leader" in book.ignored[0][1]
+    assert book.check_token("#1", (1, 1), X, 5) is not None
+    assert "stale token [1, 1]" in (book.check_token("#1", (1, 1), Y, 5) or "")
+    assert book.check_token("#1", (1, 2), Y, 5) is None
+    assert book.next_grant(1) == 3 and book.next_grant(2) == 1
+
+
+def test_a_newer_term_voids_old_grants_until_reissued() -> None:
+    old = grant_entry(L1, "#1", X, (1, 1), ts=0, lease=1000)
+    book = cl.fold_claims([old], {1: L1, 2: L2}, 2)
+    assert book.live("#1", 10) is None  # a late or unknown grant of term 1: void
+    (again,) = cl.reissues(book, leader=L2, term=2, now=100)
+    assert again.token == (2, 1) and again.claimant == X and again.lease_ms == 900
+    book = cl.fold_claims(
+        [old, entry(L2, cl.GRANTED, 100, **cl.grant_body(again))], {1: L1, 2: L2}, 2
+    )
+    assert book.live("#1", 500) == book.tasks["#1"].grant
+    assert "stale token" in (book.check_token("#1", (1, 1), X, 500) or "")
+
+
+def test_progress_renews_release_ends_and_stale_progress_is_ignored() -> None:
+    grant = grant_entry(L1, "#1", X, (1, 2), ts=0, lease=1000)
+    renew = entry(X, cl.PROGRESS, 800, **cl.token_body("#1", (1, 2)))
+    book = cl.fold_claims([grant, renew], {1: L1}, 1)
+    assert book.live("#1", 1500) is not None and book.live("#1", 1800) is None
+    forged = entry(Y, cl.PROGRESS, 1700, **cl.token_body("#1", (1, 2)))  # not the holder
+    stale = entry(X, cl.PROGRESS, 1700, **cl.token_body("#1", (1, 1)))  # an older token
+    book = cl.fold_claims([grant, renew, forged, stale], {1: L1}, 1)
+    assert book.live("#1", 1900) is None  # neither renewed it
+    assert any("stale or foreign token [1, 1]" in why for _, why in book.ignored)
+    release = entry(X, cl.RELEASED, 950, **cl.token_body("#1", (1, 2)))
+    book = cl.fold_claims([grant, renew, release], {1: L1}, 1)
+    assert book.live("#1", 960) is None and book.tasks["#1"].released
+    expired = cl.fold_claims([grant], {1: L1}, 1)
+    assert cl.reissues(expired, leader=L2, term=2, now=5000) == []
+
+
+def test_garbage_claim_entries_are_ignored() -> None:
+    junk = [cl.ClaimEntry(X, cl.GRANTED, b"\xff", b"h" * 32, 0, 1), entry(X, cl.REQUESTED)]
+    book = cl.fold_claims(junk, {1: L1}, 1)
+    assert not book.tasks and not book.requests and len(book.ignored) == 2
