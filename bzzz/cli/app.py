@@ -13,6 +13,7 @@ import typer
 from bzzz.cli import (
     agent_cmds,
     audit_cmd,
+    claim_cmds,
     election_cmds,
     identity_cmds,
     log_cmds,
@@ -40,6 +41,7 @@ app.command("invite")(member_cmds.invite)
 app.command("join")(member_cmds.join)
 app.add_typer(member_cmds.app, name="member")
 app.add_typer(election_cmds.app, name="election")
+app.add_typer(claim_cmds.app, name="claim")
 
 
 def main() -> None:

@@ -85,6 +85,7 @@ class ClaimBook:
     current_term: int = 0
     tasks: dict[str, TaskClaim] = field(default_factory=dict)
     answered: set[bytes] = field(default_factory=set)
+    refused: dict[bytes, str] = field(default_factory=dict)  # request hash -> reason
     requests: list[Request] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
 
@@ -209,8 +210,10 @@ def fold_claims(
         elif entry.kind in (GRANTED, REFUSED):
             request = _key(data.get("request"), HASH_BYTES)
             if entry.kind == REFUSED:
+                reason = data.get("reason")
                 if request is not None and entry.author in leaders.values():
                     book.answered.add(request)
+                    book.refused[request] = reason if isinstance(reason, str) else "refused"
                 continue
             grant = _grant(entry, task, data, leaders)
             if grant is None:

@@ -82,6 +82,8 @@ class AgentConfig(_Section):
     capabilities: list[str] = Field(default_factory=list)
     models: list[str] = Field(default_factory=list)
     max_tasks: int = Field(default=1, ge=0, le=1000)
+    # A granted claim lapses this long after the grant or the holder's last progress.
+    claim_lease_ms: int = Field(default=60_000, ge=1000, le=86_400_000)
 
 
 class NodeConfig(_Section):

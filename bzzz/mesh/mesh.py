@@ -112,6 +112,7 @@ class Mesh:
         self._forks: list[tuple[bytes, int, bytes]] = []
         self._alerted_forks: set[bytes] = set()
         self._waiters: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self.changed = asyncio.Event()  # set whenever our heads move
         self.election_handler: Callable[[ElectionMsg], None] | None = None
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
@@ -282,6 +283,19 @@ class Mesh:
 
     # Writes
 
+    async def append_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[Entry]:
+        """Several entries of our own in one atomic batch."""
+        bodies = [(kind, encode_payload(payload)) for kind, payload in items]
+        async with self._write_lock:
+            entries = await asyncio.to_thread(
+                self.store.append_batch, self.identity.signer, bodies, now_ms()
+            )
+        self._remember(entries)
+        if entries:
+            self.heads[self.me] = entries[-1].seq
+        self._wake_all()
+        return entries
+
     async def append(self, kind: str, payload: dict[str, Any]) -> Entry:
         body = encode_payload(payload)
         async with self._write_lock:
@@ -301,6 +315,7 @@ class Mesh:
         self._heads_moved()
 
     def _heads_moved(self) -> None:
+        self.changed.set()
         if not self._waiters:
             return
         waiting = []

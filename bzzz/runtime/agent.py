@@ -8,18 +8,18 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from bzzz.domain.election import Settings
-from bzzz.domain.identity import parse_agent_id
 from bzzz.domain.payload import decode_payload
 from bzzz.errors import ConfigError, EntryError, UsageError
 from bzzz.mesh.discovery import Discovery
 from bzzz.mesh.mesh import PROFILE, Mesh
+from bzzz.runtime.claims import ClaimService
 from bzzz.runtime.control import serve_control, socket_path
 from bzzz.runtime.election import ElectionRunner
 from bzzz.runtime.lock import HomeLock
 from bzzz.runtime.node import Node, open_node
+from bzzz.runtime.requests import Requests
 
 log = logging.getLogger("bzzz.agent")
 SHUTDOWN_GRACE_S = 5.0
@@ -83,31 +83,13 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
             "election: need heartbeat_ms < election_min_ms <= election_max_ms "
             f"(have {e.heartbeat_ms}, {e.election_min_ms}, {e.election_max_ms})"
         )
-    election = ElectionRunner(
-        mesh, Settings(e.heartbeat_ms, e.election_min_ms, e.election_max_ms), _admin_duties
-    )
+    election = ElectionRunner(mesh, Settings(e.heartbeat_ms, e.election_min_ms, e.election_max_ms))
+    claims = ClaimService(mesh, election, node.config.agent.claim_lease_ms)
+    election.on_admin = claims.set_admin  # the admin's duties: granting claims
+    await claims.start()
     await election.start()
 
-    async def handle(request: dict[str, Any]) -> dict[str, Any]:
-        op = request.get("op")
-        if op == "status":
-            return {"ok": True, "status": await mesh.status()}
-        if op == "append":
-            kind, data = request.get("kind"), request.get("data")
-            if not isinstance(kind, str) or not isinstance(data, dict):
-                raise UsageError('append needs {"kind": str, "data": {...}}')
-            entry = await mesh.append(kind, data)
-            return {"ok": True, "seq": entry.seq, "hash": entry.hash.hex()}
-        if op == "election":
-            return {"ok": True, "election": await election.status()}
-        if op == "wait":
-            return await _wait(mesh, request)
-        if op == "refresh":
-            await mesh.refresh()
-            return {"ok": True}
-        raise UsageError(f"unknown request {op!r}")
-
-    control = await serve_control(node.home, handle)
+    control = await serve_control(node.home, Requests(mesh, election, claims).handle)
     discovery = Discovery(mesh) if (settings.mdns if mdns is None else mdns) else None
     if discovery is not None:
         await discovery.start()
@@ -123,24 +105,21 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_GRACE_S):
                 await election.stop()
+                await claims.stop()
                 if discovery is not None:
                     await discovery.stop()
                 await mesh.stop()
         log.info("stopped")
 
 
-async def _admin_duties(on: bool) -> None:
-    """The admin (SLURP) role's duties start and stop here, in one place."""
-    if on:
-        log.info("admin duties on (task-source sync and claim granting are not built yet)")
-    else:
-        log.info("admin duties off")
-
-
 async def _record_profile(mesh: Mesh) -> None:
     """Log an `agent.profile` entry when capabilities or models changed since the last."""
     agent = mesh.config.agent
-    profile = {"capabilities": sorted(agent.capabilities), "models": sorted(agent.models)}
+    profile = {
+        "capabilities": sorted(agent.capabilities),
+        "models": sorted(agent.models),
+        "max_tasks": agent.max_tasks,
+    }
     latest = await asyncio.to_thread(mesh.store.latest, 1, kinds=[PROFILE], author=mesh.me)
     if latest:
         try:
@@ -150,19 +129,3 @@ async def _record_profile(mesh: Mesh) -> None:
         if previous == profile:
             return
     await mesh.append(PROFILE, profile)
-
-
-MAX_WAIT_S = 600.0
-
-
-async def _wait(mesh: Mesh, request: dict[str, Any]) -> dict[str, Any]:
-    """Answer once this node holds `author`'s log up to `seq` (or after `timeout`)."""
-    author, seq, timeout = request.get("author"), request.get("seq"), request.get("timeout", 30)
-    try:
-        key = parse_agent_id(author) if isinstance(author, str) else b""
-    except UsageError:
-        key = b""
-    if not key or type(seq) is not int or not isinstance(timeout, int | float):
-        raise UsageError('wait needs {"author": agent id, "seq": int, "timeout": seconds}')
-    reached = await mesh.wait_for_head(key, seq, min(float(timeout), MAX_WAIT_S))
-    return {"ok": True, "reached": reached, "seq": mesh.heads.get(key, 0)}

@@ -80,16 +80,26 @@ class ElectionRunner:
             await self.on_admin(False)
 
     def _persisted(self) -> tuple[int, bytes | None]:
-        """Our latest vote, from our own log: the term and vote survive a restart."""
-        for stored in self.mesh.store.latest(10, kinds=[lead.VOTE], author=self.mesh.me)[::-1]:
-            try:
-                entry = stored.decode()
-            except EntryError:
-                continue
-            vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
-            if vote is not None:
-                return vote.term, vote.candidate
-        return 0, None
+        """Where to start: the highest term any vote in the store names (a node that
+        joined late must not re-run terms the cluster already used), and our own vote in
+        it, if any. Votes are entries, so this survives restarts."""
+        term, voted = 0, None
+        after = 0
+        while page := self.mesh.store.notifications(after=after, kinds=[lead.VOTE]):
+            for stored in page:
+                try:
+                    entry = stored.decode()
+                except EntryError:
+                    continue
+                vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
+                if vote is None or vote.term < term:
+                    continue
+                if vote.term > term:
+                    term, voted = vote.term, None
+                if vote.voter == self.mesh.me:
+                    voted = vote.candidate
+            after = page[-1].position
+        return term, voted
 
     def _deliver(self, message: Message) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # a flood only loses election chatter

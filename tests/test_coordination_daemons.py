@@ -1,4 +1,4 @@
-"""The admin election between real daemons on 127.0.0.1."""
+"""The admin election and task claims between real daemons on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bzzz.runtime.control import ask
 from tests.agents import Agent, found, join, stop_all, wait_for
+from tests.helpers import run_in_threads
 from tests.test_mesh import bzzz
 
 pytestmark = pytest.mark.slow
@@ -60,3 +62,49 @@ def test_leader_kill_gives_a_new_proven_leader(trio: list[Agent]) -> None:
     offline = json.loads(bzzz("election", "status", "--home", str(old.home), "--json").stdout)
     assert offline["running"] and offline["leader"] == second
     assert {"term", "leader", "voters", "history"} <= set(offline)
+
+
+def claim(agent: Agent, task: str) -> dict[str, object]:
+    answer = ask(agent.home, {"op": "claim", "task": task, "needs": [], "wait": 20}, timeout=30)
+    assert answer is not None
+    return answer
+
+
+def claims_of(agent: Agent) -> dict[str, dict[str, object]]:
+    answer = ask(agent.home, {"op": "claims"})
+    assert answer is not None
+    return {row["task"]: row for row in answer["claims"]}
+
+
+def test_racing_agents_get_one_grant_and_a_new_leader_reissues_it(trio: list[Agent]) -> None:
+    leader_id = wait_for(lambda: proven_leader(trio), timeout=30, what="a proven leader")
+    followers = [a for a in trio if a.agent_id != leader_id]
+    answers: dict[str, dict[str, object]] = {}
+    run_in_threads(lambda a: answers.__setitem__(a.agent_id, claim(a, "#7")), followers)
+    granted = [k for k, v in answers.items() if v["status"] == "granted"]
+    refused = [v for v in answers.values() if v["status"] == "refused"]
+    assert len(granted) == 1 and len(refused) == 1, answers
+    assert str(refused[0]["reason"]).startswith("already held by")
+    holder = granted[0]
+    wait_for(
+        lambda: all(claims_of(a).get("#7", {}).get("holder") == holder for a in trio),
+        what="every node to see the grant",
+    )
+    old = next(a for a in trio if a.agent_id == leader_id)
+    term = old.election()["term"]
+    old.kill()
+    rest = [a for a in trio if a is not old]
+    wait_for(
+        lambda: proven_leader(rest) not in (None, leader_id),
+        timeout=30,
+        what="a new leader",
+    )
+
+    def reissued() -> bool:
+        row = claims_of(rest[0]).get("#7", {})
+        token = row.get("token") or [0, 0]
+        return bool(row.get("live")) and row.get("holder") == holder and token[0] > term
+
+    wait_for(reissued, timeout=30, what="the live grant re-issued in the new term")
+    again = claim(next(a for a in rest if a.agent_id != holder), "#7")
+    assert again["status"] == "refused"

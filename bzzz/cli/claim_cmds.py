@@ -1,0 +1,82 @@
+"""`bzzz claim request|list|release`: task claims, through the running agent."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bzzz.cli.options import HomeOption, JsonOption
+from bzzz.cli.render import iso_ms, out, print_json
+from bzzz.errors import UsageError
+from bzzz.home.location import resolve_home
+from bzzz.runtime.control import ask
+
+app = typer.Typer(help="Claims on tasks, granted by the elected admin.", no_args_is_help=True)
+
+
+def _agent(home: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    answer = ask(home, request, timeout=timeout)
+    if answer is None:
+        raise UsageError(f"no agent is running on {home}: start it with `bzzz agent`")
+    if not answer.get("ok"):
+        raise UsageError(str(answer.get("error", "the agent refused the request")))
+    return answer
+
+
+@app.command("request")
+def request(
+    task: Annotated[str, typer.Argument(help="The task, e.g. an issue reference like #42.")],
+    needs: Annotated[
+        list[str] | None, typer.Option("--needs", help="A capability the task needs.")
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the admin's answer.")] = 10,
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Ask the admin for a claim on a task. Exits 0 granted, 1 refused or no answer."""
+    answer = _agent(
+        resolve_home(home),
+        {"op": "claim", "task": task, "needs": needs or [], "wait": wait},
+        timeout=wait + 5,
+    )
+    if json_:
+        print_json({k: v for k, v in answer.items() if k != "ok"} | {"task": task})
+    elif answer["status"] == "granted":
+        out.print(f"granted {task} with token {answer['token']}")
+    else:
+        out.print(f"{answer['status']}: {answer.get('reason')}")
+    if answer["status"] != "granted":
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_claims(home: HomeOption = None, json_: JsonOption = False) -> None:
+    """Every task's latest grant, as this node's logs prove it."""
+    answer = _agent(resolve_home(home), {"op": "claims"})
+    if json_:
+        print_json(
+            {"term": answer["term"], "claims": answer["claims"], "pending": answer["pending"]}
+        )
+        return
+    now = time.time() * 1000
+    out.print(f"term {answer['term']}, {answer['pending']} requests pending")
+    for row in answer["claims"]:
+        state = "[green]live[/green]" if row["live"] else "[dim]lapsed[/dim]"
+        left = f", {max(0, row['expires'] - now) / 1000:.0f}s left" if row["live"] else ""
+        who = row["name"] or row["holder"][:12]
+        out.print(f"  {row['task']}: {who} token {row['token']} {state}{left}")
+        if not row["live"]:
+            out.print(f"    [dim]until {iso_ms(row['expires'])}[/dim]")
+
+
+@app.command("release")
+def release(
+    task: Annotated[str, typer.Argument(help="The task whose claim to give up.")],
+    home: HomeOption = None,
+) -> None:
+    """Give up this agent's claim on a task."""
+    answer = _agent(resolve_home(home), {"op": "release", "task": task})
+    out.print(f"released {task} (token {answer['released']})")

@@ -1,0 +1,215 @@
+"""Claims inside `bzzz agent`: every node keeps the claim book current; the admin answers
+requests while it holds its lease in a term it has proven; holders renew their grants."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from bzzz.clock import now_ms
+from bzzz.domain import claims as cl
+from bzzz.domain.entry import Entry
+from bzzz.domain.payload import decode_payload
+from bzzz.errors import EntryError, StoreError, UsageError
+from bzzz.mesh.mesh import PROFILE, Mesh
+from bzzz.runtime.election import ElectionRunner
+
+log = logging.getLogger("bzzz.claims")
+
+REFRESH_S = 0.01
+MAX_ANSWERS = 500
+
+
+class ClaimService:
+    def __init__(self, mesh: Mesh, election: ElectionRunner, lease_ms: int) -> None:
+        self.mesh = mesh
+        self.election = election
+        self.lease_ms = lease_ms
+        self.book = cl.ClaimBook()
+        self._entries: list[cl.ClaimEntry] = []
+        self._max_tasks: dict[bytes, int] = {}
+        self._read_to = 0
+        self._admin = False
+        self._reissued_term = 0
+        self._waiting: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
+        self._renewed: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def set_admin(self, on: bool) -> None:
+        self._admin = on
+        log.info("admin duties %s: claim granting", "on" if on else "off")
+        self.mesh.changed.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.mesh.changed.wait(), 0.25)
+            self.mesh.changed.clear()
+            try:
+                await self._refresh()
+                if self._admin:
+                    await self._answer()
+                await self._renew()
+            except StoreError as error:
+                log.error("claims: %s", error)
+            await asyncio.sleep(REFRESH_S)
+
+    async def _refresh(self) -> None:
+        fresh = await asyncio.to_thread(self._read_new)
+        proof = await self.election.leadership()
+        for entry in fresh:
+            if entry.kind == PROFILE:
+                data = decode_payload(entry.body)
+                count = data.get("max_tasks") if isinstance(data, dict) else None
+                if type(count) is int and count >= 0:
+                    self._max_tasks[entry.author] = count
+            else:
+                self._entries.append(
+                    cl.ClaimEntry(
+                        entry.author, entry.kind, entry.body, entry.hash, entry.ts, entry.lamport
+                    )
+                )
+        leaders = {term: p.leader for term, p in proof.proven.items()}
+        self.book = cl.fold_claims(self._entries, leaders, max(leaders, default=0))
+        self._settle_waiters()
+
+    def _read_new(self) -> list[Entry]:
+        out: list[Entry] = []
+        while page := self.mesh.store.notifications(
+            after=self._read_to, kinds=[*cl.KINDS, PROFILE], limit=5000
+        ):
+            for stored in page:
+                with contextlib.suppress(EntryError):
+                    out.append(stored.decode())
+            self._read_to = page[-1].position
+        return out
+
+    def _leads_proven_term(self) -> int | None:
+        e = self.election.election
+        now = now_ms()
+        if e.leader != self.mesh.me or not e.has_lease(now):
+            return None
+        return e.term if self.book.current_term == e.term else None
+
+    async def _answer(self) -> None:
+        term = self._leads_proven_term()
+        if term is None:
+            return
+        now = now_ms()
+        items: list[tuple[str, dict[str, Any]]] = []
+        if self._reissued_term != term:
+            for grant in cl.reissues(self.book, leader=self.mesh.me, term=term, now=now):
+                items.append((cl.GRANTED, cl.grant_body(grant)))
+                self.book.tasks[grant.task] = cl.TaskClaim(grant, grant.ts)
+            self._reissued_term = term
+        roles, members = self.mesh.roles, self.mesh.membership.members
+        for request in self.book.pending()[:MAX_ANSWERS]:
+            member = members.get(request.author)
+            answer = cl.decide(
+                self.book,
+                request,
+                leader=self.mesh.me,
+                term=term,
+                now=now,
+                max_tasks=self._max_tasks.get(request.author, 1),
+                role=roles.get(member.role) if member else None,
+                lease_ms=self.lease_ms,
+            )
+            if isinstance(answer, cl.Grant):
+                items.append((cl.GRANTED, cl.grant_body(answer)))
+                self.book.tasks[answer.task] = cl.TaskClaim(answer, answer.ts)
+            else:
+                items.append((cl.REFUSED, cl.refusal_body(answer)))
+            self.book.answered.add(request.hash)
+        if items and self._leads_proven_term() == term:  # still leased after deciding
+            await self.mesh.append_many(items)
+
+    async def _renew(self) -> None:
+        """Keep our own live grants alive: a progress entry each third of the lease."""
+        now = now_ms()
+        items = []
+        for grant in self.book.live_grants(now):
+            if grant.claimant != self.mesh.me:
+                continue
+            claim = self.book.tasks[grant.task]
+            third = grant.lease_ms // 3
+            due = now - max(claim.grant.ts, claim.renewed_ts) >= third
+            if due and self._renewed.get(grant.task, 0) < now - third:
+                items.append((cl.PROGRESS, cl.token_body(grant.task, grant.token)))
+                self._renewed[grant.task] = now
+        if items:
+            await self.mesh.append_many(items)
+
+    # Requests from the control socket
+
+    async def request(self, task: str, needs: list[str], wait_s: float) -> dict[str, Any]:
+        if not task or len(task) > cl.MAX_TASK:
+            raise UsageError(f"a task name is 1 to {cl.MAX_TASK} characters")
+        entry = await self.mesh.append(cl.REQUESTED, cl.request_body(task, needs))
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[entry.hash] = future
+        self.mesh.changed.set()
+        try:
+            return await asyncio.wait_for(future, wait_s)
+        except TimeoutError:
+            return {
+                "ok": True,
+                "task": task,
+                "status": "pending",
+                "reason": "no answer yet: is there a leader? (bzzz election status)",
+            }
+        finally:
+            self._waiting.pop(entry.hash, None)
+
+    def _settle_waiters(self) -> None:
+        if not self._waiting:
+            return
+        answers: dict[bytes, dict[str, Any]] = {}
+        for claim in self.book.tasks.values():
+            g = claim.grant
+            if g.request in self._waiting:
+                answers[g.request] = {"status": "granted", "token": list(g.token)}
+        for waiting in self._waiting:
+            reason = self.book.refused.get(waiting)
+            if reason is not None:
+                answers[waiting] = {"status": "refused", "reason": reason}
+        for request, answer in answers.items():
+            future = self._waiting.get(request)
+            if future is not None and not future.done():
+                future.set_result({"ok": True, **answer})
+
+    async def release(self, task: str) -> dict[str, Any]:
+        grant = self.book.live(task, now_ms())
+        if grant is None or grant.claimant != self.mesh.me:
+            raise UsageError(f"this agent holds no live grant on {task!r}")
+        await self.mesh.append(cl.RELEASED, cl.token_body(task, grant.token))
+        return {"ok": True, "task": task, "released": list(grant.token)}
+
+    def status(self) -> dict[str, Any]:
+        now = now_ms()
+        names = {m.agent_id: m.name for m in self.mesh.membership.members.values()}
+        rows = []
+        for task, claim in sorted(self.book.tasks.items()):
+            g = claim.grant
+            rows.append(
+                {
+                    "task": task,
+                    "holder": g.claimant.hex(),
+                    "name": names.get(g.claimant),
+                    "token": list(g.token),
+                    "live": self.book.live(task, now) is not None,
+                    "expires": claim.expires(),
+                    "released": claim.released,
+                }
+            )
+        return {"term": self.book.current_term, "claims": rows, "pending": len(self.book.pending())}

@@ -1,0 +1,93 @@
+"""What the running agent answers on its control socket: one method per request."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from bzzz.domain.identity import parse_agent_id
+from bzzz.errors import UsageError
+from bzzz.mesh.mesh import Mesh
+from bzzz.runtime.claims import ClaimService
+from bzzz.runtime.election import ElectionRunner
+
+MAX_WAIT_S = 600.0
+Answer = dict[str, Any]
+
+
+class Requests:
+    def __init__(self, mesh: Mesh, election: ElectionRunner, claims: ClaimService) -> None:
+        self.mesh, self.election, self.claims = mesh, election, claims
+        self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Answer]]] = {
+            "status": self.status,
+            "append": self.append,
+            "wait": self.wait,
+            "refresh": self.refresh,
+            "election": self.election_status,
+            "claim": self.claim,
+            "claims": self.claim_list,
+            "release": self.release,
+        }
+
+    async def handle(self, request: dict[str, Any]) -> Answer:
+        op = request.get("op")
+        method = self._ops.get(op) if isinstance(op, str) else None
+        if method is None:
+            raise UsageError(f"unknown request {op!r}; known: {', '.join(self._ops)}")
+        return await method(request)
+
+    async def status(self, _: dict[str, Any]) -> Answer:
+        return {"ok": True, "status": await self.mesh.status()}
+
+    async def append(self, request: dict[str, Any]) -> Answer:
+        kind, data = request.get("kind"), request.get("data")
+        if not isinstance(kind, str) or not isinstance(data, dict):
+            raise UsageError('append needs {"kind": str, "data": {...}}')
+        entry = await self.mesh.append(kind, data)
+        return {"ok": True, "seq": entry.seq, "hash": entry.hash.hex()}
+
+    async def wait(self, request: dict[str, Any]) -> Answer:
+        """Answer once this node holds `author`'s log up to `seq` (or after `timeout`)."""
+        author, seq = request.get("author"), request.get("seq")
+        try:
+            key = parse_agent_id(author) if isinstance(author, str) else b""
+        except UsageError:
+            key = b""
+        timeout = _seconds(request.get("timeout", 30))
+        if not key or type(seq) is not int:
+            raise UsageError('wait needs {"author": agent id, "seq": int, "timeout": seconds}')
+        reached = await self.mesh.wait_for_head(key, seq, timeout)
+        return {"ok": True, "reached": reached, "seq": self.mesh.heads.get(key, 0)}
+
+    async def refresh(self, _: dict[str, Any]) -> Answer:
+        await self.mesh.refresh()
+        return {"ok": True}
+
+    async def election_status(self, _: dict[str, Any]) -> Answer:
+        return {"ok": True, "election": await self.election.status()}
+
+    async def claim(self, request: dict[str, Any]) -> Answer:
+        task, needs = request.get("task"), request.get("needs", [])
+        if not isinstance(task, str) or not isinstance(needs, list):
+            raise UsageError('claim needs {"task": str, "needs": [str], "wait": seconds}')
+        wait = _seconds(request.get("wait", 10))
+        return await self.claims.request(task, [str(n) for n in needs], wait)
+
+    async def claim_list(self, _: dict[str, Any]) -> Answer:
+        return {"ok": True, **self.claims.status()}
+
+    async def release(self, request: dict[str, Any]) -> Answer:
+        task = request.get("task")
+        if not isinstance(task, str):
+            raise UsageError('release needs {"task": str}')
+        return await self.claims.release(task)
+
+
+def _seconds(value: object) -> float:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not 0 <= value <= MAX_WAIT_S
+    ):
+        raise UsageError(f"a wait is 0 to {MAX_WAIT_S:.0f} seconds")
+    return float(value)
