@@ -152,3 +152,29 @@ def stop_all(agents: list[Agent]) -> None:
                 agent.stop()
             except subprocess.TimeoutExpired:
                 agent.kill()
+
+
+def join_in(host_wrap: list[str], address: str, root: Path, name: str, inviter: Agent) -> Agent:
+    """Like `join`, for a node that lives in a network namespace (`ip netns exec ...`)."""
+    home = root / name
+    result = subprocess.run(
+        [
+            *host_wrap,
+            sys.executable,
+            "-m",
+            "bzzz",
+            "join",
+            invite_token(inviter),
+            "--home",
+            str(home),
+            "--name",
+            name,
+            "--listen",
+            f"{address}:7420",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return Agent(home, 7420, host=address, wrap=host_wrap)

@@ -1,13 +1,10 @@
-"""mDNS discovery between two daemons on two hosts: network namespaces joined by a veth
-pair, made (and removed) by this test. Each daemon knows no peer address at all."""
+"""mDNS discovery between two daemons on two hosts (network namespaces on a bridge, made
+and removed by the test). Each daemon knows no peer address at all."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,46 +12,18 @@ import pytest
 from bzzz.home.config import load_config, write_config
 from bzzz.runtime.node import init_node
 from tests.agents import Agent, invite_token, stop_all, wait_for
+from tests.netns import Host, lan
 
 pytestmark = pytest.mark.slow
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+def test_two_daemons_find_each_other_by_mdns(tmp_path: Path) -> None:
+    with lan(2) as net:
+        _find_each_other(tmp_path, *net.hosts)
 
 
-def _can_make_namespaces() -> bool:
-    return os.geteuid() == 0 and shutil.which("ip") is not None
-
-
-@pytest.fixture
-def two_hosts() -> Iterator[tuple[tuple[str, str], tuple[str, str]]]:
-    """Two namespaces with one address each on a shared link: ((ns, addr), (ns, addr))."""
-    if not _can_make_namespaces():
-        pytest.skip("needs root and iproute2 to make network namespaces")
-    tag = f"{os.getpid() % 100000}"
-    net = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
-    hosts = ((f"bzzz{tag}a", f"{net}.1"), (f"bzzz{tag}b", f"{net}.2"))
-    links = (f"bz{tag}a", f"bz{tag}b")
-    try:
-        for ns, _ in hosts:
-            _ip("netns", "add", ns)
-        _ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
-        for (ns, addr), link in zip(hosts, links, strict=True):
-            _ip("link", "set", link, "netns", ns)
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", link)
-            _ip("-n", ns, "link", "set", link, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-        yield hosts
-    finally:
-        for ns, _ in hosts:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
-
-
-def test_two_daemons_find_each_other_by_mdns(
-    tmp_path: Path, two_hosts: tuple[tuple[str, str], tuple[str, str]]
-) -> None:
-    (ns_a, addr_a), (ns_b, addr_b) = two_hosts
+def _find_each_other(tmp_path: Path, host_a: Host, host_b: Host) -> None:
+    ns_a, addr_a, ns_b, addr_b = host_a.ns, host_a.address, host_b.ns, host_b.address
     init_node(
         tmp_path / "a", name="a", role="admin", cluster="lan", listen=f"{addr_a}:7420"
     ).close()
