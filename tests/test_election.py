@@ -170,3 +170,23 @@ def test_a_restarted_voter_does_not_help_unseat_a_leased_leader() -> None:
     # Once a minimum election timeout has passed without a leader, they may.
     late = restarted[0].receive(Message(Kind.PRE_VOTE, 2, e, b), 1100, rng)
     assert any(isinstance(r, Send) and r.message.granted for r in late)
+
+
+def test_a_voter_change_makes_the_leader_stand_again_under_the_new_set() -> None:
+    sim = Sim(21, 3, Faults(), duration_ms=3000).run()
+    (leader,) = sim.current_leaders()
+    node, term = sim.nodes[leader], sim.nodes[leader].term
+    newcomers = frozenset([bytes([7]) * 32, bytes([8]) * 32])
+    rng = random.Random(2)
+    actions = node.set_voters(sim.voters | newcomers, sim.now, rng)
+    kinds = [type(a).__name__ for a in actions]
+    assert kinds[:2] == ["SteppedDown", "PersistVote"] and node.term == term + 1
+    asks = [a.message for a in actions if isinstance(a, Send)]
+    assert len(asks) == 4 and all(m.kind == Kind.VOTE for m in asks)
+    follower = next(n for i, n in sim.nodes.items() if i != leader)
+    follower.set_voters(sim.voters | newcomers, sim.now, rng)
+    (reply,) = follower.receive(next(m for m in asks if m.dst == follower.me), sim.now + 1, rng)[
+        -1:
+    ]
+    assert isinstance(reply, Send) and reply.message.granted  # no stickiness against its leader
+    assert node.trigger == Trigger.MEMBERSHIP

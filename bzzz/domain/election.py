@@ -37,6 +37,7 @@ class Trigger(StrEnum):
     NO_LEADER = "no-leader"  # never heard of one: start-up, or no peers reachable
     HEARTBEAT_TIMEOUT = "heartbeat-timeout"
     QUORUM_LOSS = "quorum-loss"
+    MEMBERSHIP = "membership-change"  # the voters changed: re-elect under the new set
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,21 @@ class Election:
             self.next_beat = now + self.settings.heartbeat_ms
         return actions
 
+    def set_voters(self, voters: frozenset[bytes], now: int, rng: random.Random) -> list[Action]:
+        """Take a new voter set. Majorities of the old and new sets need not meet, so a
+        leader (or candidate) stands again at once in a new term under the new set; its
+        followers let it (stickiness does not guard a leader against itself)."""
+        if voters == self.voters:
+            return []
+        was = self.role
+        self.voters = voters
+        if was not in (LEADER, CANDIDATE) or not self.is_voter:
+            if was in (LEADER, CANDIDATE):
+                return self._step_down(self.term, "no longer a voter")
+            return []
+        actions = self._step_down(self.term, "the voters changed")
+        return actions + self._campaign(now, rng, Trigger.MEMBERSHIP)
+
     # Elections
 
     def _pre_vote(self, now: int, rng: random.Random, trigger: Trigger) -> list[Action]:
@@ -233,7 +249,8 @@ class Election:
             return self._count_pre_vote(msg, now, rng)
         actions: list[Action] = []
         if msg.term > self.term:
-            if msg.kind == Kind.VOTE and self._recent_leader(now) and self.role != LEADER:
+            stray = msg.src != self.leader
+            if msg.kind == Kind.VOTE and stray and self._recent_leader(now) and self.role != LEADER:
                 # Stickiness: a live leader is not unseated by a stray candidate.
                 return []
             actions += self._step_down(msg.term, f"saw term {msg.term}")

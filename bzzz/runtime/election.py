@@ -107,7 +107,9 @@ class ElectionRunner:
 
     async def _loop(self) -> None:
         while True:
-            self.election.voters = self.voters()
+            changed = self.election.set_voters(self.voters(), now_ms(), self.rng)
+            if changed:
+                await self._apply(changed)
             wait = max(0, self.election.next_timer() - now_ms()) / 1000
             try:
                 message = await asyncio.wait_for(self._inbox.get(), min(wait, 0.05))
@@ -152,18 +154,19 @@ class ElectionRunner:
     async def _prove(self, won: BecameLeader, leaderless_ms: int) -> None:
         """Publish `election.leader` citing the vote entries that elected us, once we
         hold them (they travel by replication; the replies were only messages)."""
-        deadline = time.monotonic() + PROOF_WAIT_S
-        cited: dict[bytes, bytes] = {}
-        while time.monotonic() < deadline:
+        warn_at = time.monotonic() + PROOF_WAIT_S
+        while True:
+            if self.election.term != won.term or self.election.role != LEADER:
+                return
             cited = await asyncio.to_thread(self._vote_hashes, won.term, won.voters)
             if len(cited) == len(won.voters):
                 break
+            if time.monotonic() > warn_at:
+                if len(cited) >= self.election.majority:
+                    break  # a voter's entry is late; a majority proves it
+                log.warning("term %d: still gathering the votes that elected us", won.term)
+                warn_at = time.monotonic() + 10 * PROOF_WAIT_S
             await asyncio.sleep(0.02)
-        if self.election.term != won.term or self.election.role != LEADER:
-            return
-        if len(cited) < self.election.majority:
-            log.warning("term %d: could not gather the votes to prove leadership", won.term)
-            return
         body = lead.leader_body(won.term, sorted(cited.values()), won.trigger.value, leaderless_ms)
         await self.mesh.append(lead.LEADER, body)
 
@@ -214,6 +217,28 @@ class ElectionRunner:
             if not page:
                 return entries
             self._read_to = page[-1].position
+
+    async def proven_leader(self) -> bytes | None:
+        """The leader we follow (or are), if the logs we hold prove it for its term."""
+        leader, term = self.election.leader, self.election.term
+        if leader is None:
+            return None
+        proof = (await self.leadership()).proven.get(term)
+        return leader if proof is not None and proof.leader == leader else None
+
+    async def wait_leader(self, other_than: bytes | None, timeout: float) -> bytes | None:
+        """Wait until we follow a proven leader other than `other_than`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            leader = await self.proven_leader()
+            if leader is not None and leader != other_than:
+                return leader
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.mesh.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.mesh.changed.wait(), min(left, 0.02))
 
     async def status(self) -> dict[str, Any]:
         proof = await self.leadership()

@@ -24,6 +24,7 @@ class Requests:
             "wait": self.wait,
             "refresh": self.refresh,
             "election": self.election_status,
+            "election_wait": self.election_wait,
             "claim": self.claim,
             "claims": self.claim_list,
             "release": self.release,
@@ -65,6 +66,16 @@ class Requests:
 
     async def election_status(self, _: dict[str, Any]) -> Answer:
         return {"ok": True, "election": await self.election.status()}
+
+    async def election_wait(self, request: dict[str, Any]) -> Answer:
+        """Answer once this node follows a proven leader other than `other_than`."""
+        other = request.get("other_than")
+        try:
+            old = parse_agent_id(other) if isinstance(other, str) else None
+        except UsageError:
+            raise UsageError("other_than must be an agent id") from None
+        leader = await self.election.wait_leader(old, _seconds(request.get("timeout", 30)))
+        return {"ok": True, "leader": leader.hex() if leader else None}
 
     async def claim(self, request: dict[str, Any]) -> Answer:
         task, needs = request.get("task"), request.get("needs", [])
