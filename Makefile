@@ -32,6 +32,9 @@ bench: system venv
 	$(PY) -m bench.append
 	$(PY) -m bench.audit
 	$(PY) -m bench.replicate
+	command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server; }
+	$(PY) -m bench.failover
+	$(PY) -m bench.claims
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/.cache

@@ -104,6 +104,7 @@ def bzzz(root: Path, size: int, kills: int) -> dict[str, Any]:
             times.append((time.monotonic() - began) * 1000)
             victim.start()
             _bzzz_new_leader([victim], None)  # back, and following the leader
+            _until(lambda v=victim: len(v.connected()) == size - 1)  # linked to every peer
     finally:
         stop_all(agents)
     return _summary(times)

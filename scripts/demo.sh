@@ -166,6 +166,45 @@ $BZZZ log show --home "$work/m3" --limit 3
 step "Every node's store audits clean"
 for n in 1 2 3; do $BZZZ audit --home "$work/m$n"; done
 
+step "The admin election: a Raft leader among the voters, proven by vote entries in the logs"
+leader_of() {  # leader_of HOME [OTHER_THAN]: wait until HOME follows a proven leader, print its id
+  $PY - "$@" <<'PYEOF'
+import sys
+from pathlib import Path
+from bzzz.runtime.control import ask
+other = sys.argv[2] if len(sys.argv) > 2 else None
+answer = ask(Path(sys.argv[1]), {"op": "election_wait", "other_than": other, "timeout": 60}, timeout=70)
+if not answer or not answer.get("leader"):
+    sys.exit("no proven leader")
+print(answer["leader"])
+PYEOF
+}
+leader=$(leader_of "$work/m2")
+$BZZZ election status --home "$work/m2"
+
+step "Agents m2 and m3 race for task #42: the admin grants it once, with a fencing token"
+$BZZZ claim request '#42' --home "$work/m2" &
+$BZZZ claim request '#42' --home "$work/m3" || true
+wait %% 2>/dev/null || true
+$BZZZ claim request '#43' --home "$work/m3" --needs rust || true
+$BZZZ claim list --home "$work/m1"
+
+step "kill -9 the admin: the others elect a new one, which re-issues the live claim in its term"
+for n in 1 2 3; do
+  if [ "$($BZZZ id --home "$work/m$n" --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["agent_id"])')" = "$leader" ]; then
+    victim=$n
+  fi
+done
+eval "kill -9 \$pid_m$victim"
+survivor=$([ "$victim" = 1 ] && echo 2 || echo 1)
+leader_of "$work/m$survivor" "$leader" >/dev/null
+sleep 0.5
+$BZZZ election status --home "$work/m$survivor"
+$BZZZ claim list --home "$work/m$survivor"
+start "m$victim"
+leader_of "$work/m$victim" >/dev/null
+echo "m$victim is back and follows the new admin"
+
 step "Stop the daemons (SIGTERM): each finishes its write, closes connections, exits"
 for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
 wait

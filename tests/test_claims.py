@@ -107,3 +107,29 @@ def test_garbage_claim_entries_are_ignored() -> None:
     junk = [cl.ClaimEntry(X, cl.GRANTED, b"\xff", b"h" * 32, 0, 1), entry(X, cl.REQUESTED)]
     book = cl.fold_claims(junk, {1: L1}, 1)
     assert not book.tasks and not book.requests and len(book.ignored) == 2
+
+
+def test_applying_entries_in_any_chunks_and_order_gives_the_folded_book() -> None:
+    import random
+
+    leaders = {1: L1, 2: L2}
+    entries = [
+        entry(X, cl.REQUESTED, task="#1"),
+        grant_entry(L1, "#1", X, (1, 1), ts=0, lease=5000),
+        entry(X, cl.PROGRESS, 3000, **cl.token_body("#1", (1, 1))),
+        grant_entry(L2, "#1", Y, (2, 1), ts=4000, lease=5000),
+        entry(Y, cl.PROGRESS, 6000, **cl.token_body("#1", (2, 1))),
+        grant_entry(L2, "#2", X, (2, 2), ts=4100, lease=5000),
+        entry(X, cl.RELEASED, 4200, **cl.token_body("#2", (2, 2))),
+    ]
+    whole = cl.fold_claims(entries, leaders, 2)
+    for seed in range(50):
+        shuffled = entries[:]
+        random.Random(seed).shuffle(shuffled)
+        book = cl.ClaimBook(2)
+        while shuffled:
+            cut = random.Random(seed).randint(1, len(shuffled))
+            cl.apply_claims(book, shuffled[:cut], leaders)
+            shuffled = shuffled[cut:]
+        assert book.tasks == whole.tasks and book.answered == whole.answered, seed
+    assert whole.live("#1", 10_000) is not None and whole.tasks["#2"].released

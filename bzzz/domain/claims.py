@@ -17,9 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import cbor2
-
 from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
+from bzzz.domain.payload import payload_map
 from bzzz.domain.roles import Authority, Role
 
 REQUESTED = "task.claim_requested"
@@ -88,6 +87,7 @@ class ClaimBook:
     refused: dict[bytes, str] = field(default_factory=dict)  # request hash -> reason
     requests: list[Request] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    early: list[ClaimEntry] = field(default_factory=list)  # renewals ahead of their grant
 
     def live(self, task: str, now: int) -> Grant | None:
         claim = self.tasks.get(task)
@@ -163,14 +163,6 @@ class ClaimEntry:
     lamport: int
 
 
-def _map(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = cbor2.loads(body)
-    except Exception:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _task(data: Mapping[str, Any]) -> str | None:
     task = data.get("task")
     return task if isinstance(task, str) and 0 < len(task) <= MAX_TASK else None
@@ -193,10 +185,20 @@ def fold_claims(
     """The claim book from claim entries (any order), the proven leader of each term,
     and the newest proven term."""
     book = ClaimBook(current_term)
+    apply_claims(book, entries, leaders)
+    return book
+
+
+def apply_claims(
+    book: ClaimBook, entries: Iterable[ClaimEntry], leaders: Mapping[int, bytes]
+) -> None:
+    """Bring `book` up to date with more entries. Order does not matter: grants compete
+    by token, and a renewal or release that arrives before its grant waits for it. The
+    leaders must be those the book was built with; when they change, fold anew."""
     ordered = sorted(entries, key=lambda e: (e.lamport, e.author))
-    grants: list[tuple[Grant, ClaimEntry]] = []
+    grants: list[Grant] = []
     for entry in ordered:
-        data = _map(entry.body)
+        data = payload_map(entry.body)
         task = _task(data) if data is not None else None
         if data is None or task is None:
             book.ignored.append((entry.kind, "no task"))
@@ -204,32 +206,29 @@ def fold_claims(
         if entry.kind == REQUESTED:
             needs = data.get("needs") or []
             if isinstance(needs, list) and all(isinstance(n, str) for n in needs):
-                book.requests.append(
-                    Request(entry.author, task, tuple(needs), entry.hash, entry.ts)
-                )
-        elif entry.kind in (GRANTED, REFUSED):
-            request = _key(data.get("request"), HASH_BYTES)
-            if entry.kind == REFUSED:
-                reason = data.get("reason")
-                if request is not None and entry.author in leaders.values():
-                    book.answered.add(request)
-                    book.refused[request] = reason if isinstance(reason, str) else "refused"
-                continue
+                asked = Request(entry.author, task, tuple(needs), entry.hash, entry.ts)
+                book.requests.append(asked)
+        elif entry.kind == REFUSED:
+            request, reason = _key(data.get("request"), HASH_BYTES), data.get("reason")
+            if request is not None and entry.author in leaders.values():
+                book.answered.add(request)
+                book.refused[request] = reason if isinstance(reason, str) else "refused"
+        elif entry.kind == GRANTED:
             grant = _grant(entry, task, data, leaders)
             if grant is None:
                 book.ignored.append((entry.kind, f"{task}: not a grant by that term's leader"))
                 continue
-            grants.append((grant, entry))
+            grants.append(grant)
             if grant.request is not None:
                 book.answered.add(grant.request)
-    for grant, _ in sorted(grants, key=lambda g: g[0].token):
+    for grant in sorted(grants, key=lambda g: g.token):
         held = book.tasks.get(grant.task)
         if held is None or grant.token > held.grant.token:
             book.tasks[grant.task] = TaskClaim(grant, grant.ts)
-    for entry in ordered:
+    waiting, book.early = book.early, []
+    for entry in [*waiting, *ordered]:
         if entry.kind in (RELEASED, PROGRESS):
             _renew_or_release(book, entry)
-    return book
 
 
 def _grant(
@@ -246,10 +245,13 @@ def _grant(
 
 
 def _renew_or_release(book: ClaimBook, entry: ClaimEntry) -> None:
-    data = _map(entry.body)
+    data = payload_map(entry.body)
     task = _task(data) if data is not None else None
     token = _token(data) if data is not None else None
     claim = book.tasks.get(task) if task is not None else None
+    if task is not None and token is not None and (claim is None or token > claim.grant.token):
+        book.early.append(entry)  # its grant has not arrived yet
+        return
     if claim is None or token != claim.grant.token or entry.author != claim.grant.claimant:
         if entry.kind == PROGRESS and token is not None:
             book.ignored.append((entry.kind, f"{task}: stale or foreign token {list(token)}"))

@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cbor2
-
 from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
+from bzzz.domain.payload import payload_map
 
 VOTE = "election.vote"
 LEADER = "election.leader"
@@ -72,20 +71,12 @@ def leader_body(term: int, votes: list[bytes], trigger: str, leaderless_ms: int)
     return {"term": term, "votes": votes, "trigger": trigger, "leaderless_ms": leaderless_ms}
 
 
-def _map(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = cbor2.loads(body)
-    except Exception:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _count(value: Any) -> int | None:
     return value if type(value) is int and value >= 0 else None
 
 
 def parse_vote(author: bytes, body: bytes, entry_hash: bytes, ts: int) -> Vote | None:
-    data = _map(body)
+    data = payload_map(body)
     if data is None:
         return None
     term, candidate = _count(data.get("term")), data.get("candidate")
@@ -95,7 +86,7 @@ def parse_vote(author: bytes, body: bytes, entry_hash: bytes, ts: int) -> Vote |
 
 
 def parse_leader(author: bytes, body: bytes, ts: int) -> LeaderClaim | None:
-    data = _map(body)
+    data = payload_map(body)
     if data is None:
         return None
     term, votes = _count(data.get("term")), data.get("votes")

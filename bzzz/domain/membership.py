@@ -13,9 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import cbor2
-
 from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
+from bzzz.domain.payload import payload_map
 from bzzz.domain.roles import Role, Roles, may_change_role, may_invite, may_remove
 
 FOUNDED = "cluster.founded"
@@ -97,14 +96,6 @@ def role_changed_body(member: bytes, role: str) -> dict[str, Any]:
     return {"member": member, "role": role}
 
 
-def _payload(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = cbor2.loads(body)
-    except Exception:
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _text(data: dict[str, Any], key: str, limit: int = 64) -> str | None:
     value = data.get(key)
     return value if isinstance(value, str) and 0 < len(value) <= limit else None
@@ -125,7 +116,7 @@ def fold_membership(acts: Iterable[MembershipAct], roles: Roles) -> Membership:
 
 
 def _apply(state: Membership, roles: Roles, act: MembershipAct) -> str | None:
-    data = _payload(act.body)
+    data = payload_map(act.body)
     if data is None:
         return "body is not a CBOR map"
     if act.kind == FOUNDED:

@@ -80,6 +80,16 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def payload_map(body: bytes) -> dict[str, Any] | None:
+    """The payload as a map, or None when it is not CBOR or not a map: for rules that read
+    BZZZ's own entry kinds and ignore malformed ones."""
+    try:
+        data = cbor2.loads(body)
+    except Exception:
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def decode_payload(body: bytes) -> Any:
     """The payload as JSON-compatible data, for display. Never raises.
 

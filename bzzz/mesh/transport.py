@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncssh
 
@@ -29,6 +30,16 @@ WINDOW = 8 * 1024 * 1024
 PACKET = 256 * 1024
 LOGIN_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15.0
+# What both ends of a mesh connection use; `config=[]` keeps ~/.ssh/config out of it.
+_COMMON: dict[str, Any] = {
+    "encryption_algs": list(CIPHERS),
+    "compression_algs": None,
+    "window": WINDOW,
+    "max_pktsize": PACKET,
+    "login_timeout": LOGIN_TIMEOUT_S,
+    "keepalive_interval": KEEPALIVE_S,
+    "config": [],
+}
 
 
 def key_id(key: asyncssh.SSHKey) -> bytes | None:
@@ -149,13 +160,7 @@ async def start_server(
         agent_forwarding=False,
         x11_forwarding=False,
         line_editor=False,
-        encryption_algs=list(CIPHERS),
-        compression_algs=None,
-        window=WINDOW,
-        max_pktsize=PACKET,
-        login_timeout=LOGIN_TIMEOUT_S,
-        keepalive_interval=KEEPALIVE_S,
-        config=[],
+        **_COMMON,
     )
 
 
@@ -177,14 +182,8 @@ async def dial(
         agent_path=None,
         preferred_auth=["publickey"],
         server_host_key_algs=["ssh-ed25519"],
-        encryption_algs=list(CIPHERS),
-        compression_algs=None,
-        window=WINDOW,
-        max_pktsize=PACKET,
         connect_timeout=LOGIN_TIMEOUT_S,
-        login_timeout=LOGIN_TIMEOUT_S,
-        keepalive_interval=KEEPALIVE_S,
-        config=[],
+        **_COMMON,
     )
     assert isinstance(client, _Client) and client.peer is not None
     try:

@@ -29,6 +29,7 @@ class ClaimService:
         self.lease_ms = lease_ms
         self.book = cl.ClaimBook()
         self._entries: list[cl.ClaimEntry] = []
+        self._leaders: dict[int, bytes] = {}
         self._max_tasks: dict[bytes, int] = {}
         self._read_to = 0
         self._admin = False
@@ -67,6 +68,7 @@ class ClaimService:
     async def _refresh(self) -> None:
         fresh = await asyncio.to_thread(self._read_new)
         proof = await self.election.leadership()
+        new: list[cl.ClaimEntry] = []
         for entry in fresh:
             if entry.kind == PROFILE:
                 data = decode_payload(entry.body)
@@ -74,13 +76,18 @@ class ClaimService:
                 if type(count) is int and count >= 0:
                     self._max_tasks[entry.author] = count
             else:
-                self._entries.append(
+                new.append(
                     cl.ClaimEntry(
                         entry.author, entry.kind, entry.body, entry.hash, entry.ts, entry.lamport
                     )
                 )
+        self._entries += new
         leaders = {term: p.leader for term, p in proof.proven.items()}
-        self.book = cl.fold_claims(self._entries, leaders, max(leaders, default=0))
+        if leaders != self._leaders:  # grants' validity changed: fold everything anew
+            self._leaders = leaders
+            self.book = cl.fold_claims(self._entries, leaders, max(leaders, default=0))
+        elif new:
+            cl.apply_claims(self.book, new, leaders)
         self._settle_waiters()
 
     def _read_new(self) -> list[Entry]:

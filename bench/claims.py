@@ -1,0 +1,121 @@
+"""Claims under contention: N agents (daemons, each its own member) race for the same
+tasks, each asking for every task in its own random order. Reports the time from a
+request to the admin's answer (p50, p99), and how many tasks were granted to two agents
+(must be 0), counted both from the grants in every node's logs and from the answers.
+
+Targets (issue 4): grant p99 under 100 ms on loopback; zero double grants.
+
+    python -m bench.claims [--agents 10] [--tasks 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bzzz.home.config import load_config, write_config
+from bzzz.runtime.control import ask
+from tests.agents import Agent, found, join, stop_all
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _unlimited(agent: Agent, max_tasks: int) -> Agent:
+    config = load_config(agent.home)
+    write_config(
+        agent.home,
+        config.model_copy(
+            update={"agent": config.agent.model_copy(update={"max_tasks": max_tasks})}
+        ),
+    )
+    return agent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--agents", type=int, default=10)
+    parser.add_argument("--tasks", type=int, default=1000)
+    args = parser.parse_args()
+    tasks = [f"#{n}" for n in range(1, args.tasks + 1)]
+    with tempfile.TemporaryDirectory(prefix="bzzz-claims-") as folder:
+        root = Path(folder)
+        agents = [_unlimited(found(root), args.tasks).start()]
+        try:
+            for n in range(1, args.agents):
+                node = _unlimited(join(root, f"n{n}", agents[0]), args.tasks)
+                node.peers = [a.address for a in agents[1:]]
+                agents.append(node.start())
+            answer = ask(agents[0].home, {"op": "election_wait", "timeout": 60}, timeout=70)
+            assert answer and answer.get("leader"), answer
+            granted_ms: list[float] = []
+            refused_ms: list[float] = []
+            unanswered: list[str] = []
+            winners: dict[str, list[str]] = {}
+            lock = threading.Lock()
+
+            def race(agent: Agent, seed: int) -> None:
+                order = tasks[:]
+                random.Random(seed).shuffle(order)
+                for task in order:
+                    began = time.perf_counter()
+                    reply = ask(agent.home, {"op": "claim", "task": task, "wait": 30}, timeout=40)
+                    took = (time.perf_counter() - began) * 1000
+                    assert reply is not None and reply.get("ok"), reply
+                    with lock:
+                        if reply["status"] == "granted":
+                            granted_ms.append(took)
+                            winners.setdefault(task, []).append(agent.home.name)
+                        elif reply["status"] == "refused":
+                            refused_ms.append(took)
+                        else:
+                            unanswered.append(task)
+
+            began = time.monotonic()
+            threads = [threading.Thread(target=race, args=(a, i)) for i, a in enumerate(agents)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            seconds = time.monotonic() - began
+            views = [ask(a.home, {"op": "claims"}) or {} for a in agents]
+            holders_seen = [
+                {row["task"]: row["holder"] for row in view.get("claims", [])} for view in views
+            ]
+        finally:
+            stop_all(agents)
+    answered_twice = sum(1 for names in winners.values() if len(names) > 1)
+    views_disagree = sum(1 for task in tasks if len({view.get(task) for view in holders_seen}) > 1)
+    out: dict[str, Any] = {
+        "bench": "claims",
+        "agents": args.agents,
+        "tasks": args.tasks,
+        "requests": len(granted_ms) + len(refused_ms) + len(unanswered),
+        "seconds": round(seconds, 1),
+        "granted": len(granted_ms),
+        "grant_p50_ms": round(_percentile(granted_ms, 0.5), 1),
+        "grant_p99_ms": round(_percentile(granted_ms, 0.99), 1),
+        "refusal_p50_ms": round(_percentile(refused_ms, 0.5), 1),
+        "refusal_p99_ms": round(_percentile(refused_ms, 0.99), 1),
+        "unanswered_in_30_s": len(unanswered),
+        "tasks_granted_twice": answered_twice,
+        "tasks_where_nodes_disagree": views_disagree,
+        "targets": {"grant_p99_ms": 100, "tasks_granted_twice": 0},
+    }
+    out["met"] = (
+        out["grant_p99_ms"] < 100 and answered_twice == 0 and views_disagree == 0 and not unanswered
+    )
+    sys.stdout.write(json.dumps(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
