@@ -18,7 +18,11 @@ from bzzz.runtime.election import ElectionRunner
 
 log = logging.getLogger("bzzz.claims")
 
-REFRESH_S = 0.01
+# The admin and a node with a request waiting read new entries often; the others only
+# keep their book current for status and renewals, and a two-core machine running ten
+# agents cannot afford them all re-reading on every entry.
+BUSY_REFRESH_S = 0.01
+IDLE_REFRESH_S = 0.2
 MAX_ANSWERS = 500
 
 
@@ -63,7 +67,8 @@ class ClaimService:
                 await self._renew()
             except StoreError as error:
                 log.error("claims: %s", error)
-            await asyncio.sleep(REFRESH_S)
+            busy = self._admin or bool(self._waiting)
+            await asyncio.sleep(BUSY_REFRESH_S if busy else IDLE_REFRESH_S)
 
     async def _refresh(self) -> None:
         fresh = await asyncio.to_thread(self._read_new)
