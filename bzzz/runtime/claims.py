@@ -23,6 +23,7 @@ log = logging.getLogger("bzzz.claims")
 # agents cannot afford them all re-reading on every entry.
 BUSY_REFRESH_S = 0.01
 IDLE_REFRESH_S = 0.2
+RENEW_CHECK_S = 1.0  # with nothing new, only our own renewals are looked at
 MAX_ANSWERS = 500
 
 
@@ -57,13 +58,15 @@ class ClaimService:
 
     async def _loop(self) -> None:
         while True:
+            changed = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.mesh.changed.wait(), 0.25)
+                changed = await asyncio.wait_for(self.mesh.changed.wait(), RENEW_CHECK_S)
             self.mesh.changed.clear()
             try:
-                await self._refresh()
-                if self._admin:
-                    await self._answer()
+                if changed:  # new entries somewhere: read them, answer what is pending
+                    await self._refresh()
+                    if self._admin:
+                        await self._answer()
                 await self._renew()
             except StoreError as error:
                 log.error("claims: %s", error)

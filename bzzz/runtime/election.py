@@ -36,6 +36,7 @@ from bzzz.store import EventStore
 log = logging.getLogger("bzzz.election")
 
 INBOX = 1024
+VOTERS_CHECK_S = 0.5  # the longest the loop sleeps: how soon a voter change is taken
 PROOF_WAIT_S = 3.0
 ALERT_SPLIT_BRAIN = "alert.split_brain"
 AdminSwitch = Callable[[bool], Awaitable[None]]
@@ -110,9 +111,10 @@ class ElectionRunner:
             changed = self.election.set_voters(self.voters(), now_ms(), self.rng)
             if changed:
                 await self._apply(changed)
+            # Sleep until the next timer; a message or a voter change wakes us sooner.
             wait = max(0, self.election.next_timer() - now_ms()) / 1000
             try:
-                message = await asyncio.wait_for(self._inbox.get(), min(wait, 0.05))
+                message = await asyncio.wait_for(self._inbox.get(), min(wait, VOTERS_CHECK_S))
             except TimeoutError:
                 actions = self.election.tick(now_ms(), self.rng)
             else:
