@@ -48,7 +48,7 @@ def _hello(me: Identity) -> Hello:
 
 async def _misbehave(a: Agent, me: Identity, frames: list[bytes | Message]) -> bool:
     """Join `a` as `me`, send `frames`, and report whether `a` hung up on us."""
-    token = decode_token(invite_token(a))
+    token = decode_token(invite_token(a, role="observer"))  # no vote: the pair keeps quorum
     conn, _, (reader, writer) = await dial(
         me, "127.0.0.1", a.port, lambda _: True, join_username(token.secret, "mallory")
     )
@@ -111,7 +111,7 @@ def test_misbehaving_member_is_refused_and_reported(honest: tuple[Agent, Agent],
     elif code in ("gap", "undecodable", "oversized-frame", "no-hello", "wrong-agent"):
         assert head is None
     seq = b.append(text=f"still working after {code}")
-    wait_for(lambda: a.heads().get(b.agent_id) == seq, what="honest replication to go on")
+    wait_for(lambda: a.heads().get(b.agent_id, 0) >= seq, what="honest replication to go on")
     for agent in (a, b):
         # Only the truth about mallory: its forks (from this case or an earlier one).
         for finding in audit_findings(agent):
