@@ -103,7 +103,9 @@ def test_late_joiner_catches_up_and_restart_resumes_after_kill_9(
         held = node.store.head(bytes.fromhex(a.agent_id))
     assert held is not None and held.seq < total, "the catch-up was over before the kill"
     agents.append(b.start())
-    wait_for(lambda: b.heads().get(a.agent_id) == total, timeout=60, what="catch-up after restart")
+    wait_for(
+        lambda: b.heads().get(a.agent_id, 0) >= total, timeout=60, what="catch-up after restart"
+    )
     audit_clean(b)
 
 
