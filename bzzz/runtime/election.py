@@ -126,8 +126,10 @@ class ElectionRunner:
             self._track_leaderless()
 
     def _track_leaderless(self) -> None:
-        if self.election.leader is not None:
-            self._leaderless_since = None
+        """Remember when we last heard a leader: the time without one is from then."""
+        e = self.election
+        if e.leader is not None:
+            self._leaderless_since = e.leader_seen if e.role != LEADER else None
         elif self._leaderless_since is None:
             self._leaderless_since = now_ms()
 
