@@ -6,7 +6,6 @@ import asyncio
 from typing import Protocol
 
 from bzzz.domain.wire import LENGTH, Message, decode_message, encode_message, frame_length
-from bzzz.errors import ProtocolError
 
 
 class ByteReader(Protocol):
@@ -38,6 +37,3 @@ async def write_message(writer: ByteWriter, message: Message) -> None:
     """Write one frame and wait while the channel's window is full (backpressure)."""
     writer.write(encode_message(message))
     await writer.drain()
-
-
-__all__ = ["ConnectionClosed", "ProtocolError", "read_message", "write_message"]

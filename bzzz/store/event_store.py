@@ -11,6 +11,7 @@ moved; a concurrent writer turns into a retry, never into a corrupt log.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections import defaultdict
@@ -129,19 +130,17 @@ class EventStore:
         self.close()
 
     def _stamp_schema(self) -> None:
-        try:
-            with self.engine.begin() as conn:
-                exists = conn.execute(
-                    select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")
-                ).first()
-                if exists is None:
-                    conn.execute(
-                        insert(tables.meta).values(
-                            key="schema_version", value=str(tables.SCHEMA_VERSION)
-                        )
+        # Another process may stamp it first: its row is as good as ours.
+        with contextlib.suppress(sqlalchemy.exc.IntegrityError), self.engine.begin() as conn:
+            exists = conn.execute(
+                select(tables.meta.c.value).where(tables.meta.c.key == "schema_version")
+            ).first()
+            if exists is None:
+                conn.execute(
+                    insert(tables.meta).values(
+                        key="schema_version", value=str(tables.SCHEMA_VERSION)
                     )
-        except sqlalchemy.exc.IntegrityError:
-            pass  # another process stamped it first
+                )
 
     def _check_schema(self) -> None:
         with self.engine.connect() as conn:
