@@ -334,7 +334,8 @@ class Mesh:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((author, seq, future))
         try:
-            await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):
+                await future
         except TimeoutError:
             return False
         return True

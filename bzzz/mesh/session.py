@@ -101,7 +101,8 @@ class PeerSession:
     async def open(self) -> None:
         """Exchange hellos; raises ProtocolError for a peer that is not who it logged in as."""
         await write_message(self.writer, self.mesh.hello())
-        message = await asyncio.wait_for(read_message(self.reader), HELLO_TIMEOUT_S)
+        async with asyncio.timeout(HELLO_TIMEOUT_S):
+            message = await read_message(self.reader)
         if not isinstance(message, Hello):
             raise ProtocolError("no-hello", "the first message must be hello")
         if message.agent != self.peer:

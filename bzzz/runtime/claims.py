@@ -60,7 +60,8 @@ class ClaimService:
         while True:
             changed = False
             with contextlib.suppress(TimeoutError):
-                changed = await asyncio.wait_for(self.mesh.changed.wait(), RENEW_CHECK_S)
+                async with asyncio.timeout(RENEW_CHECK_S):
+                    changed = await self.mesh.changed.wait()
             self.mesh.changed.clear()
             try:
                 if changed:  # new entries somewhere: read them, answer what is pending
@@ -175,7 +176,8 @@ class ClaimService:
         self._waiting[entry.hash] = future
         self.mesh.changed.set()
         try:
-            return await asyncio.wait_for(future, wait_s)
+            async with asyncio.timeout(wait_s):
+                return await future
         except TimeoutError:
             return {
                 "ok": True,

@@ -114,7 +114,10 @@ class ElectionRunner:
             # Sleep until the next timer; a message or a voter change wakes us sooner.
             wait = max(0, self.election.next_timer() - now_ms()) / 1000
             try:
-                message = await asyncio.wait_for(self._inbox.get(), min(wait, VOTERS_CHECK_S))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that arrives as its timeout fires, and this loop would then run on.
+                async with asyncio.timeout(min(wait, VOTERS_CHECK_S)):
+                    message = await self._inbox.get()
             except TimeoutError:
                 actions = self.election.tick(now_ms(), self.rng)
             else:
@@ -242,7 +245,8 @@ class ElectionRunner:
                 return None
             self.mesh.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.mesh.changed.wait(), min(left, 0.02))
+                async with asyncio.timeout(min(left, 0.02)):
+                    await self.mesh.changed.wait()
 
     async def status(self) -> dict[str, Any]:
         proof = await self.leadership()
