@@ -20,14 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.stats import percentile
 from bzzz.home.config import load_config, write_config
 from bzzz.runtime.control import ask
 from tests.agents import Agent, found, join, stop_all
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def _unlimited(agent: Agent, max_tasks: int) -> Agent:
@@ -102,10 +98,10 @@ def main() -> None:
         "requests": len(granted_ms) + len(refused_ms) + len(unanswered),
         "seconds": round(seconds, 1),
         "granted": len(granted_ms),
-        "grant_p50_ms": round(_percentile(granted_ms, 0.5), 1),
-        "grant_p99_ms": round(_percentile(granted_ms, 0.99), 1),
-        "refusal_p50_ms": round(_percentile(refused_ms, 0.5), 1),
-        "refusal_p99_ms": round(_percentile(refused_ms, 0.99), 1),
+        "grant_p50_ms": round(percentile(granted_ms, 0.5), 1),
+        "grant_p99_ms": round(percentile(granted_ms, 0.99), 1),
+        "refusal_p50_ms": round(percentile(refused_ms, 0.5), 1),
+        "refusal_p99_ms": round(percentile(refused_ms, 0.99), 1),
         "unanswered_in_30_s": len(unanswered),
         "tasks_granted_twice": answered_twice,
         "tasks_where_nodes_disagree": views_disagree,

@@ -25,15 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.stats import percentile
 from bzzz.runtime.control import ask
 from tests.agents import Agent, found, free_port, join, stop_all
 
 POLL_S = 0.01
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _until(check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -59,8 +55,8 @@ def _replaced(leader_of: Callable[[], str | None], old: str) -> str:
 def _summary(times: list[float]) -> dict[str, Any]:
     return {
         "kills": len(times),
-        "p50_ms": round(_percentile(times, 0.5)),
-        "p99_ms": round(_percentile(times, 0.99)),
+        "p50_ms": round(percentile(times, 0.5)),
+        "p99_ms": round(percentile(times, 0.99)),
         "max_ms": round(max(times)),
     }
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncssh
 
+from bench.stats import percentile
 from bzzz.clock import now_ms
 from bzzz.domain.invite import decode_token
 from bzzz.domain.payload import encode_payload
@@ -39,11 +40,6 @@ from bzzz.runtime.node import init_node, open_node
 from tests.agents import Agent, found, free_port, invite_token, join, stop_all, wait_for
 
 BODY = encode_payload({"task": "#42", "note": "progress report", "percent": 50})
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def catch_up(root: Path, entries: int) -> dict[str, Any]:
@@ -174,15 +170,15 @@ def latency(agents: list[Agent], shape: str, samples: int) -> dict[str, Any]:
             by_hops.setdefault(hops, []).append(ms)
     report: dict[str, Any] = {
         f"hops_{h}": {
-            "p50_ms": round(_percentile(v, 0.5), 2),
-            "p99_ms": round(_percentile(v, 0.99), 2),
+            "p50_ms": round(percentile(v, 0.5), 2),
+            "p99_ms": round(percentile(v, 0.99), 2),
         }
         for h, v in sorted(by_hops.items())
     }
     per_hop = [v for h, vs in by_hops.items() for v in (x / h for x in vs)]
     report["samples"], report["skipped"] = samples - skipped, skipped
-    report["per_hop_p50_ms"] = round(_percentile(per_hop, 0.5), 2)
-    report["per_hop_p99_ms"] = round(max(_percentile(v, 0.99) / h for h, v in by_hops.items()), 2)
+    report["per_hop_p50_ms"] = round(percentile(per_hop, 0.5), 2)
+    report["per_hop_p99_ms"] = round(max(percentile(v, 0.99) / h for h, v in by_hops.items()), 2)
     return report
 
 

@@ -73,7 +73,6 @@ class Dialed:
     expected: bytes | None = None
     peer: bytes | None = None
     last_error: str | None = None
-    task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -485,7 +484,7 @@ class Mesh:
             return
         target = Dialed(host, port, expected)
         self.dialed[key] = target
-        target.task = self._spawn(self._dial_loop(target))
+        self._spawn(self._dial_loop(target))
 
     def _accept_host(self, target: Dialed) -> Callable[[bytes], bool]:
         def accept(key: bytes) -> bool:

@@ -37,6 +37,8 @@ log = logging.getLogger("bzzz.election")
 
 INBOX = 1024
 VOTERS_CHECK_S = 0.5  # the longest the loop sleeps: how soon a voter change is taken
+# How long a new leader gathers its voters' vote entries before it settles for a
+# majority of them (a voter's entry can be late), and how often it warns after that.
 PROOF_WAIT_S = 3.0
 ALERT_SPLIT_BRAIN = "alert.split_brain"
 AdminSwitch = Callable[[bool], Awaitable[None]]
