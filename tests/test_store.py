@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
 from bzzz.domain.entry import create_entry
 from bzzz.domain.identity import Ed25519Signer
@@ -171,6 +172,43 @@ def test_concurrent_writers_never_fork_our_own_log(
     assert seqs == list(range(1, 181))
     for s in stores:
         s.close()
+
+
+def test_a_writer_whose_heads_went_stale_reads_afresh_and_stays_correct(
+    store_url: StoreUrl, alice: Ed25519Signer
+) -> None:
+    """Each store object keeps the heads it wrote; another writer on the same database
+    makes that copy stale, and the guarded head write turns it into a retry."""
+    first, second = EventStore(store_url), EventStore(store_url)
+    chain = build_chain(alice, 8)
+    assert len(first.ingest(e.raw for e in chain[:3]).accepted) == 3
+    assert len(second.ingest(e.raw for e in chain[3:6]).accepted) == 3
+    report = first.ingest(e.raw for e in chain[3:7])  # 4-6 are there now, from `second`
+    assert [e.seq for e in report.accepted] == [7] and report.duplicates == 3
+    rival = create_entry(
+        alice, seq=5, prev=chain[3].hash, lamport=99, ts=0, kind="task.note", body=b""
+    )
+    assert [e.hash for e in second.ingest([rival.raw]).forks] == [rival.hash]
+    # `first` last saw alice unforked at seq 7: the freeze must still hold for it.
+    assert [r.code for r in first.ingest([chain[7].raw]).refused] == ["frozen"]
+    assert first.head(alice.public_key).seq == 7  # type: ignore[union-attr]
+    first.close()
+    second.close()
+
+
+def test_own_entries_are_fsynced_and_peer_entries_are_not(tmp_path, alice) -> None:  # type: ignore[no-untyped-def]
+    """SQLite's synchronous level as each kind of write leaves the connection."""
+    store = EventStore(resolve_store_url(f"sqlite:///{tmp_path / 's.db'}"))
+    pragmas: list[str] = []
+    event.listen(
+        store.engine,
+        "before_cursor_execute",
+        lambda _c, _cur, stmt, *_: pragmas.append(stmt) if stmt.startswith("PRAGMA sync") else None,
+    )
+    store.append(alice, "task.note", BODY, 1)
+    store.ingest(e.raw for e in build_chain(make_signer(9), 2))
+    assert pragmas == ["PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL"]
+    store.close()
 
 
 def test_opening_garbage_or_a_missing_store_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,8 @@ import sqlalchemy.exc
 from eventsourcing.persistence import IntegrityError as EsIntegrityError
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
-from sqlalchemy import Engine, event, func, insert, inspect, select
+from sqlalchemy import Engine, func, insert, inspect, select
+from sqlalchemy.orm import Session
 
 from bzzz.domain.chain import Head
 from bzzz.domain.entry import Entry, create_entry, decode_entry
@@ -66,12 +67,20 @@ def _retrying(attempt: Callable[[], T], what: str) -> T:
             delay = min(delay * 2, 0.25)
 
 
-def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # A signed entry that was acknowledged and then lost would make this node sign a
-    # different entry at the same seq: a fork of its own log. So: fsync every commit.
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
+def _set_durability(session: Session, durable: bool, sqlite: bool) -> None:
+    """Own entries are fsynced at commit: one that was sent and then lost would make this
+    node sign a different entry at the same seq, a fork of its own log. Entries from
+    peers are not: losing the last few to a power cut only means fetching them again,
+    and the WAL is sequential, so the next durable commit makes them durable too. So
+    anything this node acted on (a vote, a grant: own entries) is on disk first.
+
+    SQLite takes the setting on the connection, outside a transaction, so it is set
+    before the first statement; PostgreSQL takes it for the transaction."""
+    if sqlite:
+        level = "FULL" if durable else "NORMAL"
+        session.connection().exec_driver_sql(f"PRAGMA synchronous={level}")
+    elif not durable:
+        session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
 class EventStore:
@@ -83,8 +92,6 @@ class EventStore:
                 **store_url.engine_kwargs,
             )
             engine = self.engine
-            if store_url.is_sqlite:
-                event.listen(engine, "connect", _set_sqlite_pragmas)
             self.recorder = BulkProcessRecorder(
                 self.datastore,
                 events_table_name=EVENTS_TABLE,
@@ -112,6 +119,10 @@ class EventStore:
         # Our own logs' heads and the clock after our last append, so that appending
         # needs no reads; the guarded head update refuses a stale cache.
         self._own: dict[bytes, tuple[StoredHead, int]] = {}
+        # Every head as this process last wrote or read it, so that ingesting needs no
+        # read either. A stale copy (another process wrote) fails the guarded write, and
+        # the retry reads afresh.
+        self._known: dict[bytes, StoredHead] | None = None
         self._seen_lamport = 0
 
     @property
@@ -292,12 +303,13 @@ class EventStore:
                 )
             except ConflictError:
                 self._own.pop(author, None)  # stale: read afresh on the next attempt
+                self._known = None
                 raise
             last = batch[-1]
-            self._own[author] = (
-                StoredHead(author, last.seq, last.hash, last.lamport, None),
-                last.lamport,
-            )
+            head = StoredHead(author, last.seq, last.hash, last.lamport, None)
+            self._own[author] = (head, last.lamport)
+            if self._known is not None:
+                self._known[author] = head
             return batch
 
         return _retrying(attempt, "append")
@@ -318,8 +330,21 @@ class EventStore:
             entries.sort(key=lambda e: e.seq)
 
         def attempt() -> IngestReport:
-            plan = plan_ingest(by_author, self.heads(), self._held)
-            self._write(plan.entries, plan.heads, plan.forks)
+            if self._known is None:
+                self._known = self.heads()
+            plan = plan_ingest(by_author, self._known, self._held)
+            try:
+                self._write(plan.entries, plan.heads, plan.forks)
+            except ConflictError:
+                self._known = None
+                raise
+            if plan.forks:
+                self._known = None  # which heads froze where: read it back
+            else:
+                for author, (_, head) in plan.heads.items():
+                    self._known[author] = StoredHead(
+                        author, head.seq, head.hash, head.lamport, None
+                    )
             return plan.report
 
         report = _retrying(attempt, "ingest")
@@ -341,13 +366,15 @@ class EventStore:
         clock: int | None = None,
     ) -> None:
         """Store entries, move heads and keep fork evidence in one transaction. With
-        `clock`, the write also fails if any log holds a lamport at or above it."""
+        `clock` (own entries), the write also fails if any log holds a lamport at or
+        above it, and it is durable at commit."""
         if not entries and not fork_evidence:
             return
         originators = {author: originator_of(author) for author in {e.author for e in entries}}
         stored_events = [StoredEvent(originators[e.author], e.seq, e.kind, e.raw) for e in entries]
         try:
             with self.datastore.transaction(commit=True) as session:
+                _set_durability(session, clock is not None, self.url.is_sqlite)
                 if stored_events:
                     self.recorder.insert_events(stored_events, session=session)
                 forked_at: dict[bytes, int] = {}

@@ -13,16 +13,16 @@ from bzzz.store import tables
 from bzzz.store.records import StoredHead
 
 _h = tables.heads.c
+# A head moves only from where the writer saw it, and a forked log's head never moves.
 _MOVE_HEAD = (
     update(tables.heads)
     .where(_h.author == bindparam("b_author"), _h.seq == bindparam("b_seq"))
-    .where(_h.hash == bindparam("b_hash"))
+    .where(_h.hash == bindparam("b_hash"), _h.forked_seq.is_(None))
     .values(seq=bindparam("a_seq"), hash=bindparam("a_hash"), lamport=bindparam("a_lamport"))
 )
-# Own appends also require the log not to be forked and no log to have reached the clock
-# the new entries start from, all in the one statement that moves the head.
+# Own appends also require that no log has reached the clock the new entries start from,
+# all in the one statement that moves the head.
 _MOVE_OWN_HEAD = _MOVE_HEAD.where(
-    _h.forked_seq.is_(None),
     select(func.coalesce(func.max(_h.lamport), 0)).scalar_subquery() < bindparam("clock"),
 )
 _NEW_HEAD = insert(tables.heads).values(
