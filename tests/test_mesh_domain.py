@@ -260,3 +260,17 @@ def test_presence_is_signed_and_checked() -> None:
     assert caught.value.code == "bad-signature"
     with pytest.raises(ProtocolError):
         open_presence(b"\x00garbage")
+
+
+def test_arrivals_tell_a_reader_whether_its_kinds_came_since_it_last_read() -> None:
+    from bzzz.mesh.arrivals import Arrivals
+
+    arrivals = Arrivals()
+    seen = arrivals.stamp
+    arrivals.note(["task.note"])
+    assert not arrivals.since(["election.vote"], seen)
+    assert arrivals.since(["task.note", "election.vote"], seen)
+    seen = arrivals.stamp
+    assert not arrivals.since(["task.note"], seen)
+    arrivals.note_unknown()  # another process wrote: every reader must look
+    assert arrivals.since(["election.vote"], seen)

@@ -30,6 +30,7 @@ from bzzz.domain.wire import Hello
 from bzzz.errors import ProtocolError, StoreError
 from bzzz.home.config import MeshConfig, NodeConfig, parse_address
 from bzzz.home.keys import Identity
+from bzzz.mesh.arrivals import Arrivals
 from bzzz.mesh.framing import ConnectionClosed
 from bzzz.mesh.session import PeerDown, PeerSession
 from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
@@ -112,6 +113,7 @@ class Mesh:
         self._alerted_forks: set[bytes] = set()
         self._waiters: list[tuple[bytes, int, asyncio.Future[None]]] = []
         self.changed = asyncio.Event()  # set whenever our heads move
+        self.arrivals = Arrivals()
         self.election_handler: Callable[[ElectionMsg], None] | None = None
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
@@ -157,6 +159,7 @@ class Mesh:
     async def refresh(self) -> None:
         """Re-read heads, fork evidence and membership (after writes by any process)."""
         heads, forks, position, membership = await asyncio.to_thread(self._read_state)
+        self.arrivals.note_unknown()
         self.heads = heads
         self._forks = forks
         self.position = position
@@ -290,6 +293,7 @@ class Mesh:
                 self.store.append_batch, self.identity.signer, bodies, now_ms()
             )
         self._remember(entries)
+        self.arrivals.note(e.kind for e in entries)
         if entries:
             self.heads[self.me] = entries[-1].seq
         self._wake_all()
@@ -302,6 +306,7 @@ class Mesh:
                 self.store.append, self.identity.signer, kind, body, now_ms()
             )
         self._remember([entry])
+        self.arrivals.note([entry.kind])
         self.heads[entry.author] = entry.seq
         if kind in ms.KINDS:
             await self.refresh()
@@ -349,6 +354,7 @@ class Mesh:
         async with self._write_lock:
             report = await asyncio.to_thread(self.store.ingest, fresh)
         self._remember(report.accepted)
+        self.arrivals.note(e.kind for e in report.accepted)
         touched: dict[bytes, int] = {}
         for entry in report.accepted:
             if entry.seq > self.heads.get(entry.author, 0):

@@ -43,6 +43,10 @@ HELLO_TIMEOUT_S = 10.0
 # (a leader's 10 beats a second and the replies) stays well inside it.
 EPHEMERAL_BURST = 100
 EPHEMERAL_RATE = 50.0
+# What we stored is told to a peer at most this often, in one `Have`: acknowledgements
+# and forwarding hints are not urgent, and sending one per entry to every peer cost as
+# much CPU as storing the entry, on the path every live entry takes.
+HAVE_DELAY_S = 0.05
 
 
 @dataclass
@@ -93,6 +97,8 @@ class PeerSession:
         self._inbox: asyncio.Queue[list[bytes]] = asyncio.Queue(maxsize=2)
         self._bucket = _Bucket()
         self._task: asyncio.Task[None] | None = None
+        self._have: dict[bytes, int] = {}
+        self._have_timer: asyncio.TimerHandle | None = None
 
     @property
     def name(self) -> str:
@@ -126,6 +132,8 @@ class PeerSession:
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if self._have_timer is not None:
+                self._have_timer.cancel()
             for task in tasks:
                 task.cancel()
             # An ingest in progress finishes its transaction before we go on.
@@ -173,7 +181,7 @@ class PeerSession:
             raws = await self._inbox.get()
             heads = await self.mesh.ingest_from(self, raws)
             if heads:
-                await write_message(self.writer, Have(heads))
+                self.note_have(heads)
 
     def note_links(self, links: frozenset[bytes]) -> None:
         self._note(Links(links - {self.peer}))
@@ -182,8 +190,20 @@ class PeerSession:
         self._note(Ephemeral(signed))
 
     def note_have(self, heads: dict[bytes, int]) -> None:
-        """Tell the peer what we just stored from elsewhere, so it need not forward it."""
-        self._note(Have(heads))
+        """Tell the peer, soon, what we stored: from it (an acknowledgement) or from
+        elsewhere (so that it need not forward it)."""
+        for author, seq in heads.items():
+            if seq > self._have.get(author, 0):
+                self._have[author] = seq
+        if self._have_timer is None:
+            loop = asyncio.get_running_loop()
+            self._have_timer = loop.call_later(HAVE_DELAY_S, self._send_have)
+
+    def _send_have(self) -> None:
+        self._have_timer = None
+        heads, self._have = self._have, {}
+        if heads:
+            self._note(Have(heads))
 
     def _note(self, message: Message) -> None:
         """A tiny best-effort frame, written without waiting on the window; a channel

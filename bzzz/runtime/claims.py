@@ -25,6 +25,7 @@ BUSY_REFRESH_S = 0.01
 IDLE_REFRESH_S = 0.2
 RENEW_CHECK_S = 1.0  # with nothing new, only our own renewals are looked at
 MAX_ANSWERS = 500
+WATCHED = [*cl.KINDS, PROFILE]
 
 
 class ClaimService:
@@ -37,6 +38,7 @@ class ClaimService:
         self._leaders: dict[int, bytes] = {}
         self._max_tasks: dict[bytes, int] = {}
         self._read_to = 0
+        self._seen = -1  # the mesh's arrivals stamp when we last read the logs
         self._admin = False
         self._reissued_term = 0
         self._waiting: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
@@ -75,7 +77,12 @@ class ClaimService:
             await asyncio.sleep(BUSY_REFRESH_S if busy else IDLE_REFRESH_S)
 
     async def _refresh(self) -> None:
-        fresh = await asyncio.to_thread(self._read_new)
+        stamp = self.mesh.arrivals.stamp
+        if self.mesh.arrivals.since(WATCHED, self._seen):
+            fresh = await asyncio.to_thread(self._read_new)
+            self._seen = stamp
+        else:
+            fresh = []
         proof = await self.election.leadership()
         new: list[cl.ClaimEntry] = []
         for entry in fresh:
@@ -101,9 +108,7 @@ class ClaimService:
 
     def _read_new(self) -> list[Entry]:
         out: list[Entry] = []
-        while page := self.mesh.store.notifications(
-            after=self._read_to, kinds=[*cl.KINDS, PROFILE], limit=5000
-        ):
+        while page := self.mesh.store.notifications(after=self._read_to, kinds=WATCHED, limit=5000):
             for stored in page:
                 with contextlib.suppress(EntryError):
                     out.append(stored.decode())

@@ -57,6 +57,8 @@ class ElectionRunner:
         self._votes: list[lead.Vote] = []
         self._claims: list[lead.LeaderClaim] = []
         self._read_to = 0
+        self._seen = -1  # the mesh's arrivals stamp when we last read the logs
+        self._proof: tuple[frozenset[bytes], lead.Leadership] | None = None
         self._alerted_terms: set[int] = set()
         self._proving: set[asyncio.Task[None]] = set()
 
@@ -195,8 +197,17 @@ class ElectionRunner:
     # Reading the logs
 
     async def leadership(self) -> lead.Leadership:
-        """Leadership as the logs prove it; raises a split-brain alert once per term."""
-        fresh = await asyncio.to_thread(self._read_new)
+        """Leadership as the logs prove it; raises a split-brain alert once per term.
+        Asked on every change, so it reads and folds only when votes or claims came."""
+        voters = self.voters()
+        stamp = self.mesh.arrivals.stamp
+        if not self.mesh.arrivals.since(lead.KINDS, self._seen):
+            if self._proof is not None and self._proof[0] == voters:
+                return self._proof[1]
+            fresh = []
+        else:
+            fresh = await asyncio.to_thread(self._read_new)
+            self._seen = stamp
         for entry in fresh:
             if entry.kind == lead.VOTE:
                 vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
@@ -206,7 +217,8 @@ class ElectionRunner:
                 claim = lead.parse_leader(entry.author, entry.body, entry.ts)
                 if claim is not None:
                     self._claims.append(claim)
-        result = lead.prove_leadership(self._votes, self._claims, self.voters())
+        result = lead.prove_leadership(self._votes, self._claims, voters)
+        self._proof = (voters, result)
         for term, leaders in result.split_brain.items():
             if term not in self._alerted_terms:
                 self._alerted_terms.add(term)
