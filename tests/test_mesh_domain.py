@@ -39,6 +39,7 @@ from bzzz.domain.wire import (
     frame_length,
 )
 from bzzz.errors import ConfigError, ProtocolError, UsageError
+from bzzz.mesh.arrivals import Arrivals
 from tests.conftest import make_signer
 
 A, B, C = (make_signer(n).public_key for n in (1, 2, 3))
@@ -263,8 +264,6 @@ def test_presence_is_signed_and_checked() -> None:
 
 
 def test_arrivals_tell_a_reader_whether_its_kinds_came_since_it_last_read() -> None:
-    from bzzz.mesh.arrivals import Arrivals
-
     arrivals = Arrivals()
     seen = arrivals.stamp
     arrivals.note(["task.note"])
