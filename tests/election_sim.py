@@ -18,6 +18,7 @@ from bzzz.domain.election import (
     PersistVote,
     Send,
     Settings,
+    Trigger,
 )
 
 
@@ -29,10 +30,11 @@ class Faults:
     partitions: bool = False
     pauses: bool = False
     crashes: bool = False
+    transfers: bool = False  # leaders are asked to hand over to a random voter
 
     @classmethod
     def all(cls) -> Faults:
-        return cls(0.1, 0.05, 60, True, True, True)
+        return cls(0.1, 0.05, 60, True, True, True, True)
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Sim:
         self.leaders: dict[int, set[bytes]] = {}
         self.highest_elected = 0
         self.leased_checks = 0
+        self.transfers = 0  # elections won by a leadership transfer
         self.first_leader_ms: int | None = None
         self.now = 0
         self._queue: list[tuple[int, int, str, Any]] = []
@@ -90,6 +93,7 @@ class Sim:
             if isinstance(action, PersistVote):
                 self.persisted[node_id] = (action.term, action.candidate)
             elif isinstance(action, BecameLeader):
+                self.transfers += action.trigger == Trigger.TRANSFER
                 winners = self.leaders.setdefault(action.term, set())
                 winners.add(node_id)
                 self.highest_elected = max(self.highest_elected, action.term)
@@ -137,6 +141,8 @@ class Sim:
             victim, when = rng.choice(self.ids), rng.randint(0, end)
             self._at(when, "crash", victim)
             self._at(when + rng.randint(50, 2500), "restart", victim)
+        for _ in range(rng.randint(2, 6) if f.transfers else 0):
+            self._at(rng.randint(0, end), "transfer", rng.choice(self.ids))
 
     def run(self) -> Sim:
         for node_id in self.ids:
@@ -167,6 +173,10 @@ class Sim:
             self._boot(payload)
         elif kind == "pause" and payload in self.nodes:
             self.paused[payload] = self.now + self.rng.randint(100, 3000)
+        elif kind == "transfer":
+            for node_id in self.current_leaders():
+                if not self._held(node_id, kind, payload):
+                    self._apply(node_id, self.nodes[node_id].transfer(payload, self.now))
         elif kind == "timer":
             node_id, gen = payload
             if node_id in self.nodes and gen == self._timer_gen[node_id]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bzzz.runtime.control import ask
 from tests.agents import Agent, found, join, stop_all, wait_for
@@ -108,3 +110,42 @@ def test_racing_agents_get_one_grant_and_a_new_leader_reissues_it(trio: list[Age
     wait_for(reissued, timeout=30, what="the live grant re-issued in the new term")
     again = claim(next(a for a in rest if a.agent_id != holder), "#7")
     assert again["status"] == "refused"
+
+
+def _configure(agent: Agent, section: str, **values: object) -> None:
+    path = agent.home / "config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(config))
+
+
+def test_the_leader_hands_over_to_a_markedly_better_node_and_it_sticks(tmp_path: Path) -> None:
+    quick = {"min_tenure_s": 1, "transfer_sustain_s": 1}
+    a = found(tmp_path)
+    _configure(a, "election", **quick)
+    agents = [a.start()]
+    try:
+        b = join(tmp_path, "b", a)
+        capable = join(tmp_path, "capable", a)
+        _configure(b, "election", **quick)
+        _configure(capable, "election", **quick)
+        _configure(capable, "agent", capabilities=[f"skill-{n}" for n in range(8)])
+        b.peers = [a.address]
+        agents.append(b.start())
+        first = wait_for(lambda: proven_leader(agents), timeout=30, what="a leader of a and b")
+        capable.peers = [a.address, b.address]
+        agents.append(capable.start())
+        want = capable.agent_id
+        wait_for(lambda: proven_leader(agents) == want, timeout=30, what="the handover")
+        history = a.election()["history"]
+        assert history[-1]["leader"] == want and history[-1]["trigger"] == "leadership-transfer"
+        assert first != want
+        scores = {v["agent_id"]: v["score"] for v in capable.election()["voters"]}
+        assert all(scores[want] >= s + 15 for k, s in scores.items() if k != want), scores
+        term = capable.election()["term"]
+        time.sleep(4)  # hysteresis: the weaker nodes never take it back
+        assert proven_leader(agents) == want and capable.election()["term"] == term
+        old = next(x for x in agents if x.agent_id == first)
+        assert "transferring leadership to" in old.log_text()
+    finally:
+        stop_all(agents)

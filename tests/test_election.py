@@ -12,8 +12,10 @@ import pytest
 from bzzz.domain import leadership as lead
 from bzzz.domain.election import (
     LEADER,
+    Action,
     BecameLeader,
     Election,
+    ElectionStarted,
     Kind,
     Message,
     PersistVote,
@@ -33,13 +35,15 @@ def _seeds(offset: int) -> list[int]:
 
 @pytest.mark.parametrize("size", [3, 5])
 def test_never_two_leaders_in_a_term_nor_a_stale_lease_under_every_fault(size: int) -> None:
-    elected = leased = 0
+    elected = leased = transfers = 0
     for seed in _seeds(size * 1_000_000):
         sim = Sim(seed, size, Faults.all()).run()
         elected += bool(sim.leaders)
         leased += sim.leased_checks
+        transfers += sim.transfers
     assert elected > 0.9 * len(_seeds(0))  # the runs did elect: the checks were exercised
     assert leased > 10 * len(_seeds(0))
+    assert transfers > 0.2 * len(_seeds(0))  # and leadership did change hands on request
 
 
 @pytest.mark.parametrize("size", [3, 5])
@@ -190,3 +194,88 @@ def test_a_voter_change_makes_the_leader_stand_again_under_the_new_set() -> None
     ]
     assert isinstance(reply, Send) and reply.message.granted  # no stickiness against its leader
     assert node.trigger == Trigger.MEMBERSHIP
+
+
+def _granted(actions: list[Action]) -> bool:
+    return any(isinstance(a, Send) and a.message.granted for a in actions)
+
+
+def test_a_transfer_hands_leadership_to_the_target_in_the_next_term() -> None:
+    sim = Sim(21, 3, Faults(), duration_ms=3000).run()
+    (leader,) = sim.current_leaders()
+    target = min(i for i in sim.ids if i != leader)
+    term = sim.nodes[leader].term
+    sim._apply(leader, sim.nodes[leader].transfer(target, sim.now))
+    assert not sim.nodes[leader].has_lease(sim.now)  # the lease ends before anyone is told
+    sim.advance(sim.now + 500)
+    assert sim.current_leaders() == {target}
+    assert sim.nodes[target].term == term + 1 and sim.nodes[target].trigger == Trigger.TRANSFER
+    assert sim.transfers == 1
+
+
+def test_a_dropped_transfer_counts_only_beats_sent_after_it_for_the_lease() -> None:
+    sim = Sim(21, 3, Faults(), duration_ms=3000).run()
+    (a,) = sim.current_leaders()
+    b, c = sorted(i for i in sim.ids if i != a)
+    leader, t, rng = sim.nodes[a], sim.now, random.Random(3)
+    leader.transfer(b, t)
+    # c answers every beat that names b (it may have voted for b since); the last
+    # answer arrives only after the transfer was dropped.
+    for at in range(t + 100, t + 1000, 100):
+        leader.tick(at, rng)
+        leader.receive(Message(Kind.BEAT_REPLY, leader.term, c, a, True, stamp=at), at + 1, rng)
+    leader.tick(t + 1000, rng)
+    assert leader.role == LEADER and leader.transferring_to is None
+    late = Message(Kind.BEAT_REPLY, leader.term, c, a, True, stamp=t + 900)
+    leader.receive(late, t + 1001, rng)
+    assert not leader.has_lease(t + 1001)
+    fresh = Message(Kind.BEAT_REPLY, leader.term, c, a, True, stamp=t + 1000)
+    leader.receive(fresh, t + 1002, rng)
+    assert leader.has_lease(t + 1002)
+
+
+def test_only_the_newest_beat_says_whom_a_voter_may_elect_past_its_leader() -> None:
+    a, b, c = (bytes([n]) * 32 for n in range(1, 4))
+    rng = random.Random(4)
+    voter = Election(c, frozenset([a, b, c]), term=1)
+    voter.start(0, rng)
+    marked = Message(Kind.BEAT, 1, a, c, stamp=100, target=b)
+    voter.receive(marked, 100, rng)
+    voter.receive(Message(Kind.BEAT, 1, a, c, stamp=200), 200, rng)  # the transfer was dropped
+    voter.receive(marked, 210, rng)  # a late copy of the marked beat
+    assert not _granted(voter.receive(Message(Kind.VOTE, 2, b, c), 220, rng))
+    voter.receive(Message(Kind.BEAT, 1, a, c, stamp=300, target=b), 300, rng)
+    assert _granted(voter.receive(Message(Kind.VOTE, 2, b, c), 310, rng))
+    assert not _granted(voter.receive(Message(Kind.VOTE, 3, a, c), 320, rng))
+
+
+def test_a_stale_timeout_now_does_not_make_a_node_stand() -> None:
+    a, b, c = (bytes([n]) * 32 for n in range(1, 4))
+    rng = random.Random(6)
+    node = Election(b, frozenset([a, b, c]), term=1)
+    node.start(0, rng)
+    node.receive(Message(Kind.BEAT, 1, a, b, stamp=500), 500, rng)
+    assert node.receive(Message(Kind.TIMEOUT_NOW, 1, a, b, stamp=400), 510, rng) == []
+    assert node.receive(Message(Kind.TIMEOUT_NOW, 1, c, b, stamp=600), 510, rng) == []
+    stood = node.receive(Message(Kind.TIMEOUT_NOW, 1, a, b, stamp=600), 610, rng)
+    assert node.role == "candidate" and node.term == 2
+    assert [type(x).__name__ for x in stood][:2] == ["ElectionStarted", "PersistVote"]
+
+
+def test_election_triggers_discovery_failure_and_split_brain() -> None:
+    a, b, c = (bytes([n]) * 32 for n in range(1, 4))
+    rng = random.Random(7)
+    lonely = Election(a, frozenset([a, b, c]))
+    lonely.start(0, rng)
+    lonely.reachable = False
+    (started, *_) = lonely.tick(5000, rng)
+    assert isinstance(started, ElectionStarted) and started.trigger == Trigger.DISCOVERY_FAILURE
+    sim = Sim(22, 3, Faults(), duration_ms=3000).run()
+    (leader,) = sim.current_leaders()
+    term = sim.nodes[leader].term
+    for node_id, node in sim.nodes.items():
+        sim._apply(node_id, node.split_brain(term, sim.now, sim.rng))
+    assert sim.current_leaders() == set()
+    sim.advance(sim.now + 3000)
+    (again,) = sim.current_leaders()
+    assert sim.nodes[again].term > term and sim.nodes[again].trigger == Trigger.SPLIT_BRAIN

@@ -28,6 +28,7 @@ from bzzz.domain.roles import (
     may_vote,
     parse_roles,
 )
+from bzzz.domain.standing import Standing, TransferPolicy, Watch, candidate_score, pick_successor
 from bzzz.domain.wire import (
     MAX_FRAME_BYTES,
     Entries,
@@ -250,10 +251,15 @@ def test_random_frames_only_ever_raise_protocol_errors(data: bytes) -> None:
 
 def test_presence_is_signed_and_checked() -> None:
     signer = make_signer(1)
-    beat = Heartbeat(signer.public_key, 5, 1)
+    beat = Heartbeat(signer.public_key, 5, 1, echo=4, held_us=250)
     assert open_presence(sign_presence(signer, beat)) == beat
-    offer = Availability(signer.public_key, 5, "ready", 0, 2, ("python",), ("llama3",))
+    standing = Standing(120, 1, 350, 2048, 800)
+    offer = Availability(signer.public_key, 5, "ready", 0, 2, ("python",), ("llama3",), standing)
     assert open_presence(sign_presence(signer, offer)) == offer
+    unmeasured = Availability(
+        signer.public_key, 5, "ready", 0, 2, (), (), Standing(1, 0, 0, 0, None)
+    )
+    assert open_presence(sign_presence(signer, unmeasured)) == unmeasured
     signed = bytearray(sign_presence(signer, beat))
     signed[-1] ^= 1
     with pytest.raises(ProtocolError) as caught:
@@ -273,3 +279,33 @@ def test_arrivals_tell_a_reader_whether_its_kinds_came_since_it_last_read() -> N
     assert not arrivals.since(["task.note"], seen)
     arrivals.note_unknown()  # another process wrote: every reader must look
     assert arrivals.since(["election.vote"], seen)
+
+
+def test_candidate_score_rewards_uptime_capabilities_headroom_and_a_near_network() -> None:
+    settled = Standing(3600, 8, 0, 8192, 100)
+    assert candidate_score(settled) > 95
+    assert candidate_score(Standing(10, 8, 0, 8192, 100)) < candidate_score(settled)
+    assert candidate_score(Standing(3600, 0, 0, 8192, 100)) == pytest.approx(
+        candidate_score(settled) - 20, abs=0.01
+    )
+    assert candidate_score(Standing(3600, 8, 2000, 8192, 100)) < candidate_score(settled) - 19
+    far = Standing(3600, 8, 0, 8192, 200_000)
+    assert candidate_score(far) < candidate_score(settled) - 15
+    assert 0 <= candidate_score(Standing(0, 0, 5000, 0, None)) <= 100
+
+
+def test_leadership_moves_only_to_a_markedly_better_node_that_stays_better() -> None:
+    policy = TransferPolicy(margin=15, sustain_ms=30_000, min_tenure_ms=60_000)
+    b, c = b"b" * 32, b"c" * 32
+    # Not better by the margin: nothing to watch.
+    assert pick_successor(policy, 60, {b: 74}, None, 100_000, 0) == (None, None)
+    # Better: watched first, handed over only once it stayed better for 30 s.
+    target, watch = pick_successor(policy, 60, {b: 80, c: 70}, None, 100_000, 0)
+    assert target is None and watch == Watch(b, 100_000)
+    assert pick_successor(policy, 60, {b: 80}, watch, 129_999, 0)[0] is None
+    assert pick_successor(policy, 60, {b: 80}, watch, 130_000, 0) == (b, None)
+    # A dip below the margin starts the wait over.
+    assert pick_successor(policy, 60, {b: 70}, watch, 120_000, 0) == (None, None)
+    # A new leader keeps the lead for its minimum tenure even against a better node.
+    assert pick_successor(policy, 60, {b: 80}, watch, 130_000, 110_000)[0] is None
+    assert pick_successor(policy, 60, {}, watch, 130_000, 0) == (None, None)

@@ -38,7 +38,11 @@ def status(home: HomeOption = None, json_: JsonOption = False) -> None:
     out.print(f"term [bold]{data['term']}[/bold], leader {leader}{proven}; {source}")
     for voter in data["voters"]:
         mark = {True: "[green]●[/green]", False: "[red]○[/red]", None: "·"}[voter["reachable"]]
-        out.print(f"  {mark} {voter['agent_id'][:12]} {voter['name'] or ''}")
+        score = voter.get("score")
+        scored = f"  score {score:.1f}" if score is not None else ""
+        out.print(f"  {mark} {voter['agent_id'][:12]} {voter['name'] or ''}{scored}")
+    if data.get("transferring_to"):
+        out.print(f"  handing leadership over to {data['transferring_to'][:12]}")
     for term in data["history"]:
         who = term["name"] or term["leader"][:12]
         out.print(

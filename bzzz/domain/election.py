@@ -8,6 +8,12 @@ within an election timeout steps down), leader stickiness (a voter that heard fr
 leader within the minimum election timeout refuses to help unseat it), and step-down on
 any higher term. At most one leader per term follows from each voter voting at most once
 a term (the vote is persisted first) and majorities intersecting.
+
+Leadership transfer (Raft's TimeoutNow): the leader gives up its lease, names the target
+in its beats (a voter lets that one candidate past stickiness only after such a beat, and
+only until a newer plain beat), then tells the target to stand at once. A transfer that
+has not ended in an election timeout is dropped, and the lease counts only beats sent
+after that.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class Kind(StrEnum):
     VOTE_REPLY = "vote_reply"
     BEAT = "beat"
     BEAT_REPLY = "beat_reply"
+    TIMEOUT_NOW = "timeout_now"
 
 
 class Trigger(StrEnum):
@@ -37,6 +44,9 @@ class Trigger(StrEnum):
     NO_LEADER = "no-leader"  # never heard of one: start-up, or no peers reachable
     HEARTBEAT_TIMEOUT = "heartbeat-timeout"
     QUORUM_LOSS = "quorum-loss"
+    DISCOVERY_FAILURE = "discovery-failure"  # no other voter reachable when it timed out
+    SPLIT_BRAIN = "split-brain"  # two proven leaders in one term: everyone starts over
+    TRANSFER = "leadership-transfer"
     MEMBERSHIP = "membership-change"  # the voters changed: re-elect under the new set
 
 
@@ -57,6 +67,7 @@ class Message:
     # A beat carries the leader's clock when it was sent, and its reply echoes it: the
     # leader's lease counts from when it sent, never from when the answer happened to arrive.
     stamp: int = 0
+    target: bytes = b""  # a beat during a leadership transfer names whom it goes to
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +97,32 @@ class SteppedDown:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferStarted:
+    term: int
+    target: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TransferAborted:
+    term: int
+    target: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ElectionStarted:
     term: int  # the term it will ask for
     trigger: Trigger
 
 
-Action = Send | PersistVote | BecameLeader | SteppedDown | ElectionStarted
+Action = (
+    Send
+    | PersistVote
+    | BecameLeader
+    | SteppedDown
+    | ElectionStarted
+    | TransferStarted
+    | TransferAborted
+)
 
 
 @dataclass
@@ -107,9 +138,22 @@ class Election:
     leader_seen: int | None = None
     next_beat: int = 0
     trigger: Trigger = Trigger.NO_LEADER
+    elected_at: int = 0
+    # Whether any other voter is reachable (the caller knows its connections): an
+    # election that times out without one is a discovery failure.
+    reachable: bool = True
     _granted: set[bytes] = field(default_factory=set)
     _acked: dict[bytes, int] = field(default_factory=dict)
     _quorum_check: int = 0
+    _lease_floor: int = 0  # only beats sent from then on count for the lease
+    _transfer: bytes | None = None
+    _transfer_until: int = 0
+    _beat_stamp: int = 0  # the newest beat's stamp from the leader we follow
+    _transfer_ok: tuple[int, bytes] | None = None  # (term, candidate) a beat named
+
+    @property
+    def transferring_to(self) -> bytes | None:
+        return self._transfer
 
     @property
     def majority(self) -> int:
@@ -146,19 +190,60 @@ class Election:
         if self.role == LEADER:
             return self._lead(now)
         if now >= self.deadline and self.is_voter:
-            trigger = Trigger.HEARTBEAT_TIMEOUT if self.leader else self.trigger
+            if not self.reachable:
+                trigger = Trigger.DISCOVERY_FAILURE
+            elif self.leader is not None:
+                trigger = Trigger.HEARTBEAT_TIMEOUT
+            else:
+                trigger = self.trigger
             return self._pre_vote(now, rng, trigger)
         return []
 
     def _lead(self, now: int) -> list[Action]:
         actions: list[Action] = []
+        if self._transfer is not None and now >= self._transfer_until:
+            actions.append(TransferAborted(self.term, self._transfer))
+            self._transfer = None
+            self._acked, self._lease_floor = {}, now
+            self._quorum_check = now + self.settings.election_min_ms
         if now >= self._quorum_check:
-            if not self.has_lease(now):
+            if not self._majority_answered(now):
                 return self._step_down(self.term, "lost contact with a majority")
             self._quorum_check = now + self.settings.election_min_ms
         if now >= self.next_beat:
-            actions += self._broadcast(Kind.BEAT, stamp=now)
-            self.next_beat = now + self.settings.heartbeat_ms
+            actions += self._beat(now)
+            if self._transfer is not None:
+                target = self._transfer
+                actions.append(
+                    Send(Message(Kind.TIMEOUT_NOW, self.term, self.me, target, stamp=now))
+                )
+        return actions
+
+    def _beat(self, now: int) -> list[Action]:
+        self.next_beat = now + self.settings.heartbeat_ms
+        return self._broadcast(Kind.BEAT, stamp=now, target=self._transfer or b"")
+
+    def transfer(self, target: bytes, now: int) -> list[Action]:
+        """Hand leadership to `target`. The lease ends here, before any voter is told it
+        may elect the target; the target is told to stand at the next beat, when the
+        voters have had the beat that names it."""
+        if self.role != LEADER or self._transfer is not None:
+            return []
+        if target == self.me or target not in self.voters:
+            return []
+        self._transfer, self._transfer_until = target, now + self.settings.election_min_ms
+        self._acked, self._lease_floor = {}, now
+        return [TransferStarted(self.term, target), *self._beat(now)]
+
+    def split_brain(self, term: int, now: int, rng: random.Random) -> list[Action]:
+        """The logs prove two leaders in `term`. It must not happen; if it does, every
+        node of that term forgets its leader and the cluster elects afresh."""
+        if term != self.term:
+            return []
+        actions = self._step_down(self.term, "split brain in this term")
+        self.leader, self.leader_seen, self.trigger = None, None, Trigger.SPLIT_BRAIN
+        self._transfer_ok = None
+        self._reset_deadline(now, rng)
         return actions
 
     def set_voters(self, voters: frozenset[bytes], now: int, rng: random.Random) -> list[Action]:
@@ -199,27 +284,29 @@ class Election:
 
     def _become_leader(self, now: int) -> list[Action]:
         self.role, self.leader, self.leader_seen = LEADER, self.me, now
+        self.elected_at = now
         # No lease yet: a vote does not stop its voter from joining a later election, an
         # answered beat does (stickiness). The first beats go out now.
-        self._acked = {}
+        self._acked, self._lease_floor, self._transfer = {}, now, None
         self._quorum_check = now + self.settings.election_min_ms
-        self.next_beat = now + self.settings.heartbeat_ms
         won: list[Action] = [BecameLeader(self.term, frozenset(self._granted), self.trigger)]
-        return won + self._broadcast(Kind.BEAT, stamp=now)
+        return won + self._beat(now)
 
     def _step_down(self, term: int, reason: str) -> list[Action]:
         was_leader = self.role == LEADER
         if term > self.term:
             self.term, self.voted_for = term, None
-        self.role, self.leader = FOLLOWER, None
+        self.role, self.leader, self._transfer = FOLLOWER, None, None
         if reason == "lost contact with a majority":
             self.trigger = Trigger.QUORUM_LOSS
         return [SteppedDown(self.term, reason)] if was_leader else []
 
-    def _broadcast(self, kind: Kind, term: int | None = None, stamp: int = 0) -> list[Action]:
+    def _broadcast(
+        self, kind: Kind, term: int | None = None, stamp: int = 0, target: bytes = b""
+    ) -> list[Action]:
         t = self.term if term is None else term
         return [
-            Send(Message(kind, t, self.me, v, stamp=stamp))
+            Send(Message(kind, t, self.me, v, stamp=stamp, target=target))
             for v in sorted(self.voters)
             if v != self.me
         ]
@@ -232,11 +319,17 @@ class Election:
         """Whether this leader may act alone now (grant claims): a majority answered beats
         sent less than the minimum election timeout ago, so none of them can have helped
         elect anyone else yet (voters refuse for that long after hearing a leader)."""
-        if self.role != LEADER:
-            return False
+        return self.role == LEADER and self._transfer is None and self._majority_answered(now)
+
+    def _majority_answered(self, now: int) -> bool:
         window = self.settings.election_min_ms
         fresh = 1 + sum(1 for v, t in self._acked.items() if v != self.me and now - t < window)
         return fresh >= self.majority
+
+    def answered_recently(self, voter: bytes, now: int) -> bool:
+        """Whether `voter` answered one of our beats within an election timeout."""
+        at = self._acked.get(voter)
+        return at is not None and now - at < self.settings.election_min_ms
 
     # Messages
 
@@ -250,7 +343,14 @@ class Election:
         actions: list[Action] = []
         if msg.term > self.term:
             stray = msg.src != self.leader
-            if msg.kind == Kind.VOTE and stray and self._recent_leader(now) and self.role != LEADER:
+            named = self._transfer_ok == (self.term, msg.src) and msg.term == self.term + 1
+            if (
+                msg.kind == Kind.VOTE
+                and stray
+                and not named
+                and self._recent_leader(now)
+                and self.role != LEADER
+            ):
                 # Stickiness: a live leader is not unseated by a stray candidate.
                 return []
             actions += self._step_down(msg.term, f"saw term {msg.term}")
@@ -260,7 +360,11 @@ class Election:
             return actions + self._count_vote(msg, now)
         if msg.kind == Kind.BEAT:
             return actions + self._follow(msg, now, rng)
-        answered = msg.kind == Kind.BEAT_REPLY and msg.granted and msg.stamp <= now
+        if msg.kind == Kind.TIMEOUT_NOW:
+            return actions + self._stand_now(msg, now, rng)
+        answered = (
+            msg.kind == Kind.BEAT_REPLY and msg.granted and self._lease_floor <= msg.stamp <= now
+        )
         if answered and self.role == LEADER and msg.term == self.term:
             self._acked[msg.src] = max(self._acked.get(msg.src, 0), msg.stamp)
         return actions
@@ -308,6 +412,20 @@ class Election:
         actions: list[Action] = []
         if self.role == LEADER:  # same term, two leaders: impossible; refuse loudly
             actions.append(SteppedDown(self.term, "another leader in this term"))
+        if msg.src != self.leader:
+            self._beat_stamp = 0
         self.role, self.leader, self.leader_seen = FOLLOWER, msg.src, now
+        if msg.stamp >= self._beat_stamp:  # a late, reordered beat changes nothing
+            self._beat_stamp = msg.stamp
+            self._transfer_ok = (msg.term, msg.target) if msg.target else None
         self._reset_deadline(now, rng)
         return [*actions, self._reply(msg, Kind.BEAT_REPLY, True)]
+
+    def _stand_now(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
+        """The leader hands over to us: stand at once, no PreVote (the voters let us
+        past stickiness). A TimeoutNow older than the leader's latest beat is stale."""
+        current = msg.src == self.leader and msg.term == self.term and self.role == FOLLOWER
+        if not current or not self.is_voter or msg.stamp < self._beat_stamp:
+            return []
+        started = ElectionStarted(self.term + 1, Trigger.TRANSFER)
+        return [started, *self._campaign(now, rng, Trigger.TRANSFER)]

@@ -1,5 +1,6 @@
-"""Signed ephemeral messages: heartbeats and availability. They travel on mesh
-connections and are never logged; the signature stops one peer speaking for another.
+"""Signed ephemeral messages: heartbeats, availability (with the node's standing as a
+leader candidate) and election messages. They travel on mesh connections and are never
+logged; the signature stops one peer speaking for another.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import cbor2
 from bzzz.domain.election import Kind, Message
 from bzzz.domain.identity import Signer, verify_signature
 from bzzz.domain.limits import KEY_BYTES, MAX_UINT, SIGNATURE_BYTES
+from bzzz.domain.standing import Standing
 from bzzz.errors import ProtocolError
 
 PREFIX = b"bzzz/ephemeral/v1\n"
@@ -26,6 +28,10 @@ class Heartbeat:
     agent: bytes
     ts: int
     counter: int
+    # The newest heartbeat we had from the receiver and how long we held it before this
+    # one left: the receiver's round trip, on its own clock alone.
+    echo: int = 0
+    held_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,7 @@ class Availability:
     max_tasks: int
     capabilities: tuple[str, ...]
     models: tuple[str, ...]
+    standing: Standing
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +62,11 @@ Presence = Heartbeat | Availability | ElectionMessage
 
 def _fields(message: Presence) -> list[Any]:
     if isinstance(message, Heartbeat):
-        return ["heartbeat", message.agent, message.ts, message.counter]
+        b = message
+        return ["heartbeat", b.agent, b.ts, b.counter, b.echo, b.held_us]
     if isinstance(message, ElectionMessage):
         m = message.message
-        return ["election", m.src, m.kind.value, m.term, m.dst, m.granted, m.stamp]
+        return ["election", m.src, m.kind.value, m.term, m.dst, m.granted, m.stamp, m.target]
     return [
         "availability",
         message.agent,
@@ -68,6 +76,10 @@ def _fields(message: Presence) -> list[Any]:
         message.max_tasks,
         list(message.capabilities),
         list(message.models),
+        message.standing.uptime_s,
+        message.standing.load_permille,
+        message.standing.mem_free_mb,
+        message.standing.rtt_us or 0,  # 0: not measured yet
     ]
 
 
@@ -107,9 +119,10 @@ def open_presence(signed: bytes) -> Presence:
         raise ProtocolError("malformed", "ephemeral: bad agent key or signature size")
     if not verify_signature(agent, PREFIX + unsigned, signature):
         raise ProtocolError("bad-signature", "ephemeral: signature does not verify")
-    if kind == "heartbeat" and len(fields) == 4:
-        return Heartbeat(agent, _count(fields[2]), _count(fields[3]))
-    if kind == "availability" and len(fields) == 8:
+    if kind == "heartbeat" and len(fields) == 6:
+        counts = [_count(f) for f in fields[2:]]
+        return Heartbeat(agent, *counts)
+    if kind == "availability" and len(fields) == 12:
         state = fields[3]
         if state not in STATES:
             raise ProtocolError("malformed", f"ephemeral: state must be one of {STATES}")
@@ -121,18 +134,27 @@ def open_presence(signed: bytes) -> Presence:
             _count(fields[5]),
             _names(fields[6]),
             _names(fields[7]),
+            _standing(fields),
         )
-    if kind == "election" and len(fields) == 7:
+    if kind == "election" and len(fields) == 8:
         return _election(agent, fields)
     raise ProtocolError("malformed", "ephemeral: unknown message")
 
 
+def _standing(fields: list[Any]) -> Standing:
+    uptime, load, memory, rtt = (_count(f) for f in fields[8:12])
+    return Standing(uptime, len(fields[6]), load, memory, rtt or None)
+
+
 def _election(agent: bytes, fields: list[Any]) -> ElectionMessage:
-    _, _, kind, term, dst, granted, stamp = fields
+    _, _, kind, term, dst, granted, stamp, target = fields
     try:
         parsed = Kind(kind)
     except ValueError:
         raise ProtocolError("malformed", "election: unknown message kind") from None
     if type(dst) is not bytes or len(dst) != KEY_BYTES or type(granted) is not bool:
         raise ProtocolError("malformed", "election: bad destination or grant")
-    return ElectionMessage(Message(parsed, _count(term), agent, dst, granted, _count(stamp)))
+    if type(target) is not bytes or len(target) not in (0, KEY_BYTES):
+        raise ProtocolError("malformed", "election: bad transfer target")
+    message = Message(parsed, _count(term), agent, dst, granted, _count(stamp), target)
+    return ElectionMessage(message)

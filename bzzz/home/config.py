@@ -76,6 +76,11 @@ class ElectionConfig(_Section):
     heartbeat_ms: int = Field(default=100, ge=10, le=10_000)
     election_min_ms: int = Field(default=1000, ge=50, le=600_000)
     election_max_ms: int = Field(default=2000, ge=50, le=600_000)
+    # Leadership transfer to a markedly better candidate (see bzzz.domain.standing).
+    transfer: bool = True
+    transfer_margin: float = Field(default=15.0, gt=0, le=100)
+    transfer_sustain_s: float = Field(default=30.0, ge=0, le=86_400)
+    min_tenure_s: float = Field(default=60.0, ge=0, le=86_400)
 
 
 class AgentConfig(_Section):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import statistics
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -26,12 +27,14 @@ from bzzz.domain.invite import secret_hash
 from bzzz.domain.payload import encode_payload
 from bzzz.domain.presence import Availability, ElectionMessage, Heartbeat, sign_presence
 from bzzz.domain.roles import Roles
+from bzzz.domain.standing import Standing
 from bzzz.domain.wire import Hello
 from bzzz.errors import ProtocolError, StoreError
 from bzzz.home.config import MeshConfig, NodeConfig, parse_address
 from bzzz.home.keys import Identity
 from bzzz.mesh.arrivals import Arrivals
 from bzzz.mesh.framing import ConnectionClosed
+from bzzz.mesh.resources import load_permille, mem_free_mb
 from bzzz.mesh.session import PeerDown, PeerSession
 from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
 from bzzz.projections.membership import read_membership
@@ -237,8 +240,20 @@ class Mesh:
         session.send_ephemeral(sign_presence(self.identity.signer, ElectionMessage(message)))
         return True
 
-    def heartbeat(self, counter: int) -> bytes:
-        return sign_presence(self.identity.signer, Heartbeat(self.me, now_ms(), counter))
+    def heartbeat(self, counter: int, echo: int, held_us: int) -> bytes:
+        beat = Heartbeat(self.me, now_ms(), counter, echo, held_us)
+        return sign_presence(self.identity.signer, beat)
+
+    def standing(self) -> Standing:
+        """This node as a leader candidate: what its availability messages say."""
+        rtts = [s.rtt_us for s in self.sessions.values() if s.rtt_us is not None]
+        return Standing(
+            uptime_s=int(time.time() - self.started),
+            capabilities=len(self.config.agent.capabilities),
+            load_permille=load_permille(),
+            mem_free_mb=mem_free_mb(),
+            rtt_us=int(statistics.median(rtts)) if rtts else None,
+        )
 
     def availability(self) -> bytes:
         agent = self.config.agent
@@ -251,6 +266,7 @@ class Mesh:
             agent.max_tasks,
             tuple(agent.capabilities),
             tuple(agent.models),
+            self.standing(),
         )
         return sign_presence(self.identity.signer, message)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bzzz.domain.presence import Availability, ElectionMessage, open_presence
+from bzzz.domain.presence import Availability, ElectionMessage, Heartbeat, open_presence
 from bzzz.domain.wire import (
     BATCH_TARGET_BYTES,
     MAX_BATCH_ENTRIES,
@@ -47,6 +47,7 @@ EPHEMERAL_RATE = 50.0
 # and forwarding hints are not urgent, and sending one per entry to every peer cost as
 # much CPU as storing the entry, on the path every live entry takes.
 HAVE_DELAY_S = 0.05
+RTT_PENDING = 8  # heartbeats we remember sending, to time the peer's echo of them
 
 
 @dataclass
@@ -98,6 +99,10 @@ class PeerSession:
         self._bucket = _Bucket()
         self._task: asyncio.Task[None] | None = None
         self._have: dict[bytes, int] = {}
+        # Round trips: when our recent heartbeats left, and the newest of the peer's.
+        self._beats_sent: dict[int, float] = {}
+        self._their_beat: tuple[int, float] = (0, 0.0)
+        self.rtt_us: int | None = None
         self._have_timer: asyncio.TimerHandle | None = None
 
     @property
@@ -169,12 +174,25 @@ class PeerSession:
             presence = open_presence(message.signed)
             if presence.agent != self.peer:
                 raise ProtocolError("wrong-agent", "an ephemeral message signed by another agent")
-            if isinstance(presence, Availability):
+            if isinstance(presence, Heartbeat):
+                self._on_heartbeat(presence)
+            elif isinstance(presence, Availability):
                 self.availability = presence
             elif isinstance(presence, ElectionMessage):
                 self.mesh.on_election(presence.message)
         else:
             raise ProtocolError("second-hello", "hello may only be sent once")
+
+    def _on_heartbeat(self, beat: Heartbeat) -> None:
+        now = time.monotonic()
+        if beat.counter > self._their_beat[0]:
+            self._their_beat = (beat.counter, now)
+        sent = self._beats_sent.pop(beat.echo, None)
+        if sent is not None:
+            sample = max(1, int((now - sent) * 1e6) - beat.held_us)
+            # A moving average: one slow beat (a busy peer) does not rank a node down.
+            old = self.rtt_us
+            self.rtt_us = sample if old is None else (old * 7 + sample) // 8
 
     async def _ingest_loop(self) -> None:
         while True:
@@ -246,13 +264,23 @@ class PeerSession:
         settings = self.mesh.settings
         counter = 0
         next_availability = 0.0
+        measured = False  # whether our last availability carried a measured round trip
         while True:
             now = time.monotonic()
             if now - self.last_heard > settings.heartbeat_s * settings.missed_heartbeats:
                 raise PeerDown(f"no heartbeat for {now - self.last_heard:.1f} s")
             counter += 1
-            await write_message(self.writer, Ephemeral(self.mesh.heartbeat(counter)))
-            if now >= next_availability:
+            echo, got = self._their_beat
+            held_us = int((now - got) * 1e6) if echo else 0
+            self._beats_sent[counter] = now
+            if len(self._beats_sent) > RTT_PENDING:
+                del self._beats_sent[min(self._beats_sent)]
+            beat = self.mesh.heartbeat(counter, echo, held_us)
+            await write_message(self.writer, Ephemeral(beat))
+            # The first availability goes out before any round trip is measured; one
+            # more follows as soon as one is, so that peers rank us on real figures.
+            if now >= next_availability or (not measured and self.rtt_us is not None):
+                measured = self.rtt_us is not None
                 await write_message(self.writer, Ephemeral(self.mesh.availability()))
                 next_availability = now + settings.availability_s
             await asyncio.sleep(settings.heartbeat_s)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from bzzz.domain.election import Settings
 from bzzz.domain.payload import decode_payload
+from bzzz.domain.standing import TransferPolicy
 from bzzz.errors import ConfigError, EntryError, UsageError
 from bzzz.mesh.discovery import Discovery
 from bzzz.mesh.mesh import PROFILE, Mesh
@@ -83,7 +84,14 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
             "election: need heartbeat_ms < election_min_ms <= election_max_ms "
             f"(have {e.heartbeat_ms}, {e.election_min_ms}, {e.election_max_ms})"
         )
-    election = ElectionRunner(mesh, Settings(e.heartbeat_ms, e.election_min_ms, e.election_max_ms))
+    policy = TransferPolicy(
+        e.transfer_margin, int(e.transfer_sustain_s * 1000), int(e.min_tenure_s * 1000)
+    )
+    election = ElectionRunner(
+        mesh,
+        Settings(e.heartbeat_ms, e.election_min_ms, e.election_max_ms),
+        policy if e.transfer else None,
+    )
     claims = ClaimService(mesh, election, node.config.agent.claim_lease_ms)
     election.on_admin = claims.set_admin  # the admin's duties: granting claims
     await claims.start()

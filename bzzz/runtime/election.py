@@ -25,9 +25,12 @@ from bzzz.domain.election import (
     Send,
     Settings,
     SteppedDown,
+    TransferAborted,
+    TransferStarted,
 )
 from bzzz.domain.entry import Entry
 from bzzz.domain.roles import Roles, may_vote
+from bzzz.domain.standing import TransferPolicy, Watch, candidate_score, pick_successor
 from bzzz.errors import EntryError, StoreError
 from bzzz.mesh.mesh import Mesh
 from bzzz.projections.membership import read_membership
@@ -36,7 +39,8 @@ from bzzz.store import EventStore
 log = logging.getLogger("bzzz.election")
 
 INBOX = 1024
-VOTERS_CHECK_S = 0.5  # the longest the loop sleeps: how soon a voter change is taken
+VOTERS_CHECK_S = 0.5
+TRANSFER_CHECK_S = 1.0  # the longest the loop sleeps: how soon a voter change is taken
 # How long a new leader gathers its voters' vote entries before it settles for a
 # majority of them (a voter's entry can be late), and how often it warns after that.
 PROOF_WAIT_S = 3.0
@@ -45,10 +49,19 @@ AdminSwitch = Callable[[bool], Awaitable[None]]
 
 
 class ElectionRunner:
-    def __init__(self, mesh: Mesh, settings: Settings, on_admin: AdminSwitch | None = None):
+    def __init__(
+        self,
+        mesh: Mesh,
+        settings: Settings,
+        transfer: TransferPolicy | None = None,
+        on_admin: AdminSwitch | None = None,
+    ):
         self.mesh = mesh
         self.settings = settings
+        self.transfer = transfer
         self.on_admin = on_admin
+        self._watch: Watch | None = None
+        self._next_transfer_check = 0.0
         self.rng = random.SystemRandom()
         self.election = Election(mesh.me, self.voters(), settings)
         self._inbox: asyncio.Queue[Message] = asyncio.Queue(INBOX)
@@ -112,9 +125,14 @@ class ElectionRunner:
 
     async def _loop(self) -> None:
         while True:
-            changed = self.election.set_voters(self.voters(), now_ms(), self.rng)
+            voters = self.voters()
+            changed = self.election.set_voters(voters, now_ms(), self.rng)
             if changed:
                 await self._apply(changed)
+            self.election.reachable = any(v in self.mesh.sessions for v in voters)
+            if self.transfer is not None and time.monotonic() >= self._next_transfer_check:
+                self._next_transfer_check = time.monotonic() + TRANSFER_CHECK_S
+                await self._apply(self._consider_transfer(self.transfer))
             # Sleep until the next timer; a message or a voter change wakes us sooner.
             wait = max(0, self.election.next_timer() - now_ms()) / 1000
             try:
@@ -132,6 +150,29 @@ class ElectionRunner:
                 log.error("election: cannot record a vote: %s", error)
             self._track_leaderless()
 
+    def _consider_transfer(self, policy: TransferPolicy) -> list[Action]:
+        """As leader: hand over to a markedly better voter that is healthy now."""
+        e, now = self.election, now_ms()
+        if e.role != LEADER or e.transferring_to is not None:
+            self._watch = None
+            return []
+        others = {
+            peer: candidate_score(s.availability.standing)
+            for peer, s in self.mesh.sessions.items()
+            if peer in e.voters and s.availability is not None and e.answered_recently(peer, now)
+        }
+        mine = candidate_score(self.mesh.standing())
+        target, self._watch = pick_successor(policy, mine, others, self._watch, now, e.elected_at)
+        if target is None:
+            return []
+        log.info(
+            "transferring leadership to %s (score %.1f against our %.1f)",
+            target.hex()[:12],
+            others[target],
+            mine,
+        )
+        return e.transfer(target, now)
+
     def _track_leaderless(self) -> None:
         """Remember when we last heard a leader: the time without one is from then."""
         e = self.election
@@ -148,6 +189,14 @@ class ElectionRunner:
                 self.mesh.send_election(action.message)
             elif isinstance(action, ElectionStarted):
                 log.info("election for term %d: %s", action.term, action.trigger.value)
+            elif isinstance(action, TransferStarted):
+                log.info("term %d: lease given up for the transfer", action.term)
+            elif isinstance(action, TransferAborted):
+                log.warning(
+                    "term %d: transfer to %s did not happen in time; leading on",
+                    action.term,
+                    action.target.hex()[:12],
+                )
             elif isinstance(action, BecameLeader):
                 since = self._leaderless_since
                 leaderless = now_ms() - since if since is not None else 0
@@ -226,6 +275,7 @@ class ElectionRunner:
                 await self.mesh.append(
                     ALERT_SPLIT_BRAIN, {"term": term, "leaders": sorted(leaders)}
                 )
+                await self._apply(self.election.split_brain(term, now_ms(), self.rng))
         return result
 
     def _read_new(self) -> list[Entry]:
@@ -273,11 +323,27 @@ class ElectionRunner:
             "leader": e.leader.hex() if e.leader else None,
             "leader_proven": bool(e.leader and proof.proven.get(e.term, None)),
             "voters": [
-                {"agent_id": v.hex(), "name": names.get(v), "reachable": v in reachable}
+                {
+                    "agent_id": v.hex(),
+                    "name": names.get(v),
+                    "reachable": v in reachable,
+                    "score": self._score(v),
+                }
                 for v in sorted(self.voters())
             ],
+            "transferring_to": e.transferring_to.hex() if e.transferring_to else None,
             **history_json(proof, names),
         }
+
+    def _score(self, agent: bytes) -> float | None:
+        """A voter's candidate score as we know it (ours now, a peer's from its latest
+        availability message)."""
+        if agent == self.mesh.me:
+            return candidate_score(self.mesh.standing())
+        session = self.mesh.sessions.get(agent)
+        if session is None or session.availability is None:
+            return None
+        return candidate_score(session.availability.standing)
 
 
 def history_json(proof: lead.Leadership, names: dict[bytes, str]) -> dict[str, Any]:
