@@ -64,6 +64,11 @@ def test_leader_kill_gives_a_new_proven_leader(trio: list[Agent]) -> None:
     offline = json.loads(bzzz("election", "status", "--home", str(old.home), "--json").stdout)
     assert offline["running"] and offline["leader"] == second
     assert {"term", "leader", "voters", "history"} <= set(offline)
+    # The audit checks the same proofs from the store alone, while the agent runs.
+    audited = json.loads(bzzz("audit", "--home", str(old.home), "--json").stdout)
+    assert audited["ok"], audited["findings"]
+    assert audited["leadership"]["proven_terms"] >= 2
+    assert audited["leadership"]["latest_leader"] == second
 
 
 def claim(agent: Agent, task: str) -> dict[str, object]:

@@ -17,6 +17,8 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)
     # The last entry of every log as the audit found it, for `--against`.
     heads: dict[bytes, Head] = field(default_factory=dict)
+    # Who led which term, as the logs prove it (stores audited whole; None otherwise).
+    leadership: dict[str, object] | None = None
     seconds: float = 0.0
 
     @property
@@ -31,6 +33,7 @@ class AuditReport:
             "logs": self.logs,
             "entries": self.entries,
             "findings": [f.as_json() for f in self.sorted_findings()],
+            "leadership": self.leadership,
             "seconds": round(self.seconds, 3),
         }
 

@@ -6,6 +6,7 @@ stream their chunk from the database, so memory stays flat whatever the store's 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -32,7 +33,11 @@ from bzzz.domain.audit_rules import (
 )
 from bzzz.domain.chain import Head, conflicts
 from bzzz.domain.entry import Entry, decode_entry, entry_hash
+from bzzz.domain.leadership_audit import KINDS as LEADERSHIP_KINDS
+from bzzz.domain.leadership_audit import audit_leadership
+from bzzz.domain.roles import Roles
 from bzzz.errors import BundleError, EntryError, NotABundleError, one_line
+from bzzz.home.roles import load_roles
 from bzzz.store import EventStore, StoredHead
 from bzzz.store.bundle import read_bundle
 from bzzz.store.tables import originator_of
@@ -64,13 +69,17 @@ def audit_store(
     full: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
+    roles: Roles | None = None,
 ) -> AuditReport:
+    """`roles` decide who votes (the node's project roles; the packaged ones if None)."""
     progress = progress or _NoProgress()
     started = time.perf_counter()
     report = AuditReport(source=url.display(), mode="full" if full else "fast")
     with EventStore(url, create=False) as store:
         try:
             _audit_opened(store, url, report, authors, full, workers, progress)
+            if authors is None:  # leadership needs every log
+                _audit_leadership(store, report, roles or load_roles(None))
         except sqlalchemy.exc.DatabaseError as exc:
             report.findings.append(
                 Finding(
@@ -111,6 +120,19 @@ def _audit_opened(
         _finish_log(report, author, chunk_results, recorded.get(author), full)
     report.logs = len(logs)
     report.findings.extend(_fork_findings(store, recorded, authors))
+
+
+def _audit_leadership(store: EventStore, report: AuditReport, roles: Roles) -> None:
+    entries: list[Entry] = []
+    after = 0
+    while page := store.notifications(after=after, kinds=LEADERSHIP_KINDS, limit=10_000):
+        for stored in page:
+            with contextlib.suppress(EntryError):  # the log checks report damaged rows
+                entries.append(stored.decode())
+        after = page[-1].position
+    checked = audit_leadership(entries, roles)
+    report.findings.extend(checked.findings)
+    report.leadership = checked.summary()
 
 
 def _named(finding: Finding, authors: set[bytes]) -> bool:

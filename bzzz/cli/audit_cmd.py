@@ -24,7 +24,7 @@ from bzzz.errors import UsageError
 from bzzz.home.config import CONFIG_FILE
 from bzzz.home.location import resolve_home
 from bzzz.runtime.authors import resolve_author
-from bzzz.runtime.node import open_config, store_url_of
+from bzzz.runtime.node import open_config, roles_of, store_url_of
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl, resolve_store_url
 
@@ -124,11 +124,19 @@ def _run(
         reference = bundle_reference(bundle)
         wanted = {resolve_author(author, reference[0])} if author else None
         return audit_bundle(bundle, authors=wanted, full=full, progress=progress), reference
-    url = resolve_store_url(store) if store is not None else _url_of_home(resolve_home(home))
+    roles = None
+    if store is not None:
+        url = resolve_store_url(store)
+    else:
+        where = resolve_home(home)
+        config = open_config(where)
+        url, roles = store_url_of(where, config), roles_of(where, config)
     opened = EventStore(url, create=False)
     reference = store_reference(opened)
     wanted = {resolve_author(author, reference[0])} if author else None
-    report = audit_store(url, authors=wanted, full=full, workers=workers, progress=progress)
+    report = audit_store(
+        url, authors=wanted, full=full, workers=workers, progress=progress, roles=roles
+    )
     return report, reference
 
 
@@ -143,6 +151,15 @@ def _print(report: AuditReport, as_json: bool) -> None:
         f"Audited {report.entries} entries in {report.logs} logs from {report.source} "
         f"({report.mode} mode, {report.seconds:.2f}s): {verdict}"
     )
+    lead = report.leadership
+    if lead is not None and lead["proven_terms"]:
+        leader = str(lead["latest_leader"])[:12]
+        waiting = lead["waiting_for_votes"]
+        out.print(
+            f"  leadership: {lead['proven_terms']} terms proven by their votes; "
+            f"term {lead['latest_term']} led by {leader}"
+            + (f"; {waiting} claims wait for vote entries not here yet" if waiting else "")
+        )
     for finding in report.sorted_findings():
         who = (finding.author or "?")[:12]
         seq = "-" if finding.seq is None else str(finding.seq)

@@ -9,7 +9,7 @@ one term has broken the rules its node enforces.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,9 @@ VOTE = "election.vote"
 LEADER = "election.leader"
 KINDS = (VOTE, LEADER)
 MAX_CITED = 1024
+# A claim citing votes not (yet) here: logs replicate independently, so this is a wait,
+# not evidence of anything.
+MISSING_VOTE = "cites a vote entry this node does not hold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class LeaderClaim:
     trigger: str
     leaderless_ms: int
     ts: int
+    lamport: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,7 @@ def parse_vote(author: bytes, body: bytes, entry_hash: bytes, ts: int) -> Vote |
     return Vote(author, term, candidate, entry_hash, ts)
 
 
-def parse_leader(author: bytes, body: bytes, ts: int) -> LeaderClaim | None:
+def parse_leader(author: bytes, body: bytes, ts: int, lamport: int = 0) -> LeaderClaim | None:
     data = payload_map(body)
     if data is None:
         return None
@@ -97,12 +101,17 @@ def parse_leader(author: bytes, body: bytes, ts: int) -> LeaderClaim | None:
         return None
     if not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in votes):
         return None
-    return LeaderClaim(author, term, tuple(votes), trigger, leaderless, ts)
+    return LeaderClaim(author, term, tuple(votes), trigger, leaderless, ts, lamport)
 
 
 def prove_leadership(
-    votes: Iterable[Vote], claims: Iterable[LeaderClaim], voters: frozenset[bytes]
+    votes: Iterable[Vote],
+    claims: Iterable[LeaderClaim],
+    voters: frozenset[bytes] | Callable[[LeaderClaim], frozenset[bytes]],
 ) -> Leadership:
+    """Which claims of leadership cite a majority of votes for their leader in their
+    term. `voters` is one set, or the set that applied when each claim was made."""
+    voters_of = voters if callable(voters) else (lambda _claim: voters)
     result = Leadership()
     by_hash: dict[bytes, Vote] = {}
     cast: dict[tuple[bytes, int], bytes] = {}
@@ -111,11 +120,12 @@ def prove_leadership(
         earlier = cast.setdefault((vote.voter, vote.term), vote.candidate)
         if earlier != vote.candidate:
             result.double_votes.append((vote.voter, vote.term))
-    majority = len(voters) // 2 + 1
     for claim in sorted(claims, key=lambda c: (c.term, c.ts)):
-        problem, backers = _backers(claim, by_hash, voters)
+        electorate = voters_of(claim)
+        majority = len(electorate) // 2 + 1
+        problem, backers = _backers(claim, by_hash, electorate)
         if problem is None and len(backers) < majority:
-            problem = f"votes of {len(backers)} of {len(voters)} voters cited; need {majority}"
+            problem = f"votes of {len(backers)} of {len(electorate)} voters cited; need {majority}"
         if problem is not None:
             result.unproven.append((claim, problem))
             continue
@@ -137,7 +147,7 @@ def _backers(
     for cited in claim.votes:
         vote = by_hash.get(cited)
         if vote is None:
-            return "cites a vote entry this node does not hold", frozenset()
+            return MISSING_VOTE, frozenset()
         if vote.term != claim.term or vote.candidate != claim.leader:
             return "cites a vote for another term or candidate", frozenset()
         if vote.voter in voters:

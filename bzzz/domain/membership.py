@@ -9,13 +9,14 @@ ignored, and `Membership.ignored` says why.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
 from bzzz.domain.payload import payload_map
-from bzzz.domain.roles import Role, Roles, may_change_role, may_invite, may_remove
+from bzzz.domain.roles import Role, Roles, may_change_role, may_invite, may_remove, may_vote
 
 FOUNDED = "cluster.founded"
 INVITED = "member.invited"
@@ -106,13 +107,43 @@ def _key(data: dict[str, Any], key: str, size: int) -> bytes | None:
     return value if isinstance(value, bytes) and len(value) == size else None
 
 
+def _ordered(acts: Iterable[MembershipAct]) -> list[MembershipAct]:
+    return sorted(acts, key=lambda a: (a.lamport, a.author, a.seq))
+
+
 def fold_membership(acts: Iterable[MembershipAct], roles: Roles) -> Membership:
     state = Membership()
-    for act in sorted(acts, key=lambda a: (a.lamport, a.author, a.seq)):
+    for act in _ordered(acts):
         problem = _apply(state, roles, act)
         if problem is not None:
             state.ignored.append((act, problem))
     return state
+
+
+def voters_of(state: Membership, roles: Roles) -> frozenset[bytes]:
+    """The members whose role votes in the admin election."""
+    return frozenset(
+        m.agent_id for m in state.members.values() if (r := roles.get(m.role)) and may_vote(r)
+    )
+
+
+def voter_history(
+    acts: Iterable[MembershipAct], roles: Roles
+) -> list[tuple[int, frozenset[bytes]]]:
+    """The voter set after each membership act, with the act's lamport: what the voters
+    were when an entry with a given lamport was written (see `voters_at`)."""
+    state, history = Membership(), []
+    for act in _ordered(acts):
+        if _apply(state, roles, act) is None:
+            history.append((act.lamport, voters_of(state, roles)))
+    return history
+
+
+def voters_at(history: list[tuple[int, frozenset[bytes]]], lamport: int) -> frozenset[bytes]:
+    """The voters as of acts with a lamport below `lamport`: the ones its writer could
+    have seen (anything it had seen has a lower lamport than what it wrote after)."""
+    index = bisect.bisect_left(history, lamport, key=lambda step: step[0])
+    return history[index - 1][1] if index else frozenset()
 
 
 def _apply(state: Membership, roles: Roles, act: MembershipAct) -> str | None:

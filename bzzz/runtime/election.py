@@ -14,6 +14,7 @@ from typing import Any
 
 from bzzz.clock import now_ms
 from bzzz.domain import leadership as lead
+from bzzz.domain import membership as ms
 from bzzz.domain.election import (
     LEADER,
     Action,
@@ -29,7 +30,9 @@ from bzzz.domain.election import (
     TransferStarted,
 )
 from bzzz.domain.entry import Entry
-from bzzz.domain.roles import Roles, may_vote
+from bzzz.domain.leadership_audit import KINDS as LEADERSHIP_KINDS
+from bzzz.domain.leadership_audit import audit_leadership
+from bzzz.domain.roles import Roles
 from bzzz.domain.standing import TransferPolicy, Watch, candidate_score, pick_successor
 from bzzz.errors import EntryError, StoreError
 from bzzz.mesh.mesh import Mesh
@@ -76,10 +79,7 @@ class ElectionRunner:
         self._proving: set[asyncio.Task[None]] = set()
 
     def voters(self) -> frozenset[bytes]:
-        roles, members = self.mesh.roles, self.mesh.membership.members
-        return frozenset(
-            m.agent_id for m in members.values() if (r := roles.get(m.role)) and may_vote(r)
-        )
+        return ms.voters_of(self.mesh.membership, self.mesh.roles)
 
     async def start(self) -> None:
         term, voted = await asyncio.to_thread(self._persisted)
@@ -373,24 +373,15 @@ def history_json(proof: lead.Leadership, names: dict[bytes, str]) -> dict[str, A
 def offline_status(store: EventStore, roles: Roles) -> dict[str, Any]:
     """What the logs alone say, for `bzzz election status` with no agent running."""
     membership = read_membership(store, roles)
-    voters = frozenset(
-        m.agent_id for m in membership.members.values() if (r := roles.get(m.role)) and may_vote(r)
-    )
-    votes: list[lead.Vote] = []
-    claims: list[lead.LeaderClaim] = []
+    voters = ms.voters_of(membership, roles)
+    entries: list[Entry] = []
     after = 0
-    while page := store.notifications(after=after, kinds=lead.KINDS):
+    while page := store.notifications(after=after, kinds=LEADERSHIP_KINDS):
         for stored in page:
             with contextlib.suppress(EntryError):
-                entry = stored.decode()
-                if entry.kind == lead.VOTE:
-                    vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
-                    votes += [vote] if vote else []
-                else:
-                    claim = lead.parse_leader(entry.author, entry.body, entry.ts)
-                    claims += [claim] if claim else []
+                entries.append(stored.decode())
         after = page[-1].position
-    proof = lead.prove_leadership(votes, claims, voters)
+    proof = audit_leadership(entries, roles).proof
     names = {m.agent_id: m.name for m in membership.members.values()}
     latest = proof.latest
     return {

@@ -1,0 +1,119 @@
+"""Leadership checked from the logs alone, as `bzzz audit` does: the pure rules, then a
+store written by real daemons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bzzz.domain import leadership as lead
+from bzzz.domain import membership as ms
+from bzzz.domain.entry import Entry, create_entry
+from bzzz.domain.identity import Ed25519Signer
+from bzzz.domain.invite import secret_hash
+from bzzz.domain.leadership_audit import audit_leadership
+from bzzz.domain.payload import encode_payload
+from bzzz.home.roles import load_roles
+from tests.conftest import make_signer
+
+ROLES = load_roles(None)
+A, B, C, D = (make_signer(n) for n in (1, 2, 3, 4))
+
+
+class Logs:
+    """Signed entries from several authors, with one Lamport clock across them."""
+
+    def __init__(self) -> None:
+        self.lamport = 0
+        self.tips: dict[bytes, tuple[int, bytes | None]] = {}
+        self.entries: list[Entry] = []
+
+    def add(self, signer: Ed25519Signer, kind: str, body: dict[str, Any]) -> Entry:
+        self.lamport += 1
+        seq, prev = self.tips.get(signer.public_key, (0, None))
+        entry = create_entry(
+            signer,
+            seq=seq + 1,
+            prev=prev,
+            lamport=self.lamport,
+            ts=1000 * self.lamport,
+            kind=kind,
+            body=encode_payload(body),
+        )
+        self.tips[signer.public_key] = (seq + 1, entry.hash)
+        self.entries.append(entry)
+        return entry
+
+    def vote(self, voter: Ed25519Signer, term: int, candidate: Ed25519Signer) -> Entry:
+        return self.add(voter, lead.VOTE, lead.vote_body(term, candidate.public_key))
+
+    def lead(self, leader: Ed25519Signer, term: int, votes: list[Entry]) -> Entry:
+        body = lead.leader_body(term, [v.hash for v in votes], "no-leader", 0)
+        return self.add(leader, lead.LEADER, body)
+
+
+def cluster(*members: Ed25519Signer) -> Logs:
+    logs = Logs()
+    logs.add(A, ms.FOUNDED, ms.founded_body("c", "a", "admin"))
+    for n, member in enumerate(members):
+        secret = secret_hash(bytes([n]) * 16)
+        logs.add(A, ms.INVITED, ms.invited_body(secret, "developer", 10**12))
+        logs.add(A, ms.ADMITTED, ms.admitted_body(member.public_key, f"m{n}", "developer", secret))
+    return logs
+
+
+def codes(logs: Logs) -> list[str]:
+    return [f.code for f in audit_leadership(logs.entries, ROLES).findings]
+
+
+def test_a_leader_backed_by_a_majority_is_proven_and_clean() -> None:
+    logs = cluster(B, C)
+    logs.lead(A, 1, [logs.vote(A, 1, A), logs.vote(B, 1, A)])
+    checked = audit_leadership(logs.entries, ROLES)
+    assert checked.findings == []
+    assert checked.summary()["proven_terms"] == 1
+    assert checked.summary()["latest_leader"] == A.public_key.hex()
+
+
+def test_too_few_votes_or_votes_for_someone_else_are_unproven_leaders() -> None:
+    logs = cluster(B, C)
+    logs.lead(A, 1, [logs.vote(A, 1, A)])
+    assert codes(logs) == ["unproven-leader"]
+    logs = cluster(B, C)
+    logs.lead(A, 2, [logs.vote(A, 2, A), logs.vote(B, 2, C)])
+    (finding,) = audit_leadership(logs.entries, ROLES).findings
+    assert finding.code == "unproven-leader" and finding.author == A.public_key.hex()
+    assert "another term or candidate" in finding.problem and finding.seq is not None
+
+
+def test_split_brain_and_double_votes_are_findings() -> None:
+    logs = cluster(B, C)
+    first = [logs.vote(A, 3, A), logs.vote(B, 3, A)]
+    second = [logs.vote(C, 3, C), logs.vote(B, 3, C)]  # B votes twice in term 3
+    logs.lead(A, 3, first)
+    logs.lead(C, 3, second)
+    assert sorted(codes(logs)) == ["double-vote", "split-brain"]
+
+
+def test_votes_not_here_yet_are_a_wait_not_a_finding() -> None:
+    logs = cluster(B, C)
+    votes = [logs.vote(A, 1, A), logs.vote(B, 1, A)]
+    logs.lead(A, 1, votes)
+    logs.entries.remove(votes[1])  # B's log has not replicated this far
+    checked = audit_leadership(logs.entries, ROLES)
+    assert checked.findings == [] and checked.waiting == 1
+
+
+def test_each_claim_is_judged_by_the_voters_of_its_time() -> None:
+    logs = cluster(B, C)
+    logs.lead(A, 1, [logs.vote(A, 1, A), logs.vote(B, 1, A)])
+    # Later D joins and B leaves: term 1 still had 3 voters and 2 of their votes.
+    secret = secret_hash(b"d" * 16)
+    logs.add(A, ms.INVITED, ms.invited_body(secret, "developer", 10**12))
+    logs.add(A, ms.ADMITTED, ms.admitted_body(D.public_key, "d", "developer", secret))
+    logs.add(A, ms.REMOVED, ms.removed_body(B.public_key, "left"))
+    logs.lead(C, 2, [logs.vote(C, 2, C), logs.vote(D, 2, C)])
+    checked = audit_leadership(logs.entries, ROLES)
+    assert checked.findings == [] and checked.summary()["proven_terms"] == 2
+    # With B gone, its vote no longer counts for a later claim.
+    logs.lead(B, 3, [logs.vote(B, 3, B), logs.vote(A, 3, B)])
+    assert codes(logs) == ["unproven-leader"]
