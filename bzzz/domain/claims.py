@@ -79,7 +79,10 @@ class TaskClaim:
 
 @dataclass
 class ClaimBook:
-    """Claims as the logs say, given the proven leaders by term."""
+    """Claims as the logs say, given the proven leaders by term.
+
+    Indexed so that each new entry and each decision costs the same however many tasks
+    and requests came before: a busy cluster answers thousands of requests."""
 
     current_term: int = 0
     tasks: dict[str, TaskClaim] = field(default_factory=dict)
@@ -88,6 +91,31 @@ class ClaimBook:
     requests: list[Request] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     early: list[ClaimEntry] = field(default_factory=list)  # renewals ahead of their grant
+    unanswered: dict[bytes, Request] = field(default_factory=dict)
+    held_by: dict[bytes, set[str]] = field(default_factory=dict)  # claimant -> its tasks
+    by_request: dict[bytes, Grant] = field(default_factory=dict)
+    highest: dict[int, int] = field(default_factory=dict)  # term -> its last grant number
+
+    def hold(self, grant: Grant) -> None:
+        """Make `grant` the task's latest grant."""
+        before = self.tasks.get(grant.task)
+        if before is not None:
+            self.held_by.get(before.grant.claimant, set()).discard(grant.task)
+        self.tasks[grant.task] = TaskClaim(grant, grant.ts)
+        self.held_by.setdefault(grant.claimant, set()).add(grant.task)
+        if grant.request is not None:
+            self.by_request[grant.request] = grant
+        term, number = grant.token
+        self.highest[term] = max(number, self.highest.get(term, 0))
+
+    def ask(self, request: Request) -> None:
+        self.requests.append(request)
+        if request.hash not in self.answered:
+            self.unanswered[request.hash] = request
+
+    def answer(self, request: bytes) -> None:
+        self.answered.add(request)
+        self.unanswered.pop(request, None)
 
     def live(self, task: str, now: int) -> Grant | None:
         claim = self.tasks.get(task)
@@ -95,11 +123,12 @@ class ClaimBook:
             return None
         return claim.grant if now < claim.expires() else None
 
-    def live_grants(self, now: int) -> list[Grant]:
-        return [g for task in self.tasks if (g := self.live(task, now)) is not None]
+    def live_grants(self, now: int, claimant: bytes | None = None) -> list[Grant]:
+        tasks = self.tasks if claimant is None else self.held_by.get(claimant, ())
+        return [g for task in tasks if (g := self.live(task, now)) is not None]
 
     def load(self, claimant: bytes, now: int) -> int:
-        return sum(1 for g in self.live_grants(now) if g.claimant == claimant)
+        return len(self.live_grants(now, claimant))
 
     def check_token(self, task: str, token: Token, holder: bytes, now: int) -> str | None:
         """Why work on `task` with `token` by `holder` must be refused, or None."""
@@ -116,11 +145,10 @@ class ClaimBook:
         return None
 
     def next_grant(self, term: int) -> int:
-        issued = [c.grant.token[1] for c in self.tasks.values() if c.grant.term == term]
-        return max(issued, default=0) + 1
+        return self.highest.get(term, 0) + 1
 
     def pending(self) -> list[Request]:
-        return [r for r in self.requests if r.hash not in self.answered]
+        return list(self.unanswered.values())
 
 
 def request_body(task: str, needs: list[str]) -> dict[str, Any]:
@@ -206,12 +234,11 @@ def apply_claims(
         if entry.kind == REQUESTED:
             needs = data.get("needs") or []
             if isinstance(needs, list) and all(isinstance(n, str) for n in needs):
-                asked = Request(entry.author, task, tuple(needs), entry.hash, entry.ts)
-                book.requests.append(asked)
+                book.ask(Request(entry.author, task, tuple(needs), entry.hash, entry.ts))
         elif entry.kind == REFUSED:
             request, reason = _key(data.get("request"), HASH_BYTES), data.get("reason")
             if request is not None and entry.author in leaders.values():
-                book.answered.add(request)
+                book.answer(request)
                 book.refused[request] = reason if isinstance(reason, str) else "refused"
         elif entry.kind == GRANTED:
             grant = _grant(entry, task, data, leaders)
@@ -220,11 +247,11 @@ def apply_claims(
                 continue
             grants.append(grant)
             if grant.request is not None:
-                book.answered.add(grant.request)
+                book.answer(grant.request)
     for grant in sorted(grants, key=lambda g: g.token):
         held = book.tasks.get(grant.task)
         if held is None or grant.token > held.grant.token:
-            book.tasks[grant.task] = TaskClaim(grant, grant.ts)
+            book.hold(grant)
     waiting, book.early = book.early, []
     for entry in [*waiting, *ordered]:
         if entry.kind in (RELEASED, PROGRESS):

@@ -5,6 +5,7 @@ round trip to the database."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 
@@ -13,17 +14,31 @@ class Arrivals:
         self.stamp = 0
         self._by_kind: dict[str, int] = {}
         self._anything = 0
+        self._watches: list[tuple[frozenset[str], asyncio.Event]] = []
+
+    def watch(self, kinds: Iterable[str]) -> asyncio.Event:
+        """An event set whenever entries of these kinds (or of unknown kinds) arrive;
+        its one reader clears it."""
+        event = asyncio.Event()
+        self._watches.append((frozenset(kinds), event))
+        return event
 
     def note(self, kinds: Iterable[str]) -> None:
         """Entries of these kinds were just stored."""
         self.stamp += 1
-        for kind in kinds:
+        seen = set(kinds)
+        for kind in seen:
             self._by_kind[kind] = self.stamp
+        for watched, event in self._watches:
+            if not watched.isdisjoint(seen):
+                event.set()
 
     def note_unknown(self) -> None:
         """Something was stored that this process did not see (another process wrote)."""
         self.stamp += 1
         self._anything = self.stamp
+        for _, event in self._watches:
+            event.set()
 
     def since(self, kinds: Iterable[str], stamp: int) -> bool:
         """Whether any of `kinds` may have arrived after `stamp`. A reader takes `stamp`

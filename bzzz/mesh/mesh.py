@@ -379,9 +379,12 @@ class Mesh:
             if entry.seq > session.their_heads.get(entry.author, 0):
                 session.their_heads[entry.author] = entry.seq
         if touched:
+            # A peer forwards an author's entries to us only if we are not linked to
+            # that author (our Links say so): telling it of those now saves nothing, so
+            # they wait for its next heartbeat (for its status), the others go soon.
             for other in self.sessions.values():
                 if other is not session:
-                    other.note_have(touched)
+                    other.note_have(touched, urgent=any(a not in self.sessions for a in touched))
         if report.forks or any(e.kind in ms.KINDS for e in report.accepted):
             await self.refresh()
         elif report.accepted:

@@ -198,8 +198,8 @@ class PeerSession:
         while True:
             raws = await self._inbox.get()
             heads = await self.mesh.ingest_from(self, raws)
-            if heads:
-                self.note_have(heads)
+            if heads:  # the acknowledgement is for its status only: no hurry
+                self.note_have(heads, urgent=False)
 
     def note_links(self, links: frozenset[bytes]) -> None:
         self._note(Links(links - {self.peer}))
@@ -207,18 +207,21 @@ class PeerSession:
     def send_ephemeral(self, signed: bytes) -> None:
         self._note(Ephemeral(signed))
 
-    def note_have(self, heads: dict[bytes, int]) -> None:
-        """Tell the peer, soon, what we stored: from it (an acknowledgement) or from
-        elsewhere (so that it need not forward it)."""
+    def note_have(self, heads: dict[bytes, int], urgent: bool = True) -> None:
+        """Tell the peer what we stored: from it (an acknowledgement) or from elsewhere
+        (so that it need not forward it). Urgent news goes within HAVE_DELAY_S, the rest
+        with our next heartbeat."""
         for author, seq in heads.items():
             if seq > self._have.get(author, 0):
                 self._have[author] = seq
-        if self._have_timer is None:
+        if urgent and self._have_timer is None:
             loop = asyncio.get_running_loop()
             self._have_timer = loop.call_later(HAVE_DELAY_S, self._send_have)
 
     def _send_have(self) -> None:
-        self._have_timer = None
+        if self._have_timer is not None:
+            self._have_timer.cancel()
+            self._have_timer = None
         heads, self._have = self._have, {}
         if heads:
             self._note(Have(heads))
@@ -277,6 +280,7 @@ class PeerSession:
                 del self._beats_sent[min(self._beats_sent)]
             beat = self.mesh.heartbeat(counter, echo, held_us)
             await write_message(self.writer, Ephemeral(beat))
+            self._send_have()
             # The first availability goes out before any round trip is measured; one
             # more follows as soon as one is, so that peers rank us on real figures.
             if now >= next_availability or (not measured and self.rtt_us is not None):

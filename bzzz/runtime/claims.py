@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from bzzz.clock import now_ms
 from bzzz.domain import claims as cl
+from bzzz.domain import leadership as lead
 from bzzz.domain.entry import Entry
 from bzzz.domain.payload import decode_payload
 from bzzz.errors import EntryError, StoreError, UsageError
@@ -18,12 +20,12 @@ from bzzz.runtime.election import ElectionRunner
 
 log = logging.getLogger("bzzz.claims")
 
-# The admin and a node with a request waiting read new entries often; the others only
-# keep their book current for status and renewals, and a two-core machine running ten
-# agents cannot afford them all re-reading on every entry.
-BUSY_REFRESH_S = 0.01
+# The admin and a node with a request waiting read claim entries as they come; the
+# others only keep their book current for status and renewals, and a two-core machine
+# running ten agents cannot afford them all re-reading on every claim entry.
 IDLE_REFRESH_S = 0.2
-RENEW_CHECK_S = 1.0  # with nothing new, only our own renewals are looked at
+RENEW_CHECK_S = 1.0
+STALLED_CHECK_S = 0.05  # with nothing new, only our own renewals are looked at
 MAX_ANSWERS = 500
 WATCHED = [*cl.KINDS, PROFILE]
 
@@ -44,6 +46,9 @@ class ClaimService:
         self._waiting: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
         self._renewed: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._wake = mesh.arrivals.watch([*WATCHED, *lead.KINDS])
+        self._next_renew = 0.0
+        self._urgent = asyncio.Event()  # a request of ours, or admin duties: no idling
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
@@ -56,25 +61,38 @@ class ClaimService:
     async def set_admin(self, on: bool) -> None:
         self._admin = on
         log.info("admin duties %s: claim granting", "on" if on else "off")
-        self.mesh.changed.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        self._wake.set()
+        self._urgent.set()
 
     async def _loop(self) -> None:
         while True:
-            changed = False
+            # An admin with requests it could not answer yet (no lease: a new term whose
+            # beats are not answered yet) looks again soon, with or without new entries.
+            stalled = self._admin and bool(self.book.pending())
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(RENEW_CHECK_S):
-                    changed = await self.mesh.changed.wait()
-            self.mesh.changed.clear()
+                async with asyncio.timeout(STALLED_CHECK_S if stalled else RENEW_CHECK_S):
+                    await self._wake.wait()
+            woke = self._wake.is_set() or stalled
+            self._wake.clear()
             try:
-                if changed:  # new entries somewhere: read them, answer what is pending
+                if woke:  # claim or election entries came: read them, answer what is pending
                     await self._refresh()
                     if self._admin:
                         await self._answer()
-                await self._renew()
+                if time.monotonic() >= self._next_renew:
+                    self._next_renew = time.monotonic() + RENEW_CHECK_S
+                    await self._renew()
             except StoreError as error:
                 log.error("claims: %s", error)
-            busy = self._admin or bool(self._waiting)
-            await asyncio.sleep(BUSY_REFRESH_S if busy else IDLE_REFRESH_S)
+            if not (self._admin or self._waiting):
+                # Idle: what comes meanwhile is read in one go, unless we need it now.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(IDLE_REFRESH_S):
+                        await self._urgent.wait()
+            self._urgent.clear()
 
     async def _refresh(self) -> None:
         stamp = self.mesh.arrivals.stamp
@@ -131,7 +149,7 @@ class ClaimService:
         if self._reissued_term != term:
             for grant in cl.reissues(self.book, leader=self.mesh.me, term=term, now=now):
                 items.append((cl.GRANTED, cl.grant_body(grant)))
-                self.book.tasks[grant.task] = cl.TaskClaim(grant, grant.ts)
+                self.book.hold(grant)
             self._reissued_term = term
         roles, members = self.mesh.roles, self.mesh.membership.members
         for request in self.book.pending()[:MAX_ANSWERS]:
@@ -148,20 +166,22 @@ class ClaimService:
             )
             if isinstance(answer, cl.Grant):
                 items.append((cl.GRANTED, cl.grant_body(answer)))
-                self.book.tasks[answer.task] = cl.TaskClaim(answer, answer.ts)
+                self.book.hold(answer)
             else:
                 items.append((cl.REFUSED, cl.refusal_body(answer)))
-            self.book.answered.add(request.hash)
-        if items and self._leads_proven_term() == term:  # still leased after deciding
+            self.book.answer(request.hash)
+        if not items:
+            return
+        if self._leads_proven_term() == term:  # still leased after deciding
             await self.mesh.append_many(items)
+        else:  # the book now holds answers that were never written: rebuild it
+            self._leaders = {}
 
     async def _renew(self) -> None:
         """Keep our own live grants alive: a progress entry each third of the lease."""
         now = now_ms()
         items = []
-        for grant in self.book.live_grants(now):
-            if grant.claimant != self.mesh.me:
-                continue
+        for grant in self.book.live_grants(now, self.mesh.me):
             claim = self.book.tasks[grant.task]
             third = grant.lease_ms // 3
             due = now - max(claim.grant.ts, claim.renewed_ts) >= third
@@ -179,7 +199,7 @@ class ClaimService:
         entry = await self.mesh.append(cl.REQUESTED, cl.request_body(task, needs))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[entry.hash] = future
-        self.mesh.changed.set()
+        self._poke()
         try:
             async with asyncio.timeout(wait_s):
                 return await future
@@ -197,13 +217,11 @@ class ClaimService:
         if not self._waiting:
             return
         answers: dict[bytes, dict[str, Any]] = {}
-        for claim in self.book.tasks.values():
-            g = claim.grant
-            if g.request in self._waiting:
-                answers[g.request] = {"status": "granted", "token": list(g.token)}
         for waiting in self._waiting:
-            reason = self.book.refused.get(waiting)
-            if reason is not None:
+            grant = self.book.by_request.get(waiting)
+            if grant is not None and self.book.tasks[grant.task].grant == grant:
+                answers[waiting] = {"status": "granted", "token": list(grant.token)}
+            elif (reason := self.book.refused.get(waiting)) is not None:
                 answers[waiting] = {"status": "refused", "reason": reason}
         for request, answer in answers.items():
             future = self._waiting.get(request)
