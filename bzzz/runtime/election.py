@@ -64,6 +64,7 @@ class ElectionRunner:
         self.transfer = transfer
         self.on_admin = on_admin
         self._watch: Watch | None = None
+        self._voters: tuple[ms.Membership, frozenset[bytes]] | None = None
         self._next_transfer_check = 0.0
         self.rng = random.SystemRandom()
         self.election = Election(mesh.me, self.voters(), settings)
@@ -79,7 +80,11 @@ class ElectionRunner:
         self._proving: set[asyncio.Task[None]] = set()
 
     def voters(self) -> frozenset[bytes]:
-        return ms.voters_of(self.mesh.membership, self.mesh.roles)
+        """Asked on every message; recomputed only when the mesh folds a new membership."""
+        membership = self.mesh.membership
+        if self._voters is None or self._voters[0] is not membership:
+            self._voters = (membership, ms.voters_of(membership, self.mesh.roles))
+        return self._voters[1]
 
     async def start(self) -> None:
         term, voted = await asyncio.to_thread(self._persisted)
