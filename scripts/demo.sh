@@ -168,7 +168,7 @@ for n in 1 2 3; do $BZZZ audit --home "$work/m$n"; done
 
 step "The admin election: a Raft leader among the voters, proven by vote entries in the logs"
 leader_of() {  # leader_of HOME [OTHER_THAN]: wait until HOME follows a proven leader, print its id
-  $PY - "$@" <<'PYEOF'
+  if $PY - "$@" <<'PYEOF'
 import sys
 from pathlib import Path
 from bzzz.runtime.control import ask
@@ -178,6 +178,11 @@ if not answer or not answer.get("leader"):
     sys.exit("no proven leader")
 print(answer["leader"])
 PYEOF
+  then
+    return 0
+  fi
+  for log in "$work"/m*.log; do echo "== last lines of $log" && tail -n 15 "$log"; done >&2
+  return 1
 }
 leader=$(leader_of "$work/m2")
 $BZZZ election status --home "$work/m2"

@@ -109,6 +109,28 @@ def test_late_joiner_catches_up_and_restart_resumes_after_kill_9(
     audit_clean(b)
 
 
+def test_a_node_that_was_dialed_redials_its_peer_after_that_peer_restarts(
+    tmp_path: Path, agents: list[Agent]
+) -> None:
+    """c dials b only because it was told to once (--peer); restarted without it, c still
+    gets its link to b back, because b learned where c listens and dials it."""
+    a = found(tmp_path)
+    agents.append(a.start())
+    b = join(tmp_path, "b", a)
+    agents.append(b.start())
+    c = join(tmp_path, "c", a)
+    c.peers = [b.address]
+    agents.append(c.start())
+    ids = {x.agent_id for x in (a, b)}
+    wait_for(lambda: c.connected() == ids, what="c linked to a and b")
+    c.kill()
+    agents.remove(c)
+    c.peers = []  # its config names only its inviter, a
+    agents.append(c.start())
+    wait_for(lambda: c.connected() == ids, timeout=30, what="b to redial c")
+    wait_for(lambda: c.agent_id in b.connected(), what="b to see c")
+
+
 def test_a_removed_member_is_cut_off_everywhere(tmp_path: Path, agents: list[Agent]) -> None:
     a = found(tmp_path)
     agents.append(a.start())

@@ -456,6 +456,8 @@ class Mesh:
             if not registered:
                 return
             self._links_changed()
+            if not outbound:
+                self._learn_address(session)
             log.info("connected to %s (%s) at %s", session.name, peer.hex()[:12], address)
             await session.run()
         except (ConnectionClosed, asyncssh.Error, OSError) as error:
@@ -510,6 +512,21 @@ class Mesh:
         target = Dialed(host, port, expected)
         self.dialed[key] = target
         self._spawn(self._dial_loop(target))
+
+    def _learn_address(self, session: PeerSession) -> None:
+        """A member that dialed us says where it listens: dial it there from now on, so
+        that the link comes back when it restarts without naming us as a peer. Only
+        that member's key is accepted at that address."""
+        listen = session.hello.listen if session.hello else ""
+        try:
+            host, port = parse_address(listen)
+            if host in _ANY:  # it listens everywhere: reach it where it came from
+                host = parse_address(session.address)[0]
+        except ValueError:
+            return
+        if port == 0:
+            return
+        self.add_peer(f"{host}:{port}", expected=session.peer)
 
     def _accept_host(self, target: Dialed) -> Callable[[bytes], bool]:
         def accept(key: bytes) -> bool:
@@ -593,3 +610,4 @@ class Mesh:
 
 
 _LOCAL = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}
+_ANY = {"0.0.0.0", "::"}
