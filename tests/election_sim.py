@@ -59,6 +59,12 @@ class Sim:
         self.highest_elected = 0
         self.leased_checks = 0
         self.transfers = 0  # elections won by a leadership transfer
+        # Claims: a leased leader grants tasks, token (term, number in its term). Every
+        # grant must outrank every earlier grant of its task, in real time: then a holder
+        # whose token is stale is refused by whoever has seen the newer grant.
+        self.grants = 0
+        self._latest_token: dict[str, tuple[int, int]] = {}
+        self._numbers: dict[tuple[bytes, int], int] = {}
         self.first_leader_ms: int | None = None
         self.now = 0
         self._queue: list[tuple[int, int, str, Any]] = []
@@ -120,6 +126,19 @@ class Sim:
                 f"seed {self.seed}: leader of term {node.term} holds a lease at "
                 f"{self.now} ms, but term {self.highest_elected} already has a leader"
             )
+            self._grant(node_id, node.term)
+
+    def _grant(self, node_id: bytes, term: int) -> None:
+        task = f"#{self.rng.randint(1, 4)}"
+        number = self._numbers.get((node_id, term), 0) + 1
+        self._numbers[(node_id, term)] = number
+        token, latest = (term, number), self._latest_token.get(task, (0, 0))
+        assert token > latest, (
+            f"seed {self.seed}: at {self.now} ms term {term}'s leader granted {task} with "
+            f"token {token}, below the earlier grant {latest}: two live grants"
+        )
+        self._latest_token[task] = token
+        self.grants += 1
 
     def _send(self, msg: Message) -> None:
         f = self.faults

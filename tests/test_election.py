@@ -34,16 +34,18 @@ def _seeds(offset: int) -> list[int]:
 
 
 @pytest.mark.parametrize("size", [3, 5])
-def test_never_two_leaders_in_a_term_nor_a_stale_lease_under_every_fault(size: int) -> None:
-    elected = leased = transfers = 0
+def test_never_two_leaders_in_a_term_a_stale_lease_or_an_outranked_grant(size: int) -> None:
+    elected = leased = transfers = grants = 0
     for seed in _seeds(size * 1_000_000):
         sim = Sim(seed, size, Faults.all()).run()
         elected += bool(sim.leaders)
         leased += sim.leased_checks
         transfers += sim.transfers
+        grants += sim.grants
     assert elected > 0.9 * len(_seeds(0))  # the runs did elect: the checks were exercised
     assert leased > 10 * len(_seeds(0))
     assert transfers > 0.2 * len(_seeds(0))  # and leadership did change hands on request
+    assert grants > 10 * len(_seeds(0))  # and leased leaders granted claims throughout
 
 
 @pytest.mark.parametrize("size", [3, 5])
