@@ -42,8 +42,8 @@ from bzzz.store import EventStore
 log = logging.getLogger("bzzz.election")
 
 INBOX = 1024
-VOTERS_CHECK_S = 0.5
-TRANSFER_CHECK_S = 1.0  # the longest the loop sleeps: how soon a voter change is taken
+VOTERS_CHECK_S = 0.5  # the longest the loop sleeps: how soon a voter change is taken
+TRANSFER_CHECK_S = 1.0  # how often a leader looks for a markedly better candidate
 # How long a new leader gathers its voters' vote entries before it settles for a
 # majority of them (a voter's entry can be late), and how often it warns after that.
 PROOF_WAIT_S = 3.0
