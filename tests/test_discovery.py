@@ -59,6 +59,8 @@ def _find_each_other(tmp_path: Path, host_a: Host, host_b: Host) -> None:
         write_config(
             b.home, config.model_copy(update={"mesh": config.mesh.model_copy(update={"peers": []})})
         )
+        a.stop()  # and a forgets where b said it would listen when it joined
+        a.start()
         started.append(b.start())
         b_id = b.agent_id
         wait_for(lambda: b_id in a.connected(), timeout=30, what="mDNS discovery")
