@@ -97,6 +97,12 @@ def test_racing_agents_get_one_grant_and_a_new_leader_reissues_it(trio: list[Age
         lambda: all(claims_of(a).get("#7", {}).get("holder") == holder for a in trio),
         what="every node to see the grant",
     )
+    # Its own book shows #7 held: the loser is refused at once and writes no request.
+    loser = next(a for a in followers if a.agent_id != holder)
+    before = loser.heads()[loser.agent_id]
+    local = claim(loser, "#7")
+    assert local["status"] == "refused" and "not asked" in str(local["reason"]), local
+    assert loser.heads()[loser.agent_id] == before
     old = next(a for a in trio if a.agent_id == leader_id)
     term = old.election()["term"]
     old.kill()

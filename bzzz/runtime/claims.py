@@ -48,6 +48,7 @@ class ClaimService:
         self._task: asyncio.Task[None] | None = None
         self._wake = mesh.arrivals.watch([*WATCHED, *lead.KINDS])
         self._next_renew = 0.0
+        self._reading = asyncio.Lock()
         self._urgent = asyncio.Event()  # a request of ours, or admin duties: no idling
 
     async def start(self) -> None:
@@ -95,6 +96,10 @@ class ClaimService:
             self._urgent.clear()
 
     async def _refresh(self) -> None:
+        async with self._reading:  # the loop and a request may both ask; read once
+            await self._refresh_book()
+
+    async def _refresh_book(self) -> None:
         stamp = self.mesh.arrivals.stamp
         if self.mesh.arrivals.since(WATCHED, self._seen):
             fresh = await asyncio.to_thread(self._read_new)
@@ -196,6 +201,19 @@ class ClaimService:
     async def request(self, task: str, needs: list[str], wait_s: float) -> dict[str, Any]:
         if not task or len(task) > cl.MAX_TASK:
             raise UsageError(f"a task name is 1 to {cl.MAX_TASK} characters")
+        # Asking for what our own book shows another agent holding would only earn a
+        # refusal, after two entries every node stores: say so at once instead.
+        await self._refresh()
+        held = self.book.live(task, now_ms())
+        if held is not None and held.claimant != self.mesh.me:
+            whose = held.claimant.hex()[:12]
+            return {
+                "ok": True,
+                "task": task,
+                "status": "refused",
+                "reason": f"already held by {whose} (token {list(held.token)}), as this "
+                "node's claim book shows; not asked",
+            }
         entry = await self.mesh.append(cl.REQUESTED, cl.request_body(task, needs))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[entry.hash] = future
