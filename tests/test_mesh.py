@@ -155,6 +155,7 @@ def test_a_removed_member_is_cut_off_everywhere(tmp_path: Path, agents: list[Age
         assert a.heads().get(c_id, 0) < seq and b.heads().get(c_id, 0) < seq
         wait_for(lambda: True)
     wait_for(lambda: "not a member" in a.log_text(), what="a to refuse c, which keeps trying")
+    wait_for(lambda: "no longer dialing" in a.log_text() + b.log_text(), what="c's dialers to stop")
 
 
 def test_unknown_keys_and_spent_tokens_are_refused(tmp_path: Path, agents: list[Agent]) -> None:

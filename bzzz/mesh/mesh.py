@@ -539,6 +539,11 @@ class Mesh:
     async def _dial_loop(self, target: Dialed) -> None:
         delay = BACKOFF_MIN_S
         while True:
+            known = target.expected or target.peer
+            if known is not None and known in self.membership.removed:
+                log.info("no longer dialing %s: removed from the cluster", target.address)
+                self.dialed.pop(target.address, None)
+                return
             if target.peer is not None and target.peer in self.sessions:
                 await asyncio.sleep(1.0)  # connected the other way round
                 continue
