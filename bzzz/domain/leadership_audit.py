@@ -48,7 +48,7 @@ def audit_leadership(entries: Iterable[Entry], roles: Roles) -> LeadershipAudit:
                 claims.append(claim)
                 claim_seq[(claim.leader, claim.term, claim.ts)] = e.seq
         elif e.kind in ms.KINDS:
-            acts.append(ms.MembershipAct(e.author, e.seq, e.lamport, e.ts, e.kind, e.body))
+            acts.append(ms.MembershipAct.of(e))
     history = ms.voter_history(acts, roles)
     proof = lead.prove_leadership(votes, claims, lambda c: ms.voters_at(history, c.lamport))
     result = LeadershipAudit(proof)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bzzz.domain.entry import Entry
 from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
 from bzzz.domain.payload import payload_map
 from bzzz.domain.roles import Role, Roles, may_change_role, may_invite, may_remove, may_vote
@@ -36,6 +37,10 @@ class MembershipAct:
     ts: int
     kind: str
     body: bytes
+
+    @classmethod
+    def of(cls, entry: Entry) -> MembershipAct:
+        return cls(entry.author, entry.seq, entry.lamport, entry.ts, entry.kind, entry.body)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,11 +22,7 @@ def read_membership(store: EventStore, roles: Roles) -> Membership:
                 entry = stored.decode()
             except EntryError:
                 continue
-            acts.append(
-                MembershipAct(
-                    entry.author, entry.seq, entry.lamport, entry.ts, entry.kind, entry.body
-                )
-            )
+            acts.append(MembershipAct.of(entry))
         if len(page) < _PAGE:
             return fold_membership(acts, roles)
         after = page[-1].position

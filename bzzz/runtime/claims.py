@@ -24,8 +24,8 @@ log = logging.getLogger("bzzz.claims")
 # others only keep their book current for status and renewals, and a two-core machine
 # running ten agents cannot afford them all re-reading on every claim entry.
 IDLE_REFRESH_S = 0.2
-RENEW_CHECK_S = 1.0
-STALLED_CHECK_S = 0.05  # with nothing new, only our own renewals are looked at
+RENEW_CHECK_S = 1.0  # with nothing new, only our own renewals are looked at
+STALLED_CHECK_S = 0.05  # an admin with requests it could not answer yet looks this often
 MAX_ANSWERS = 500
 WATCHED = [*cl.KINDS, PROFILE]
 
@@ -72,7 +72,7 @@ class ClaimService:
         while True:
             # An admin with requests it could not answer yet (no lease: a new term whose
             # beats are not answered yet) looks again soon, with or without new entries.
-            stalled = self._admin and bool(self.book.pending())
+            stalled = self._admin and bool(self.book.unanswered)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STALLED_CHECK_S if stalled else RENEW_CHECK_S):
                     await self._wake.wait()

@@ -36,7 +36,6 @@ from bzzz.domain.roles import Roles
 from bzzz.domain.standing import TransferPolicy, Watch, candidate_score, pick_successor
 from bzzz.errors import EntryError, StoreError
 from bzzz.mesh.mesh import Mesh
-from bzzz.projections.membership import read_membership
 from bzzz.store import EventStore
 
 log = logging.getLogger("bzzz.election")
@@ -377,8 +376,6 @@ def history_json(proof: lead.Leadership, names: dict[bytes, str]) -> dict[str, A
 
 def offline_status(store: EventStore, roles: Roles) -> dict[str, Any]:
     """What the logs alone say, for `bzzz election status` with no agent running."""
-    membership = read_membership(store, roles)
-    voters = ms.voters_of(membership, roles)
     entries: list[Entry] = []
     after = 0
     while page := store.notifications(after=after, kinds=LEADERSHIP_KINDS):
@@ -386,6 +383,10 @@ def offline_status(store: EventStore, roles: Roles) -> dict[str, Any]:
             with contextlib.suppress(EntryError):
                 entries.append(stored.decode())
         after = page[-1].position
+    # One read serves both: the membership entries are among the leadership kinds.
+    acts = [ms.MembershipAct.of(e) for e in entries if e.kind in ms.KINDS]
+    membership = ms.fold_membership(acts, roles)
+    voters = ms.voters_of(membership, roles)
     proof = audit_leadership(entries, roles).proof
     names = {m.agent_id: m.name for m in membership.members.values()}
     latest = proof.latest
