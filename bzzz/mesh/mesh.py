@@ -544,7 +544,7 @@ class Mesh:
                 log.info("no longer dialing %s: removed from the cluster", target.address)
                 self.dialed.pop(target.address, None)
                 return
-            if target.peer is not None and target.peer in self.sessions:
+            if known is not None and known in self.sessions:
                 await asyncio.sleep(1.0)  # connected the other way round
                 continue
             began = time.monotonic()
@@ -578,10 +578,11 @@ class Mesh:
         peers: list[dict[str, Any]] = [s.status() for s in self.sessions.values()]
         connected = set(self.sessions)
         for target in self.dialed.values():
-            if target.peer is None or target.peer not in connected:
+            known = target.expected or target.peer
+            if known is None or known not in connected:
                 peers.append(
                     {
-                        "agent_id": target.peer.hex() if target.peer else None,
+                        "agent_id": known.hex() if known else None,
                         "name": None,
                         "address": target.address,
                         "connected": False,
