@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.procstat import cpu_seconds
 from bench.stats import percentile
 from bzzz.home.config import load_config, write_config
 from bzzz.runtime.control import ask
@@ -76,6 +77,8 @@ def main() -> None:
                         else:
                             unanswered.append(task)
 
+            pids = [a.proc.pid for a in agents if a.proc is not None]
+            cpu_before = sum(cpu_seconds(p) for p in pids)
             began = time.monotonic()
             threads = [threading.Thread(target=race, args=(a, i)) for i, a in enumerate(agents)]
             for thread in threads:
@@ -83,6 +86,7 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             seconds = time.monotonic() - began
+            cores_busy = (sum(cpu_seconds(p) for p in pids) - cpu_before) / seconds
             views = [ask(a.home, {"op": "claims"}) or {} for a in agents]
             holders_seen = [
                 {row["task"]: row["holder"] for row in view.get("claims", [])} for view in views
@@ -97,6 +101,7 @@ def main() -> None:
         "tasks": args.tasks,
         "requests": len(granted_ms) + len(refused_ms) + len(unanswered),
         "seconds": round(seconds, 1),
+        "daemons_cores_busy": round(cores_busy, 2),
         "granted": len(granted_ms),
         "grant_p50_ms": round(percentile(granted_ms, 0.5), 1),
         "grant_p99_ms": round(percentile(granted_ms, 0.99), 1),

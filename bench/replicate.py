@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncssh
 
+from bench.procstat import cpu_seconds, rss_mb
 from bench.stats import percentile
 from bzzz.clock import now_ms
 from bzzz.domain.invite import decode_token
@@ -182,25 +183,13 @@ def latency(agents: list[Agent], shape: str, samples: int) -> dict[str, Any]:
     return report
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def idle(agents: list[Agent], seconds: float) -> dict[str, Any]:
     time.sleep(3)  # let the last replication settle
     pids = [a.proc.pid for a in agents if a.proc is not None]
-    before = [_cpu_seconds(p) for p in pids]
+    before = [cpu_seconds(p) for p in pids]
     time.sleep(seconds)
-    cpu = [(_cpu_seconds(p) - b) / seconds * 100 for p, b in zip(pids, before, strict=True)]
-    rss = [_rss_mb(p) for p in pids]
+    cpu = [(cpu_seconds(p) - b) / seconds * 100 for p, b in zip(pids, before, strict=True)]
+    rss = [rss_mb(p) for p in pids]
     return {
         "cpu_percent_max": round(max(cpu), 2),
         "cpu_percent_mean": round(statistics.mean(cpu), 2),

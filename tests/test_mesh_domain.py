@@ -40,7 +40,6 @@ from bzzz.domain.wire import (
     frame_length,
 )
 from bzzz.errors import ConfigError, ProtocolError, UsageError
-from bzzz.mesh.arrivals import Arrivals
 from tests.conftest import make_signer
 
 A, B, C = (make_signer(n).public_key for n in (1, 2, 3))
@@ -267,18 +266,6 @@ def test_presence_is_signed_and_checked() -> None:
     assert caught.value.code == "bad-signature"
     with pytest.raises(ProtocolError):
         open_presence(b"\x00garbage")
-
-
-def test_arrivals_tell_a_reader_whether_its_kinds_came_since_it_last_read() -> None:
-    arrivals = Arrivals()
-    seen = arrivals.stamp
-    arrivals.note(["task.note"])
-    assert not arrivals.since(["election.vote"], seen)
-    assert arrivals.since(["task.note", "election.vote"], seen)
-    seen = arrivals.stamp
-    assert not arrivals.since(["task.note"], seen)
-    arrivals.note_unknown()  # another process wrote: every reader must look
-    assert arrivals.since(["election.vote"], seen)
 
 
 def test_candidate_score_rewards_uptime_capabilities_headroom_and_a_near_network() -> None:

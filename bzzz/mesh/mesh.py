@@ -39,6 +39,7 @@ from bzzz.mesh.session import PeerDown, PeerSession
 from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
 from bzzz.projections.membership import read_membership
 from bzzz.store import EventStore
+from bzzz.store.event_store import Written
 
 log = logging.getLogger("bzzz.mesh")
 
@@ -117,6 +118,8 @@ class Mesh:
         self._waiters: list[tuple[bytes, int, asyncio.Future[None]]] = []
         self.changed = asyncio.Event()  # set whenever our heads move
         self.arrivals = Arrivals()
+        self._written: list[Written] = []  # stored by our writes, not yet published
+        store.on_write(self._stored)
         self.election_handler: Callable[[ElectionMsg], None] | None = None
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
@@ -308,8 +311,8 @@ class Mesh:
             entries = await asyncio.to_thread(
                 self.store.append_batch, self.identity.signer, bodies, now_ms()
             )
+            self._publish()
         self._remember(entries)
-        self.arrivals.note(e.kind for e in entries)
         if entries:
             self.heads[self.me] = entries[-1].seq
         self._wake_all()
@@ -321,13 +324,29 @@ class Mesh:
             entry = await asyncio.to_thread(
                 self.store.append, self.identity.signer, kind, body, now_ms()
             )
+            self._publish()
         self._remember([entry])
-        self.arrivals.note([entry.kind])
         self.heads[entry.author] = entry.seq
         if kind in ms.KINDS:
             await self.refresh()
         self._wake_all()
         return entry
+
+    def _stored(self, written: list[Written]) -> None:
+        """The store's write listener; runs in the writing thread, under our write lock."""
+        self._written += written
+
+    def _publish(self) -> None:
+        """Hand what our last write stored to the readers in this process. If its
+        positions follow ours without a gap, no other process wrote meanwhile, and the
+        poll for other writers has nothing to re-read."""
+        written, self._written = self._written, []
+        if not written:
+            return
+        first, last = written[0][0], written[-1][0]
+        if first == self.position + 1 and last - first == len(written) - 1:
+            self.position = last
+        self.arrivals.note(written)
 
     def _wake_all(self) -> None:
         for session in self.sessions.values():
@@ -369,8 +388,8 @@ class Mesh:
             return {}
         async with self._write_lock:
             report = await asyncio.to_thread(self.store.ingest, fresh)
+            self._publish()
         self._remember(report.accepted)
-        self.arrivals.note(e.kind for e in report.accepted)
         touched: dict[bytes, int] = {}
         for entry in report.accepted:
             if entry.seq > self.heads.get(entry.author, 0):

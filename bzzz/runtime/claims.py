@@ -12,9 +12,8 @@ from typing import Any
 from bzzz.clock import now_ms
 from bzzz.domain import claims as cl
 from bzzz.domain import leadership as lead
-from bzzz.domain.entry import Entry
 from bzzz.domain.payload import decode_payload
-from bzzz.errors import EntryError, StoreError, UsageError
+from bzzz.errors import StoreError, UsageError
 from bzzz.mesh.mesh import PROFILE, Mesh
 from bzzz.runtime.election import ElectionRunner
 
@@ -39,8 +38,7 @@ class ClaimService:
         self._entries: list[cl.ClaimEntry] = []
         self._leaders: dict[int, bytes] = {}
         self._max_tasks: dict[bytes, int] = {}
-        self._read_to = 0
-        self._seen = -1  # the mesh's arrivals stamp when we last read the logs
+        self._feed = mesh.arrivals.feed(WATCHED)
         self._admin = False
         self._reissued_term = 0
         self._waiting: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
@@ -100,12 +98,7 @@ class ClaimService:
             await self._refresh_book()
 
     async def _refresh_book(self) -> None:
-        stamp = self.mesh.arrivals.stamp
-        if self.mesh.arrivals.since(WATCHED, self._seen):
-            fresh = await asyncio.to_thread(self._read_new)
-            self._seen = stamp
-        else:
-            fresh = []
+        fresh = await self._feed.fresh(self.mesh.store)
         proof = await self.election.leadership()
         new: list[cl.ClaimEntry] = []
         for entry in fresh:
@@ -128,15 +121,6 @@ class ClaimService:
         elif new:
             cl.apply_claims(self.book, new, leaders)
         self._settle_waiters()
-
-    def _read_new(self) -> list[Entry]:
-        out: list[Entry] = []
-        while page := self.mesh.store.notifications(after=self._read_to, kinds=WATCHED, limit=5000):
-            for stored in page:
-                with contextlib.suppress(EntryError):
-                    out.append(stored.decode())
-            self._read_to = page[-1].position
-        return out
 
     def _leads_proven_term(self) -> int | None:
         e = self.election.election

@@ -72,8 +72,8 @@ class ElectionRunner:
         self._task: asyncio.Task[None] | None = None
         self._votes: list[lead.Vote] = []
         self._claims: list[lead.LeaderClaim] = []
-        self._read_to = 0
-        self._seen = -1  # the mesh's arrivals stamp when we last read the logs
+        self._feed = mesh.arrivals.feed(lead.KINDS)
+        self._reading = asyncio.Lock()  # one reader of the feed at a time: no entry twice
         self._proof: tuple[frozenset[bytes], lead.Leadership] | None = None
         self._alerted_terms: set[int] = set()
         self._proving: set[asyncio.Task[None]] = set()
@@ -253,23 +253,11 @@ class ElectionRunner:
         """Leadership as the logs prove it; raises a split-brain alert once per term.
         Asked on every change, so it reads and folds only when votes or claims came."""
         voters = self.voters()
-        stamp = self.mesh.arrivals.stamp
-        if not self.mesh.arrivals.since(lead.KINDS, self._seen):
-            if self._proof is not None and self._proof[0] == voters:
+        async with self._reading:
+            fresh = await self._feed.fresh(self.mesh.store)
+            if not fresh and self._proof is not None and self._proof[0] == voters:
                 return self._proof[1]
-            fresh = []
-        else:
-            fresh = await asyncio.to_thread(self._read_new)
-            self._seen = stamp
-        for entry in fresh:
-            if entry.kind == lead.VOTE:
-                vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
-                if vote is not None:
-                    self._votes.append(vote)
-            else:
-                claim = lead.parse_leader(entry.author, entry.body, entry.ts)
-                if claim is not None:
-                    self._claims.append(claim)
+            self._note_proofs(fresh)
         result = lead.prove_leadership(self._votes, self._claims, voters)
         self._proof = (voters, result)
         for term, leaders in result.split_brain.items():
@@ -282,16 +270,16 @@ class ElectionRunner:
                 await self._apply(self.election.split_brain(term, now_ms(), self.rng))
         return result
 
-    def _read_new(self) -> list[Entry]:
-        entries: list[Entry] = []
-        while True:
-            page = self.mesh.store.notifications(after=self._read_to, kinds=lead.KINDS)
-            for stored in page:
-                with contextlib.suppress(EntryError):
-                    entries.append(stored.decode())
-            if not page:
-                return entries
-            self._read_to = page[-1].position
+    def _note_proofs(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            if entry.kind == lead.VOTE:
+                vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
+                if vote is not None:
+                    self._votes.append(vote)
+            else:
+                claim = lead.parse_leader(entry.author, entry.body, entry.ts)
+                if claim is not None:
+                    self._claims.append(claim)
 
     async def proven_leader(self) -> bytes | None:
         """The leader we follow (or are), if the logs we hold prove it for its term."""

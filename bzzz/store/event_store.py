@@ -49,6 +49,8 @@ from bzzz.store.urls import StoreUrl
 # Writers retry a lost race with jittered backoff until this many seconds have passed.
 WRITE_DEADLINE_S = 60.0
 T = TypeVar("T")
+# An entry this process stored, with its position in local arrival order.
+Written = tuple[int, Entry]
 
 
 def _retrying(attempt: Callable[[], T], what: str) -> T:
@@ -124,6 +126,13 @@ class EventStore:
         # the retry reads afresh.
         self._known: dict[bytes, StoredHead] | None = None
         self._seen_lamport = 0
+        self._listeners: list[Callable[[list[Written]], None]] = []
+
+    def on_write(self, listener: Callable[[list[Written]], None]) -> None:
+        """Call `listener` after each commit of entries, in the writing thread, with
+        what was stored in position order: a reader in this process then need not query
+        for what it could have been handed."""
+        self._listeners.append(listener)
 
     @property
     def engine(self) -> Engine:
@@ -375,8 +384,11 @@ class EventStore:
         try:
             with self.datastore.transaction(commit=True) as session:
                 _set_durability(session, clock is not None, self.url.is_sqlite)
-                if stored_events:
-                    self.recorder.insert_events(stored_events, session=session)
+                positions = (
+                    self.recorder.insert_events(stored_events, session=session) or []
+                    if stored_events
+                    else []
+                )
                 forked_at: dict[bytes, int] = {}
                 for entry, seq in fork_evidence:
                     forked_at[entry.author] = min(seq, forked_at.get(entry.author, seq))
@@ -390,3 +402,7 @@ class EventStore:
             raise ConflictError(str(exc)) from None
         except (sqlalchemy.exc.SQLAlchemyError, PersistenceError) as exc:
             raise StoreError(f"could not write to {self.url.display()}: {one_line(exc)}") from None
+        if self._listeners and entries:
+            written = list(zip(positions, entries, strict=True))
+            for listener in self._listeners:
+                listener(written)
