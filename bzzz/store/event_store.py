@@ -15,15 +15,14 @@ import contextlib
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy.exc
 from eventsourcing.persistence import IntegrityError as EsIntegrityError
 from eventsourcing.persistence import PersistenceError, StoredEvent
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
-from sqlalchemy import Engine, func, insert, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, func, insert, inspect, select
 
 from bzzz.domain.chain import Head
 from bzzz.domain.entry import Entry, create_entry, decode_entry
@@ -69,7 +68,7 @@ def _retrying(attempt: Callable[[], T], what: str) -> T:
             delay = min(delay * 2, 0.25)
 
 
-def _set_durability(session: Session, durable: bool, sqlite: bool) -> None:
+def _set_durability(conn: Connection, durable: bool, sqlite: bool) -> None:
     """Own entries are fsynced at commit: one that was sent and then lost would make this
     node sign a different entry at the same seq, a fork of its own log. Entries from
     peers are not: losing the last few to a power cut only means fetching them again,
@@ -80,9 +79,9 @@ def _set_durability(session: Session, durable: bool, sqlite: bool) -> None:
     before the first statement; PostgreSQL takes it for the transaction."""
     if sqlite:
         level = "FULL" if durable else "NORMAL"
-        session.connection().exec_driver_sql(f"PRAGMA synchronous={level}")
+        conn.exec_driver_sql(f"PRAGMA synchronous={level}")
     elif not durable:
-        session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
 class EventStore:
@@ -367,6 +366,22 @@ class EventStore:
     def _held(self, author: bytes, after: int, upto: int) -> list[StoredEntry]:
         return self.entries(author, after=after, upto=upto)
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """One write transaction on a Core connection. eventsourcing's ORM session
+        costs about as much Python per write as the statements themselves, and a daemon
+        stores one small batch at a time. Writers in this process still queue on the
+        datastore's SQLite write lock, as eventsourcing's own transactions do."""
+        lock = self.datastore.write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        finally:
+            if lock is not None:
+                lock.release()
+
     def _write(
         self,
         entries: list[Entry],
@@ -382,22 +397,18 @@ class EventStore:
         originators = {author: originator_of(author) for author in {e.author for e in entries}}
         stored_events = [StoredEvent(originators[e.author], e.seq, e.kind, e.raw) for e in entries]
         try:
-            with self.datastore.transaction(commit=True) as session:
-                _set_durability(session, clock is not None, self.url.is_sqlite)
-                positions = (
-                    self.recorder.insert_events(stored_events, session=session) or []
-                    if stored_events
-                    else []
-                )
+            with self._writing() as conn:
+                _set_durability(conn, clock is not None, self.url.is_sqlite)
+                positions = self.recorder.insert_rows(conn, stored_events)
                 forked_at: dict[bytes, int] = {}
                 for entry, seq in fork_evidence:
                     forked_at[entry.author] = min(seq, forked_at.get(entry.author, seq))
                 for author, (before, after) in heads.items():
-                    move_head(session, before, after, forked_at.pop(author, None), clock)
+                    move_head(conn, before, after, forked_at.pop(author, None), clock)
                 for author, seq in forked_at.items():
-                    mark_forked(session, author, seq)
+                    mark_forked(conn, author, seq)
                 for entry, _ in fork_evidence:
-                    record_fork(session, entry)
+                    record_fork(conn, entry)
         except (sqlalchemy.exc.IntegrityError, EsIntegrityError) as exc:
             raise ConflictError(str(exc)) from None
         except (sqlalchemy.exc.SQLAlchemyError, PersistenceError) as exc:

@@ -3,8 +3,7 @@ fork evidence. Each runs inside the transaction that stores the entries."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from bzzz.domain.chain import Head
 from bzzz.domain.entry import Entry
@@ -36,7 +35,7 @@ _HIGHEST_CLOCK = select(func.max(_h.lamport))
 
 
 def move_head(
-    session: Session,
+    conn: Connection,
     before: StoredHead | None,
     after: Head,
     forked_seq: int | None,
@@ -45,7 +44,6 @@ def move_head(
     """Move a head from `before` to `after`, or raise ConflictError if it is not where
     the writer thought (another writer, a fork found meanwhile, a newer clock). The
     statements are built once: building them per call cost more than running them."""
-    conn = session.connection()
     moved = {"a_seq": after.seq, "a_hash": after.hash, "a_lamport": after.lamport}
     if before is None:
         if clock is not None:
@@ -62,23 +60,23 @@ def move_head(
     if result.rowcount != 1:
         raise ConflictError("head moved")
     if forked_seq is not None:
-        mark_forked(session, after.author, forked_seq)
+        mark_forked(conn, after.author, forked_seq)
 
 
-def mark_forked(session: Session, author: bytes, seq: int) -> None:
+def mark_forked(conn: Connection, author: bytes, seq: int) -> None:
     h = tables.heads.c
-    session.execute(
+    conn.execute(
         update(tables.heads)
         .where(h.author == author, (h.forked_seq.is_(None)) | (h.forked_seq > seq))
         .values(forked_seq=seq)
     )
 
 
-def record_fork(session: Session, entry: Entry) -> None:
+def record_fork(conn: Connection, entry: Entry) -> None:
     f = tables.forks.c
-    exists = session.execute(select(f.id).where(f.hash == entry.hash)).first()
+    exists = conn.execute(select(f.id).where(f.hash == entry.hash)).first()
     if exists is None:
-        session.execute(
+        conn.execute(
             insert(tables.forks).values(
                 author=entry.author, seq=entry.seq, hash=entry.hash, raw=entry.raw
             )
