@@ -407,7 +407,12 @@ class Mesh:
         if report.forks or any(e.kind in ms.KINDS for e in report.accepted):
             await self.refresh()
         elif report.accepted:
-            self._wake_all()
+            # Only a session that would forward something wakes: in a full mesh every
+            # peer has it from its author, and ten needless wake-ups per entry add up.
+            for other in self.sessions.values():
+                if other.may_lack(touched):
+                    other.wake.set()
+            self._heads_moved()
         for fork in report.forks:
             if fork.author not in self._alerted_forks:
                 self._alerted_forks.add(fork.author)

@@ -240,6 +240,16 @@ class PeerSession:
             while await self._send_some():
                 pass
 
+    def may_lack(self, heads: dict[bytes, int]) -> bool:
+        """Whether this peer may lack, and we would send it, any of these logs up to
+        these seqs: the rule of `_send_some`, for one batch of news."""
+        for author, seq in heads.items():
+            if seq <= max(self.their_heads.get(author, 0), self.sent.get(author, 0)):
+                continue
+            if author == self.mesh.me or author not in self.their_links:
+                return True
+        return False
+
     async def _send_some(self) -> bool:
         """Send one frame of what the peer lacks; False when it lacks nothing."""
         raws = await self.mesh.missing_forks(self.sent_forks)
