@@ -78,7 +78,7 @@ def main() -> None:
                             unanswered.append(task)
 
             pids = [a.proc.pid for a in agents if a.proc is not None]
-            cpu_before = sum(cpu_seconds(p) for p in pids)
+            cpu_before = [cpu_seconds(p) for p in pids]
             began = time.monotonic()
             threads = [threading.Thread(target=race, args=(a, i)) for i, a in enumerate(agents)]
             for thread in threads:
@@ -86,7 +86,7 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             seconds = time.monotonic() - began
-            cores_busy = (sum(cpu_seconds(p) for p in pids) - cpu_before) / seconds
+            busy = [(cpu_seconds(p) - b) / seconds for p, b in zip(pids, cpu_before, strict=True)]
             views = [ask(a.home, {"op": "claims"}) or {} for a in agents]
             holders_seen = [
                 {row["task"]: row["holder"] for row in view.get("claims", [])} for view in views
@@ -101,7 +101,8 @@ def main() -> None:
         "tasks": args.tasks,
         "requests": len(granted_ms) + len(refused_ms) + len(unanswered),
         "seconds": round(seconds, 1),
-        "daemons_cores_busy": round(cores_busy, 2),
+        "daemons_cores_busy": round(sum(busy), 2),
+        "busiest_daemon_cores": round(max(busy), 2),
         "granted": len(granted_ms),
         "grant_p50_ms": round(percentile(granted_ms, 0.5), 1),
         "grant_p99_ms": round(percentile(granted_ms, 0.99), 1),
