@@ -281,3 +281,51 @@ def test_election_triggers_discovery_failure_and_split_brain() -> None:
     sim.advance(sim.now + 3000)
     (again,) = sim.current_leaders()
     assert sim.nodes[again].term > term and sim.nodes[again].trigger == Trigger.SPLIT_BRAIN
+
+
+def test_a_follower_answers_a_new_leader_at_once_then_every_beat_reply_ms() -> None:
+    a, b, c = (bytes([n]) * 32 for n in range(1, 4))
+    rng = random.Random(8)
+    voter = Election(c, frozenset([a, b, c]), term=1)
+    voter.start(0, rng)
+    every = voter.settings.beat_reply_ms
+    assert 100 < every <= voter.settings.election_min_ms // 4
+
+    def answered(term: int, leader: bytes, at: int, target: bytes = b"") -> bool:
+        beat = Message(Kind.BEAT, term, leader, c, stamp=at, target=target)
+        return any(
+            isinstance(x, Send) and x.message.kind == Kind.BEAT_REPLY
+            for x in voter.receive(beat, at, rng)
+        )
+
+    assert answered(1, a, 100)
+    assert not answered(1, a, 200)
+    assert answered(1, a, 100 + every)
+    assert answered(1, a, 110 + every, target=b)  # a transfer beat, always
+    assert answered(2, a, 120 + every)  # a new term of the same leader
+    assert answered(3, b, 130 + every)  # a new leader
+
+
+def test_a_leader_answered_every_beat_reply_ms_keeps_its_lease_and_its_quorum() -> None:
+    a, b, c = (bytes([n]) * 32 for n in range(1, 4))
+    rng = random.Random(9)
+    nodes = {n: Election(n, frozenset([a, b, c])) for n in (a, b, c)}
+    for node in nodes.values():
+        node.start(0, rng)
+    leader = nodes[a]
+    inbox = leader.tick(leader.deadline, rng)  # a stands
+    now, leased_since = leader.deadline, None
+    for now in range(now, now + 10_000, 10):
+        actions = [*inbox, *leader.tick(now, rng)]
+        inbox = []
+        for action in actions:
+            if isinstance(action, Send):
+                reply = nodes[action.message.dst].receive(action.message, now, rng)
+                for back in reply:
+                    if isinstance(back, Send):
+                        inbox += leader.receive(back.message, now, rng)
+        if leader.has_lease(now) and leased_since is None:
+            leased_since = now
+        if leased_since is not None:
+            assert leader.role == LEADER and leader.has_lease(now), now
+    assert leased_since is not None

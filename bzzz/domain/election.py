@@ -56,6 +56,14 @@ class Settings:
     election_min_ms: int = 1000
     election_max_ms: int = 2000
 
+    @property
+    def beat_reply_ms(self) -> int:
+        """How often a follower answers its leader's beats. Answers keep the lease
+        and CheckQuorum, which look back one minimum election timeout: one answer in a
+        quarter of that keeps both with room for three lost in a row, at a third of
+        the messages a leader handles when every beat is answered."""
+        return min(3 * self.heartbeat_ms, self.election_min_ms // 4)
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -150,6 +158,7 @@ class Election:
     _transfer_until: int = 0
     _beat_stamp: int = 0  # the newest beat's stamp from the leader we follow
     _transfer_ok: tuple[int, bytes] | None = None  # (term, candidate) a beat named
+    _answered: tuple[int, bytes, int] | None = None  # (term, leader, when) of our last answer
 
     @property
     def transferring_to(self) -> bytes | None:
@@ -419,7 +428,18 @@ class Election:
             self._beat_stamp = msg.stamp
             self._transfer_ok = (msg.term, msg.target) if msg.target else None
         self._reset_deadline(now, rng)
-        return [*actions, self._reply(msg, Kind.BEAT_REPLY, True)]
+        # A new leader or term is answered at once (its lease starts from nothing), then
+        # every `beat_reply_ms`; a transfer beat always, so the leader sees it was heard.
+        last = self._answered
+        if (
+            last is None
+            or last[:2] != (msg.term, msg.src)
+            or msg.target
+            or now - last[2] >= self.settings.beat_reply_ms
+        ):
+            self._answered = (msg.term, msg.src, now)
+            actions.append(self._reply(msg, Kind.BEAT_REPLY, True))
+        return actions
 
     def _stand_now(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
         """The leader hands over to us: stand at once, no PreVote (the voters let us
