@@ -314,8 +314,8 @@ def test_a_leader_answered_every_beat_reply_ms_keeps_its_lease_and_its_quorum() 
         node.start(0, rng)
     leader = nodes[a]
     inbox = leader.tick(leader.deadline, rng)  # a stands
-    now, leased_since = leader.deadline, None
-    for now in range(now, now + 10_000, 10):
+    start, leased_since = leader.deadline, None
+    for now in range(start, start + 10_000, 10):
         actions = [*inbox, *leader.tick(now, rng)]
         inbox = []
         for action in actions:
