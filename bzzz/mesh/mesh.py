@@ -459,6 +459,7 @@ class Mesh:
                 encode_payload(body),
                 now_ms(),
             )
+            self._publish()
         await self.refresh()
         log.info("admitted %s (%s) as %s", login.join_name, login.peer.hex()[:12], invite.role)
         return True
