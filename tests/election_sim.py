@@ -160,6 +160,10 @@ class Sim:
             victim, when = rng.choice(self.ids), rng.randint(0, end)
             self._at(when, "crash", victim)
             self._at(when + rng.randint(50, 2500), "restart", victim)
+        for _ in range(rng.randint(1, 4) if f.partitions else 0):
+            # A connection drops and is redialled while both ends live (messages flow).
+            a, b = rng.sample(self.ids, 2)
+            self._at(rng.randint(0, end), "link_lost", (a, b))
         for _ in range(rng.randint(2, 6) if f.transfers else 0):
             self._at(rng.randint(0, end), "transfer", rng.choice(self.ids))
 
@@ -184,10 +188,22 @@ class Sim:
             shuffled = self.rng.sample(self.ids, len(self.ids))
             cut = self.rng.randint(1, len(shuffled) - 1)
             self.groups = [frozenset(shuffled[:cut]), frozenset(shuffled[cut:])]
+            for a in shuffled[:cut]:
+                for b in shuffled[cut:]:
+                    self._lose_link(a, b)
+                    self._lose_link(b, a)
         elif kind == "heal":
             self.groups = None
         elif kind == "crash" and payload in self.nodes:
             del self.nodes[payload]
+            for other in self.ids:
+                if other != payload:
+                    self._lose_link(other, payload)
+        elif kind == "link_lost":
+            node_id, peer = payload
+            if node_id in self.nodes and not self._held(node_id, kind, payload):
+                self.nodes[node_id].link_lost(peer, self.now, self.rng)
+                self._apply(node_id, [])
         elif kind == "restart" and payload not in self.nodes:
             self._boot(payload)
         elif kind == "pause" and payload in self.nodes:
@@ -206,6 +222,13 @@ class Sim:
             node_id = payload.dst
             if node_id in self.nodes and not self._held(node_id, kind, payload):
                 self._apply(node_id, self.nodes[node_id].receive(payload, self.now, self.rng))
+
+    def _lose_link(self, node_id: bytes, peer: bytes) -> None:
+        """`node_id` sees its connection to `peer` close after what was in flight on it,
+        or never (a cut cable may go unnoticed until the timeouts find it)."""
+        if self.rng.random() < 0.8:
+            delay = self.faults.max_delay_ms + self.rng.randint(0, self.faults.max_delay_ms)
+            self._at(self.now + delay, "link_lost", (node_id, peer))
 
     def _held(self, node_id: bytes, kind: str, payload: Any) -> bool:
         """A paused node handles nothing until it resumes; what arrived waits (reordered)."""

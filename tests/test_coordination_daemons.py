@@ -54,7 +54,10 @@ def test_leader_kill_gives_a_new_proven_leader(trio: list[Agent]) -> None:
     )
     assert rest[0].election()["term"] > term
     history = rest[0].election()["history"]
-    assert history[-1]["leader"] == second and history[-1]["trigger"] == "heartbeat-timeout"
+    assert history[-1]["leader"] == second
+    # The killed leader's sockets closed; a survivor whose random timeout was due sooner
+    # anyway stands on that instead.
+    assert history[-1]["trigger"] in ("leader-link-lost", "heartbeat-timeout")
     assert all(h["votes"] >= 2 for h in history)
     old.start()  # the old leader comes back as a follower of the new one
     wait_for(lambda: proven_leader(trio) == second, timeout=30, what="the old leader to follow")

@@ -20,6 +20,7 @@ from bzzz.domain.election import (
     Message,
     PersistVote,
     Send,
+    Settings,
     Trigger,
 )
 from bzzz.domain.payload import encode_payload
@@ -251,12 +252,21 @@ def test_only_the_newest_beat_says_whom_a_voter_may_elect_past_its_leader() -> N
     assert not _granted(voter.receive(Message(Kind.VOTE, 3, a, c), 320, rng))
 
 
-def test_a_stale_timeout_now_does_not_make_a_node_stand() -> None:
-    a, b, c = (bytes([n]) * 32 for n in range(1, 4))
-    rng = random.Random(6)
-    node = Election(b, frozenset([a, b, c]), term=1)
+ABC = tuple(bytes([n]) * 32 for n in range(1, 4))
+
+
+def _following_a(me: bytes, seed: int, at: int) -> tuple[Election, random.Random]:
+    """A voter of {a, b, c} in term 1 that heard a's beat at `at`."""
+    rng = random.Random(seed)
+    node = Election(me, frozenset(ABC), term=1)
     node.start(0, rng)
-    node.receive(Message(Kind.BEAT, 1, a, b, stamp=500), 500, rng)
+    node.receive(Message(Kind.BEAT, 1, ABC[0], me, stamp=at), at, rng)
+    return node, rng
+
+
+def test_a_stale_timeout_now_does_not_make_a_node_stand() -> None:
+    a, b, c = ABC
+    node, rng = _following_a(b, 6, 500)
     assert node.receive(Message(Kind.TIMEOUT_NOW, 1, a, b, stamp=400), 510, rng) == []
     assert node.receive(Message(Kind.TIMEOUT_NOW, 1, c, b, stamp=600), 510, rng) == []
     stood = node.receive(Message(Kind.TIMEOUT_NOW, 1, a, b, stamp=600), 610, rng)
@@ -329,3 +339,45 @@ def test_a_leader_answered_every_beat_reply_ms_keeps_its_lease_and_its_quorum() 
         if leased_since is not None:
             assert leader.role == LEADER and leader.has_lease(now), now
     assert leased_since is not None
+
+
+def test_a_follower_that_loses_its_link_to_the_leader_stands_once_stickiness_ends() -> None:
+    settings = Settings()
+    low, high = settings.lost_leader_jitter_ms
+    retry = settings.contested_retry_ms[1]
+    lost = prompt = 0
+    for seed in range(200):
+        sim = Sim(seed, 3, Faults(), duration_ms=3000).run()
+        (leader,) = sim.current_leaders()
+        term = sim.nodes[leader].term
+        del sim.nodes[leader]  # killed: its sockets close, its followers notice at once
+        followers = list(sim.nodes)
+        for follower in followers:  # after the beats that were on the way
+            sim._at(sim.now + sim.faults.max_delay_ms, "link_lost", (follower, leader))
+        last_beat = max(sim.nodes[f].leader_seen or 0 for f in followers)
+        # Standing, PreVote and vote round trips take at most 4 delays of 5 ms.
+        sim.advance(last_beat + settings.election_min_ms + high + 20)
+        prompt += len(sim.current_leaders()) == 1
+        # Two that stood at once split the vote, meet as rivals, and retry soon.
+        sim.advance(sim.now + retry + 40)
+        (new,) = sim.current_leaders()
+        assert sim.nodes[new].term in (term + 1, term + 2), seed
+        # (unless its random timeout, drawn at the last beat, came sooner anyway)
+        assert sim.nodes[new].trigger in (Trigger.LEADER_LOST, Trigger.HEARTBEAT_TIMEOUT)
+        lost += sim.nodes[new].trigger == Trigger.LEADER_LOST
+        assert sim.nodes[new].elected_at - last_beat >= settings.election_min_ms + low
+    assert lost > 150 and prompt > 180
+
+
+def test_a_lost_link_to_anyone_but_the_leader_changes_nothing() -> None:
+    a, b, c = ABC
+    node, rng = _following_a(c, 10, 100)
+    deadline = node.deadline
+    node.link_lost(b, 150, rng)
+    assert node.deadline == deadline
+    node.link_lost(a, 150, rng)
+    low, high = node.settings.lost_leader_jitter_ms
+    assert 100 + 1000 + low <= node.deadline <= min(deadline, 100 + 1000 + high)
+    node.receive(Message(Kind.BEAT, 1, a, c, stamp=200), 200, rng)  # redialled, beats again
+    (started, *_) = node.tick(node.deadline, rng)
+    assert isinstance(started, ElectionStarted) and started.trigger == Trigger.HEARTBEAT_TIMEOUT

@@ -43,6 +43,7 @@ class Trigger(StrEnum):
 
     NO_LEADER = "no-leader"  # never heard of one: start-up, or no peers reachable
     HEARTBEAT_TIMEOUT = "heartbeat-timeout"
+    LEADER_LOST = "leader-link-lost"  # the connection to the leader closed, then a timeout
     QUORUM_LOSS = "quorum-loss"
     DISCOVERY_FAILURE = "discovery-failure"  # no other voter reachable when it timed out
     SPLIT_BRAIN = "split-brain"  # two proven leaders in one term: everyone starts over
@@ -63,6 +64,20 @@ class Settings:
         quarter of that keeps both with room for three lost in a row, at a third of
         the messages a leader handles when every beat is answered."""
         return min(3 * self.heartbeat_ms, self.election_min_ms // 4)
+
+    @property
+    def lost_leader_jitter_ms(self) -> tuple[int, int]:
+        """How long after stickiness ends a follower that lost its link to the leader
+        stands. The floor lets the other followers' stickiness (from the same last beat,
+        heard a little later or earlier) end first; the spread keeps two of them from
+        standing in the same round trip and splitting the vote."""
+        return self.heartbeat_ms // 10, 2 * self.heartbeat_ms
+
+    @property
+    def contested_retry_ms(self) -> tuple[int, int]:
+        """How soon a candidate that met a rival in its term stands again: time for
+        the rival's first beat if it won, and a spread against a second split."""
+        return self.heartbeat_ms, 3 * self.heartbeat_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +174,7 @@ class Election:
     _beat_stamp: int = 0  # the newest beat's stamp from the leader we follow
     _transfer_ok: tuple[int, bytes] | None = None  # (term, candidate) a beat named
     _answered: tuple[int, bytes, int] | None = None  # (term, leader, when) of our last answer
+    _lost_leader: bool = False  # the link to the leader we follow closed
 
     @property
     def transferring_to(self) -> bytes | None:
@@ -201,6 +217,8 @@ class Election:
         if now >= self.deadline and self.is_voter:
             if not self.reachable:
                 trigger = Trigger.DISCOVERY_FAILURE
+            elif self._lost_leader and self.leader is not None:
+                trigger = Trigger.LEADER_LOST
             elif self.leader is not None:
                 trigger = Trigger.HEARTBEAT_TIMEOUT
             else:
@@ -244,6 +262,19 @@ class Election:
         self._acked, self._lease_floor = {}, now
         return [TransferStarted(self.term, target), *self._beat(now)]
 
+    def link_lost(self, peer: bytes, now: int, rng: random.Random) -> None:
+        """The connection to `peer` closed. If it is our leader (a crashed process closes
+        its sockets at once), stand as soon as stickiness allows rather than after a
+        full random timeout. Safe as any timeout is: standing still waits out the
+        minimum election timeout from the last beat, and every voter still refuses
+        while it heard a leader within its own."""
+        if self.role != FOLLOWER or peer != self.leader or self.leader_seen is None:
+            return
+        low, high = self.settings.lost_leader_jitter_ms
+        at = self.leader_seen + self.settings.election_min_ms + rng.randint(low, high)
+        if at < self.deadline:
+            self.deadline, self._lost_leader = max(at, now), True
+
     def split_brain(self, term: int, now: int, rng: random.Random) -> list[Action]:
         """The logs prove two leaders in `term`. It must not happen; if it does, every
         node of that term forgets its leader and the cluster elects afresh."""
@@ -274,6 +305,7 @@ class Election:
 
     def _pre_vote(self, now: int, rng: random.Random, trigger: Trigger) -> list[Action]:
         self.role, self.leader, self.trigger = PRE_CANDIDATE, None, trigger
+        self._lost_leader = False
         self._granted = {self.me}
         self._reset_deadline(now, rng)
         if len(self._granted) >= self.majority:
@@ -366,7 +398,7 @@ class Election:
         if msg.kind == Kind.VOTE:
             return actions + self._answer_vote(msg, now, rng)
         if msg.kind == Kind.VOTE_REPLY:
-            return actions + self._count_vote(msg, now)
+            return actions + self._count_vote(msg, now, rng)
         if msg.kind == Kind.BEAT:
             return actions + self._follow(msg, now, rng)
         if msg.kind == Kind.TIMEOUT_NOW:
@@ -395,7 +427,18 @@ class Election:
                 return self._campaign(now, rng, self.trigger)
         return []
 
+    def _contested(self, now: int, rng: random.Random) -> None:
+        """A rival stands in our term, or a voter chose one: the vote may be split, and
+        with a voter down nobody may win it. Stand again soon rather than after a whole
+        timeout, through PreVote, so a rival that did win is not disturbed (its voters
+        heard it and refuse)."""
+        if self.role == CANDIDATE:
+            low, high = self.settings.contested_retry_ms
+            self.deadline = min(self.deadline, now + rng.randint(low, high))
+
     def _answer_vote(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
+        if msg.term == self.term and self.voted_for == self.me:
+            self._contested(now, rng)
         if msg.term < self.term or msg.src not in self.voters or not self.is_voter:
             return [self._reply(msg, Kind.VOTE_REPLY, False)]
         if self.voted_for not in (None, msg.src):
@@ -406,11 +449,13 @@ class Election:
         reply = self._reply(msg, Kind.VOTE_REPLY, True)
         return [PersistVote(self.term, msg.src), reply] if first else [reply]
 
-    def _count_vote(self, msg: Message, now: int) -> list[Action]:
-        if self.role != CANDIDATE or msg.term != self.term or not msg.granted:
+    def _count_vote(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
+        if self.role != CANDIDATE or msg.term != self.term or msg.src not in self.voters:
             return []
-        if msg.src in self.voters:
-            self._granted.add(msg.src)
+        if not msg.granted:
+            self._contested(now, rng)
+            return []
+        self._granted.add(msg.src)
         if len(self._granted) >= self.majority:
             return self._become_leader(now)
         return []
@@ -424,6 +469,7 @@ class Election:
         if msg.src != self.leader:
             self._beat_stamp = 0
         self.role, self.leader, self.leader_seen = FOLLOWER, msg.src, now
+        self._lost_leader = False
         if msg.stamp >= self._beat_stamp:  # a late, reordered beat changes nothing
             self._beat_stamp = msg.stamp
             self._transfer_ok = (msg.term, msg.target) if msg.target else None

@@ -121,6 +121,7 @@ class Mesh:
         self._written: list[Written] = []  # stored by our writes, not yet published
         store.on_write(self._stored)
         self.election_handler: Callable[[ElectionMsg], None] | None = None
+        self.link_lost_handler: Callable[[bytes], None] | None = None
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
 
@@ -500,6 +501,8 @@ class Mesh:
                 log.info("disconnected from %s: %s", peer.hex()[:12], reason)
                 self._links_changed()
                 self._wake_all()
+                if self.link_lost_handler is not None:
+                    self.link_lost_handler(peer)
             close()
 
     def _links_changed(self) -> None:

@@ -10,6 +10,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bzzz.clock import now_ms
@@ -50,6 +51,11 @@ ALERT_SPLIT_BRAIN = "alert.split_brain"
 AdminSwitch = Callable[[bool], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class LinkLost:
+    peer: bytes
+
+
 class ElectionRunner:
     def __init__(
         self,
@@ -67,7 +73,7 @@ class ElectionRunner:
         self._next_transfer_check = 0.0
         self.rng = random.SystemRandom()
         self.election = Election(mesh.me, self.voters(), settings)
-        self._inbox: asyncio.Queue[Message] = asyncio.Queue(INBOX)
+        self._inbox: asyncio.Queue[Message | LinkLost] = asyncio.Queue(INBOX)
         self._leaderless_since: int | None = now_ms()
         self._task: asyncio.Task[None] | None = None
         self._votes: list[lead.Vote] = []
@@ -90,10 +96,12 @@ class ElectionRunner:
         self.election.term, self.election.voted_for = term, voted
         self.election.start(now_ms(), self.rng)
         self.mesh.election_handler = self._deliver
+        self.mesh.link_lost_handler = self._deliver_link_lost
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
         self.mesh.election_handler = None
+        self.mesh.link_lost_handler = None
         tasks = [*self._proving, *([self._task] if self._task else [])]
         for task in tasks:
             task.cancel()
@@ -123,9 +131,12 @@ class ElectionRunner:
             after = page[-1].position
         return term, voted
 
-    def _deliver(self, message: Message) -> None:
+    def _deliver(self, message: Message | LinkLost) -> None:
         with contextlib.suppress(asyncio.QueueFull):  # a flood only loses election chatter
             self._inbox.put_nowait(message)
+
+    def _deliver_link_lost(self, peer: bytes) -> None:
+        self._deliver(LinkLost(peer))
 
     async def _loop(self) -> None:
         while True:
@@ -147,7 +158,11 @@ class ElectionRunner:
             except TimeoutError:
                 actions = self.election.tick(now_ms(), self.rng)
             else:
-                actions = self.election.receive(message, now_ms(), self.rng)
+                if isinstance(message, LinkLost):
+                    self.election.link_lost(message.peer, now_ms(), self.rng)
+                    actions = []
+                else:
+                    actions = self.election.receive(message, now_ms(), self.rng)
             try:
                 await self._apply(actions)
             except StoreError as error:
