@@ -206,8 +206,31 @@ def test_own_entries_are_fsynced_and_peer_entries_are_not(tmp_path, alice) -> No
         lambda _c, _cur, stmt, *_: pragmas.append(stmt) if stmt.startswith("PRAGMA sync") else None,
     )
     store.append(alice, "task.note", BODY, 1)
-    store.ingest(e.raw for e in build_chain(make_signer(9), 2))
-    assert pragmas == ["PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL"]
+    chain = build_chain(make_signer(9), 3)
+    store.ingest(e.raw for e in chain[:2])
+    store.ingest([chain[2].raw])  # the kept connection is already at NORMAL
+    store.append(alice, "task.note", BODY, 2)
+    assert pragmas == [
+        "PRAGMA synchronous=FULL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA synchronous=FULL",
+    ]
+    store.close()
+
+
+@pytest.mark.postgres
+def test_a_write_connection_the_server_dropped_is_replaced(postgres_url: str, alice) -> None:  # type: ignore[no-untyped-def]
+    store = EventStore(resolve_store_url(postgres_url))
+    store.append(alice, "task.note", BODY, 1)
+    with store.engine.connect() as admin:
+        admin.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with pytest.raises(StoreError, match="could not write"):
+        store.append(alice, "task.note", BODY, 2)  # on the connection the server dropped
+    store.append(alice, "task.note", BODY, 3)
+    assert [e.seq for e in store.entries(alice.public_key)] == [1, 2]
     store.close()
 
 
