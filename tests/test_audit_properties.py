@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bzzz.audit import audit_store
+from bzzz.audit.runner import seq_ranges
 from bzzz.store import EventStore
 from bzzz.store.urls import resolve_store_url
 from tests import tamper
@@ -150,3 +151,21 @@ def test_garbage_of_any_type_in_any_column_is_reported_never_a_crash(
     changed = value != original and not (isinstance(value, float) and value == original)
     if changed and not (table == "bzzz_entries" and column == "id"):
         assert not report.ok, (table, column, value)
+
+
+def test_a_row_claiming_a_huge_seq_is_reported_without_a_range_per_50000_seqs(
+    template: Path, tmp_path: Path
+) -> None:
+    """Found by the property above: one row set to seq 2**40 made the audit plan 22
+    million chunks and run out of memory."""
+    import sqlite3
+
+    target = tmp_path / "huge.db"
+    shutil.copy(template, target)
+    with sqlite3.connect(target) as conn:
+        conn.execute("UPDATE bzzz_entries SET originator_version = ? WHERE rowid = 2", (2**40,))
+    report = audit_store(resolve_store_url(f"sqlite:///{target}"))
+    assert {"missing", "misplaced"} <= {f.code for f in report.findings}
+    assert seq_ranges(2**40, 8) == [(0, 2**40)]
+    assert seq_ranges(120_000, 120_000) == [(0, 50_000), (50_000, 100_000), (100_000, 120_000)]
+    assert seq_ranges(0, 0) == []

@@ -90,6 +90,18 @@ def audit_store(
     return report
 
 
+def seq_ranges(highest: int, rows: int) -> list[tuple[int, int]]:
+    """The seq ranges (after, upto] a log is checked in, of CHUNK_ENTRIES seqs each. As
+    many as the rows held need: a damaged row can claim any seq (2**40, say), and the
+    last range then reaches it instead of the audit making a range for every 50,000
+    seqs on the way."""
+    count = min(-(-highest // CHUNK_ENTRIES), rows // CHUNK_ENTRIES + 1)
+    ranges = [(k * CHUNK_ENTRIES, (k + 1) * CHUNK_ENTRIES) for k in range(count)]
+    if ranges:
+        ranges[-1] = (ranges[-1][0], highest)
+    return ranges
+
+
 def _audit_opened(
     store: EventStore,
     url: StoreUrl,
@@ -106,9 +118,9 @@ def _audit_opened(
         logs = {a: v for a, v in logs.items() if a in authors}
         report.findings = [f for f in report.findings if _named(f, authors)]
     chunks = [
-        Chunk(originator, author, after, min(after + CHUNK_ENTRIES, highest))
-        for author, (originator, highest, _rows) in logs.items()
-        for after in range(0, highest, CHUNK_ENTRIES)
+        Chunk(originator, author, after, upto)
+        for author, (originator, highest, rows) in logs.items()
+        for after, upto in seq_ranges(highest, rows)
     ]
     total = sum(rows for _o, _h, rows in logs.values())
     progress.start(total)
