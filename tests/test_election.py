@@ -381,3 +381,14 @@ def test_a_lost_link_to_anyone_but_the_leader_changes_nothing() -> None:
     node.receive(Message(Kind.BEAT, 1, a, c, stamp=200), 200, rng)  # redialled, beats again
     (started, *_) = node.tick(node.deadline, rng)
     assert isinstance(started, ElectionStarted) and started.trigger == Trigger.HEARTBEAT_TIMEOUT
+
+
+def test_a_non_voter_without_a_leader_is_not_due_again_at_once() -> None:
+    a, b, c = ABC
+    rng = random.Random(11)
+    watcher = Election(c, frozenset([a, b]))  # read_only: not among the voters
+    watcher.start(0, rng)
+    for _ in range(5):
+        now = watcher.next_timer()
+        assert watcher.tick(now, rng) == []
+        assert watcher.next_timer() >= now + watcher.settings.election_min_ms

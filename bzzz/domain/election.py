@@ -214,7 +214,12 @@ class Election:
     def tick(self, now: int, rng: random.Random) -> list[Action]:
         if self.role == LEADER:
             return self._lead(now)
-        if now >= self.deadline and self.is_voter:
+        if now >= self.deadline and not self.is_voter:
+            # A non-voter never stands; it only waits on. Without a later deadline its
+            # timer would be due at once, again and again, while no leader beats.
+            self._reset_deadline(now, rng)
+            return []
+        if now >= self.deadline:
             if not self.reachable:
                 trigger = Trigger.DISCOVERY_FAILURE
             elif self._lost_leader and self.leader is not None:
