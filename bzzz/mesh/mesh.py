@@ -314,7 +314,7 @@ class Mesh:
         """Several entries of our own in one atomic batch."""
         bodies = [(kind, encode_payload(payload)) for kind, payload in items]
         async with self._write_lock:
-            entries = await self._write(
+            entries = await self._store_write(
                 len(bodies), self.store.append_batch, self.identity.signer, bodies, now_ms()
             )
             self._publish()
@@ -327,7 +327,7 @@ class Mesh:
     async def append(self, kind: str, payload: dict[str, Any]) -> Entry:
         body = encode_payload(payload)
         async with self._write_lock:
-            entry = await self._write(
+            entry = await self._store_write(
                 1, self.store.append, self.identity.signer, kind, body, now_ms()
             )
             self._publish()
@@ -338,7 +338,7 @@ class Mesh:
         self._wake_all()
         return entry
 
-    async def _write(self, size: int, call: Callable[..., T], *args: Any) -> T:
+    async def _store_write(self, size: int, call: Callable[..., T], *args: Any) -> T:
         """Run a store write of `size` entries: small SQLite ones inline, the rest (and
         every PostgreSQL one, a network round trip) in a worker thread."""
         if size <= INLINE_WRITE and self.store.url.is_sqlite:
@@ -401,7 +401,7 @@ class Mesh:
         if not fresh:
             return {}
         async with self._write_lock:
-            report = await self._write(len(fresh), self.store.ingest, fresh)
+            report = await self._store_write(len(fresh), self.store.ingest, fresh)
             self._publish()
         self._remember(report.accepted)
         touched: dict[bytes, int] = {}

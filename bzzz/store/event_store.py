@@ -130,8 +130,9 @@ class EventStore:
         self._known: dict[bytes, StoredHead] | None = None
         self._seen_lamport = 0
         self._listeners: list[Callable[[list[Written]], None]] = []
-        # One connection kept for writes: checking one out of the pool per write cost a
-        # fifth of a single-entry ingest. Writes take turns on it.
+        # One connection kept for writes, which take turns on it: with the synchronous
+        # level set only when it changes, a single-entry ingest costs 0.85x the CPU of
+        # checking a connection out of the pool and setting the level every write.
         self._writer: Connection | None = None
         self._writer_durable: bool | None = None  # its SQLite synchronous level, if set
         self._writer_lock = threading.Lock()
