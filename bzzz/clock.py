@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def sleep_to_tick(period_s: float) -> None:
+    """Sleep until the next multiple of `period_s` on the loop's clock. Timers of one
+    period then fall due together and the loop wakes once for all of them (a wake-up
+    costs 0.2-0.3 ms of CPU on a virtual machine); the monotonic clock is shared by the
+    processes of one host, so the daemons there tick together too."""
+    await asyncio.sleep(period_s - asyncio.get_running_loop().time() % period_s)

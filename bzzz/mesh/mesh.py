@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from bzzz.clock import now_ms
+from bzzz.clock import now_ms, sleep_to_tick
 from bzzz.domain import membership as ms
 from bzzz.domain.election import Message as ElectionMsg
 from bzzz.domain.entry import Entry, entry_hash
@@ -206,9 +206,9 @@ class Mesh:
         """Notice entries written by other processes on this home (`bzzz log append`,
         `bzzz invite`, `bzzz member remove`)."""
         while True:
-            await asyncio.sleep(POLL_S)
+            await sleep_to_tick(POLL_S)
             try:
-                position = await asyncio.to_thread(self.store.max_position)
+                position = await self._store_call(1, self.store.max_position)
                 if position != self.position:
                     await self.refresh()
             except StoreError as error:
@@ -314,7 +314,7 @@ class Mesh:
         """Several entries of our own in one atomic batch."""
         bodies = [(kind, encode_payload(payload)) for kind, payload in items]
         async with self._write_lock:
-            entries = await self._store_write(
+            entries = await self._store_call(
                 len(bodies), self.store.append_batch, self.identity.signer, bodies, now_ms()
             )
             self._publish()
@@ -327,7 +327,7 @@ class Mesh:
     async def append(self, kind: str, payload: dict[str, Any]) -> Entry:
         body = encode_payload(payload)
         async with self._write_lock:
-            entry = await self._store_write(
+            entry = await self._store_call(
                 1, self.store.append, self.identity.signer, kind, body, now_ms()
             )
             self._publish()
@@ -338,9 +338,10 @@ class Mesh:
         self._wake_all()
         return entry
 
-    async def _store_write(self, size: int, call: Callable[..., T], *args: Any) -> T:
-        """Run a store write of `size` entries: small SQLite ones inline, the rest (and
-        every PostgreSQL one, a network round trip) in a worker thread."""
+    async def _store_call(self, size: int, call: Callable[..., T], *args: Any) -> T:
+        """Run store work on `size` entries (a write, or a one-row read): small SQLite
+        work inline, the rest (and all PostgreSQL work, a network round trip) in a
+        worker thread."""
         if size <= INLINE_WRITE and self.store.url.is_sqlite:
             return call(*args)
         return await asyncio.to_thread(call, *args)
@@ -401,7 +402,7 @@ class Mesh:
         if not fresh:
             return {}
         async with self._write_lock:
-            report = await self._store_write(len(fresh), self.store.ingest, fresh)
+            report = await self._store_call(len(fresh), self.store.ingest, fresh)
             self._publish()
         self._remember(report.accepted)
         touched: dict[bytes, int] = {}

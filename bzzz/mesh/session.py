@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from bzzz.clock import sleep_to_tick
 from bzzz.domain.presence import Availability, ElectionMessage, Heartbeat, open_presence
 from bzzz.domain.wire import (
     BATCH_TARGET_BYTES,
@@ -297,7 +298,7 @@ class PeerSession:
                 measured = self.rtt_us is not None
                 await write_message(self.writer, Ephemeral(self.mesh.availability()))
                 next_availability = now + settings.availability_s
-            await asyncio.sleep(settings.heartbeat_s)
+            await sleep_to_tick(settings.heartbeat_s)
 
     def status(self) -> dict[str, object]:
         ours = self.mesh.heads
