@@ -41,6 +41,11 @@ class ClaimService:
         self._feed = mesh.arrivals.feed(WATCHED)
         self._admin = False
         self._reissued_term = 0
+        # Another leader's grant arrived (or the proven terms changed): a live grant of an
+        # earlier term may be new to us, and the leader carries it forward when it learns
+        # of it, not only when its term begins (a grant written just before its leader
+        # was cut off can reach us through a third node seconds later).
+        self._carry_forward = False
         self._waiting: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
         self._renewed: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -114,9 +119,11 @@ class ClaimService:
                     )
                 )
         self._entries += new
+        if any(e.kind == cl.GRANTED and e.author != self.mesh.me for e in new):
+            self._carry_forward = True
         leaders = {term: p.leader for term, p in proof.proven.items()}
         if leaders != self._leaders:  # grants' validity changed: fold everything anew
-            self._leaders = leaders
+            self._leaders, self._carry_forward = leaders, True
             self.book = cl.fold_claims(self._entries, leaders, max(leaders, default=0))
         elif new:
             cl.apply_claims(self.book, new, leaders)
@@ -135,11 +142,11 @@ class ClaimService:
             return
         now = now_ms()
         items: list[tuple[str, dict[str, Any]]] = []
-        if self._reissued_term != term:
+        if self._reissued_term != term or self._carry_forward:
             for grant in cl.reissues(self.book, leader=self.mesh.me, term=term, now=now):
                 items.append((cl.GRANTED, cl.grant_body(grant)))
                 self.book.hold(grant)
-            self._reissued_term = term
+            self._reissued_term, self._carry_forward = term, False
         roles, members = self.mesh.roles, self.mesh.membership.members
         for request in self.book.pending()[:MAX_ANSWERS]:
             member = members.get(request.author)
