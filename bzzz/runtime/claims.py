@@ -40,11 +40,11 @@ class ClaimService:
         self._max_tasks: dict[bytes, int] = {}
         self._feed = mesh.arrivals.feed(WATCHED)
         self._admin = False
-        # The proven terms changed (our own term's proof among them), or another
-        # leader's grant arrived: a live grant of an earlier term may be new to us, and
-        # the leader carries it forward when it learns of it, not only when its term
-        # begins (a grant written just before its leader was cut off can reach us through
-        # a third node seconds later).
+        self._reissued_term = 0
+        # Another leader's grant arrived (or the proven terms changed): a live grant of an
+        # earlier term may be new to us, and the leader carries it forward when it learns
+        # of it, not only when its term begins (a grant written just before its leader
+        # was cut off can reach us through a third node seconds later).
         self._carry_forward = False
         self._waiting: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
         self._renewed: dict[str, int] = {}
@@ -142,11 +142,11 @@ class ClaimService:
             return
         now = now_ms()
         items: list[tuple[str, dict[str, Any]]] = []
-        if self._carry_forward:
+        if self._reissued_term != term or self._carry_forward:
             for grant in cl.reissues(self.book, leader=self.mesh.me, term=term, now=now):
                 items.append((cl.GRANTED, cl.grant_body(grant)))
                 self.book.hold(grant)
-            self._carry_forward = False
+            self._reissued_term, self._carry_forward = term, False
         roles, members = self.mesh.roles, self.mesh.membership.members
         for request in self.book.pending()[:MAX_ANSWERS]:
             member = members.get(request.author)
