@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procstat import cpu_seconds
+from bench.procstat import cpu_seconds, wakeups
 from bench.stats import percentile
 from bzzz.home.config import load_config, write_config
 from bzzz.runtime.control import ask
@@ -79,6 +79,7 @@ def main() -> None:
 
             pids = [a.proc.pid for a in agents if a.proc is not None]
             cpu_before = [cpu_seconds(p) for p in pids]
+            wakeups_before = sum(wakeups(p) for p in pids)
             began = time.monotonic()
             threads = [threading.Thread(target=race, args=(a, i)) for i, a in enumerate(agents)]
             for thread in threads:
@@ -87,6 +88,7 @@ def main() -> None:
                 thread.join()
             seconds = time.monotonic() - began
             busy = [(cpu_seconds(p) - b) / seconds for p, b in zip(pids, cpu_before, strict=True)]
+            woke = sum(wakeups(p) for p in pids) - wakeups_before
             views = [ask(a.home, {"op": "claims"}) or {} for a in agents]
             holders_seen = [
                 {row["task"]: row["holder"] for row in view.get("claims", [])} for view in views
@@ -104,6 +106,8 @@ def main() -> None:
         "daemons_cores_busy": round(sum(busy), 2),
         "busiest_daemon_cores": round(max(busy), 2),
         "granted": len(granted_ms),
+        "daemon_ms_cpu_per_grant": round(sum(busy) * seconds * 1000 / max(1, len(granted_ms)), 1),
+        "daemon_wakeups_per_grant": round(woke / max(1, len(granted_ms)), 1),
         "grant_p50_ms": round(percentile(granted_ms, 0.5), 1),
         "grant_p99_ms": round(percentile(granted_ms, 0.99), 1),
         "refusal_p50_ms": round(percentile(refused_ms, 0.5), 1),

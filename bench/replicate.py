@@ -29,13 +29,13 @@ from typing import Any
 
 import asyncssh
 
-from bench.procstat import cpu_seconds, rss_mb
+from bench.procstat import cpu_seconds, rss_mb, wakeups
 from bench.stats import percentile
 from bzzz.clock import now_ms
 from bzzz.domain.invite import decode_token
 from bzzz.domain.payload import encode_payload
 from bzzz.mesh import transport
-from bzzz.runtime.control import SOCKET_FILE
+from bzzz.runtime.control import SOCKET_FILE, ask
 from bzzz.runtime.members import join_cluster
 from bzzz.runtime.node import init_node, open_node
 from tests.agents import Agent, found, free_port, invite_token, join, stop_all, wait_for
@@ -187,12 +187,22 @@ def idle(agents: list[Agent], seconds: float) -> dict[str, Any]:
     time.sleep(3)  # let the last replication settle
     pids = [a.proc.pid for a in agents if a.proc is not None]
     before = [cpu_seconds(p) for p in pids]
+    woke = [wakeups(p) for p in pids]
     time.sleep(seconds)
     cpu = [(cpu_seconds(p) - b) / seconds * 100 for p, b in zip(pids, before, strict=True)]
+    woke = [(wakeups(p) - w) / seconds for p, w in zip(pids, woke, strict=True)]
     rss = [rss_mb(p) for p in pids]
+    roles = [
+        ((ask(a.home, {"op": "election"}) or {}).get("election") or {}).get("role") for a in agents
+    ]
     return {
         "cpu_percent_max": round(max(cpu), 2),
         "cpu_percent_mean": round(statistics.mean(cpu), 2),
+        "leader_cpu_percent": round(
+            sum(c for c, r in zip(cpu, roles, strict=True) if r == "leader"), 2
+        ),
+        "wakeups_per_s": [round(w) for w in woke],
+        "cpu_percent": [round(c, 2) for c in cpu],
         "rss_mb_max": round(max(rss), 1),
     }
 

@@ -111,7 +111,8 @@ class Sim:
                     f"{self.faults}))"
                 )
             elif isinstance(action, Send):
-                self._send(action.message)
+                for dst in action.recipients:
+                    self._send(action.message, dst)
         if node_id in self.nodes:
             self._arm(node_id)
             self._check_lease(node_id)
@@ -140,13 +141,13 @@ class Sim:
         self._latest_token[task] = token
         self.grants += 1
 
-    def _send(self, msg: Message) -> None:
+    def _send(self, msg: Message, dst: bytes) -> None:
         f = self.faults
         copies = 2 if self.rng.random() < f.duplicate else 1
         for _ in range(copies):
-            if self.rng.random() < f.loss or not self._linked(msg.src, msg.dst):
+            if self.rng.random() < f.loss or not self._linked(msg.src, dst):
                 continue
-            self._at(self.now + self.rng.randint(1, f.max_delay_ms), "deliver", msg)
+            self._at(self.now + self.rng.randint(1, f.max_delay_ms), "deliver", (dst, msg))
 
     def _schedule_faults(self) -> None:
         f, end, rng = self.faults, self.duration_ms, self.rng
@@ -219,9 +220,9 @@ class Sim:
                     return
                 self._apply(node_id, self.nodes[node_id].tick(self.now, self.rng))
         elif kind == "deliver":
-            node_id = payload.dst
+            node_id, msg = payload
             if node_id in self.nodes and not self._held(node_id, kind, payload):
-                self._apply(node_id, self.nodes[node_id].receive(payload, self.now, self.rng))
+                self._apply(node_id, self.nodes[node_id].receive(msg, self.now, self.rng))
 
     def _lose_link(self, node_id: bytes, peer: bytes) -> None:
         """`node_id` sees its connection to `peer` close after what was in flight on it,

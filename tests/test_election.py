@@ -11,6 +11,7 @@ import pytest
 
 from bzzz.domain import leadership as lead
 from bzzz.domain.election import (
+    EVERY_VOTER,
     LEADER,
     Action,
     BecameLeader,
@@ -329,9 +330,8 @@ def test_a_leader_answered_every_beat_reply_ms_keeps_its_lease_and_its_quorum() 
         actions = [*inbox, *leader.tick(now, rng)]
         inbox = []
         for action in actions:
-            if isinstance(action, Send):
-                reply = nodes[action.message.dst].receive(action.message, now, rng)
-                for back in reply:
+            for dst in action.recipients if isinstance(action, Send) else ():
+                for back in nodes[dst].receive(action.message, now, rng):
                     if isinstance(back, Send):
                         inbox += leader.receive(back.message, now, rng)
         if leader.has_lease(now) and leased_since is None:
@@ -396,3 +396,28 @@ def test_a_non_voter_without_a_leader_is_not_due_again_at_once() -> None:
         now = watcher.next_timer()
         assert watcher.tick(now, rng) == []
         assert watcher.next_timer() >= now + watcher.settings.election_min_ms
+
+
+def test_a_beat_is_one_message_for_every_other_voter_and_only_a_beat_may_be() -> None:
+    a, b, c = ABC
+    rng = random.Random(12)
+    nodes = {n: Election(n, frozenset(ABC)) for n in ABC}
+    for node in nodes.values():
+        node.start(0, rng)
+    leader = nodes[a]
+    now = max(n.deadline for n in nodes.values())  # everyone's stickiness is over
+    pending = leader.tick(now, rng)  # a stands
+    while pending:
+        action = pending.pop()
+        for dst in action.recipients if isinstance(action, Send) else ():
+            pending += nodes[dst].receive(action.message, now, rng)
+    assert leader.role == LEADER
+    (send,) = [x for x in leader.tick(leader.next_beat, rng) if isinstance(x, Send)]
+    assert send.message.kind == Kind.BEAT and send.message.dst == EVERY_VOTER
+    assert send.recipients == tuple(sorted([b, c]))
+    follower = Election(b, frozenset(ABC), term=leader.term)
+    follower.start(0, rng)
+    follower.receive(send.message, now + 10, rng)
+    assert follower.leader == a
+    stray = Message(Kind.VOTE, leader.term + 1, c, EVERY_VOTER)
+    assert follower.receive(stray, now + 20, rng) == [] and follower.term == leader.term

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bzzz.domain import membership as ms
+from bzzz.domain.election import EVERY_VOTER, Kind, Message
 from bzzz.domain.invite import (
     InviteToken,
     decode_token,
@@ -20,7 +21,13 @@ from bzzz.domain.invite import (
     secret_hash,
 )
 from bzzz.domain.payload import encode_payload
-from bzzz.domain.presence import Availability, Heartbeat, open_presence, sign_presence
+from bzzz.domain.presence import (
+    Availability,
+    ElectionMessage,
+    Heartbeat,
+    open_presence,
+    sign_presence,
+)
 from bzzz.domain.roles import (
     can_decrypt,
     can_make_decisions,
@@ -266,6 +273,17 @@ def test_presence_is_signed_and_checked() -> None:
     assert caught.value.code == "bad-signature"
     with pytest.raises(ProtocolError):
         open_presence(b"\x00garbage")
+
+
+def test_only_a_beat_may_go_to_every_voter() -> None:
+    signer = make_signer(1)
+    beat = ElectionMessage(Message(Kind.BEAT, 3, signer.public_key, EVERY_VOTER, stamp=7))
+    assert open_presence(sign_presence(signer, beat)) == beat
+    for kind in set(Kind) - {Kind.BEAT}:
+        vote = ElectionMessage(Message(kind, 3, signer.public_key, EVERY_VOTER))
+        with pytest.raises(ProtocolError) as caught:
+            open_presence(sign_presence(signer, vote))
+        assert caught.value.code == "malformed"
 
 
 def test_candidate_score_rewards_uptime_capabilities_headroom_and_a_near_network() -> None:

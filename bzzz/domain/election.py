@@ -80,6 +80,12 @@ class Settings:
         return self.heartbeat_ms, 3 * self.heartbeat_ms
 
 
+# A beat's destination: every follower gets the same beat, so the leader signs it once.
+# It can be no other voter's: the mesh takes an election message only from its signer's
+# own connection, so a member cannot pass the leader's beat on as if the leader sent it.
+EVERY_VOTER = b""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     kind: Kind
@@ -96,6 +102,11 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Send:
     message: Message
+    to: tuple[bytes, ...] = ()  # the voters a message to EVERY_VOTER goes to
+
+    @property
+    def recipients(self) -> tuple[bytes, ...]:
+        return self.to if self.message.dst == EVERY_VOTER else (self.message.dst,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +264,10 @@ class Election:
 
     def _beat(self, now: int) -> list[Action]:
         self.next_beat = now + self.settings.heartbeat_ms
-        return self._broadcast(Kind.BEAT, stamp=now, target=self._transfer or b"")
+        beat = Message(
+            Kind.BEAT, self.term, self.me, EVERY_VOTER, stamp=now, target=self._transfer or b""
+        )
+        return [Send(beat, tuple(v for v in sorted(self.voters) if v != self.me))]
 
     def transfer(self, target: bytes, now: int) -> list[Action]:
         """Hand leadership to `target`. The lease ends here, before any voter is told it
@@ -380,7 +394,8 @@ class Election:
     # Messages
 
     def receive(self, msg: Message, now: int, rng: random.Random) -> list[Action]:
-        if msg.dst != self.me or msg.src == self.me:
+        to_us = msg.dst == self.me or (msg.dst == EVERY_VOTER and msg.kind == Kind.BEAT)
+        if not to_us or msg.src == self.me:
             return []
         if msg.kind == Kind.PRE_VOTE:
             return [self._answer_pre_vote(msg, now)]

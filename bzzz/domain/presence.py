@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import cbor2
 
-from bzzz.domain.election import Kind, Message
+from bzzz.domain.election import EVERY_VOTER, Kind, Message
 from bzzz.domain.identity import Signer, verify_signature
 from bzzz.domain.limits import KEY_BYTES, MAX_UINT, SIGNATURE_BYTES
 from bzzz.domain.standing import Standing
@@ -152,8 +152,11 @@ def _election(agent: bytes, fields: list[Any]) -> ElectionMessage:
         parsed = Kind(kind)
     except ValueError:
         raise ProtocolError("malformed", "election: unknown message kind") from None
-    if type(dst) is not bytes or len(dst) != KEY_BYTES or type(granted) is not bool:
-        raise ProtocolError("malformed", "election: bad destination or grant")
+    anyone = parsed == Kind.BEAT and dst == EVERY_VOTER
+    if type(dst) is not bytes or (len(dst) != KEY_BYTES and not anyone):
+        raise ProtocolError("malformed", "election: bad destination")
+    if type(granted) is not bool:
+        raise ProtocolError("malformed", "election: bad grant")
     if type(target) is not bytes or len(target) not in (0, KEY_BYTES):
         raise ProtocolError("malformed", "election: bad transfer target")
     message = Message(parsed, _count(term), agent, dst, granted, _count(stamp), target)

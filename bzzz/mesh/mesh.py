@@ -21,6 +21,7 @@ import asyncssh
 
 from bzzz.clock import now_ms, sleep_to_tick
 from bzzz.domain import membership as ms
+from bzzz.domain.election import EVERY_VOTER
 from bzzz.domain.election import Message as ElectionMsg
 from bzzz.domain.entry import Entry, entry_hash
 from bzzz.domain.invite import secret_hash
@@ -238,16 +239,17 @@ class Mesh:
         return Hello(self.me, self.config.name, self.cluster or "", self.advertised, self.heads)
 
     def on_election(self, message: ElectionMsg) -> None:
-        if message.dst == self.me and self.election_handler is not None:
+        if message.dst in (self.me, EVERY_VOTER) and self.election_handler is not None:
             self.election_handler(message)
 
-    def send_election(self, message: ElectionMsg) -> bool:
-        """Send to a directly connected peer; False when it is not connected."""
-        session = self.sessions.get(message.dst)
-        if session is None:
-            return False
-        session.send_ephemeral(sign_presence(self.identity.signer, ElectionMessage(message)))
-        return True
+    def send_election(self, message: ElectionMsg, recipients: tuple[bytes, ...]) -> int:
+        """Sign once and send to the recipients we are connected to; how many those were."""
+        sessions = [s for r in recipients if (s := self.sessions.get(r)) is not None]
+        if sessions:
+            signed = sign_presence(self.identity.signer, ElectionMessage(message))
+            for session in sessions:
+                session.send_ephemeral(signed)
+        return len(sessions)
 
     def heartbeat(self, counter: int, echo: int, held_us: int) -> bytes:
         beat = Heartbeat(self.me, now_ms(), counter, echo, held_us)

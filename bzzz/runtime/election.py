@@ -205,7 +205,7 @@ class ElectionRunner:
             if isinstance(action, PersistVote):
                 await self.mesh.append(lead.VOTE, lead.vote_body(action.term, action.candidate))
             elif isinstance(action, Send):
-                self.mesh.send_election(action.message)
+                self.mesh.send_election(action.message, action.recipients)
             elif isinstance(action, ElectionStarted):
                 log.info("election for term %d: %s", action.term, action.trigger.value)
             elif isinstance(action, TransferStarted):
