@@ -13,11 +13,12 @@ without the ORM session (see `EventStore._writing`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyProcessRecorder
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Insert, insert
 from sqlalchemy.orm import Session
 
 
@@ -27,11 +28,17 @@ class BulkProcessRecorder(SQLAlchemyProcessRecorder):
     ) -> Sequence[int]:
         return self.insert_rows(session.connection(), stored_events)
 
+    @cached_property
+    def _insert(self) -> Insert:
+        """Built once: SQLAlchemy keys its compiled cache on each new statement object,
+        and building and keying one per write cost as much as running it."""
+        table = self.events_record_cls.__table__
+        return insert(table).returning(table.c.id)
+
     def insert_rows(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> list[int]:
         """Insert in the caller's transaction; the new rows' notification ids, in order."""
         if not stored_events:
             return []
-        table = self.events_record_cls.__table__
         postgres = conn.dialect.name == "postgresql"
         if postgres:  # as eventsourcing does: ids then follow commit order
             conn.exec_driver_sql(f"LOCK TABLE {self.events_table_name} IN EXCLUSIVE MODE")
@@ -47,8 +54,7 @@ class BulkProcessRecorder(SQLAlchemyProcessRecorder):
         # Without sort_by_parameter_order: with it, SQLAlchemy sends SQLite one row per
         # statement. The table is ours alone until commit (the lock above on PostgreSQL,
         # the single writer on SQLite), so the new ids in order are the rows in order.
-        statement = insert(table).returning(table.c.id)
-        ids = sorted(int(row[0]) for row in conn.execute(statement, rows))
+        ids = sorted(int(row[0]) for row in conn.execute(self._insert, rows))
         if postgres:
             conn.exec_driver_sql(f"NOTIFY {self.channel_name}")
         return ids
