@@ -31,6 +31,7 @@ from bzzz.domain.identity import Signer
 from bzzz.errors import ConflictError, EntryError, StoreError, one_line
 from bzzz.store import tables
 from bzzz.store.ddl import ensure_tables
+from bzzz.store.driver_sql import DRIVER_ERRORS, INTEGRITY_ERRORS
 from bzzz.store.head_writes import mark_forked, move_head, record_fork
 from bzzz.store.ingest import IngestReport, Refusal, plan_ingest
 from bzzz.store.recorder import BulkProcessRecorder
@@ -51,6 +52,17 @@ WRITE_DEADLINE_S = 60.0
 T = TypeVar("T")
 # An entry this process stored, with its position in local arrival order.
 Written = tuple[int, Entry]
+# A write that lost a race (a unique index or a head that moved), and one that failed.
+_CONFLICTS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.IntegrityError,
+    EsIntegrityError,
+    *INTEGRITY_ERRORS,
+)
+_FAILURES: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.SQLAlchemyError,
+    PersistenceError,
+    *DRIVER_ERRORS,
+)
 
 
 def _retrying(attempt: Callable[[], T], what: str) -> T:
@@ -432,9 +444,9 @@ class EventStore:
                     mark_forked(conn, author, seq)
                 for entry, _ in fork_evidence:
                     record_fork(conn, entry)
-        except (sqlalchemy.exc.IntegrityError, EsIntegrityError) as exc:
+        except _CONFLICTS as exc:
             raise ConflictError(str(exc)) from None
-        except (sqlalchemy.exc.SQLAlchemyError, PersistenceError) as exc:
+        except _FAILURES as exc:
             raise StoreError(f"could not write to {self.url.display()}: {one_line(exc)}") from None
         if self._listeners and entries:
             written = list(zip(positions, entries, strict=True))

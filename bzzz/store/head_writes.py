@@ -8,7 +8,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from bzzz.domain.chain import Head
 from bzzz.domain.entry import Entry
 from bzzz.errors import ConflictError
-from bzzz.store import tables
+from bzzz.store import driver_sql, tables
 from bzzz.store.records import StoredHead
 
 _h = tables.heads.c
@@ -54,9 +54,9 @@ def move_head(
         return
     params = {**moved, "b_author": after.author, "b_seq": before.seq, "b_hash": before.hash}
     if clock is not None:
-        result = conn.execute(_MOVE_OWN_HEAD, {**params, "clock": clock})
+        result = driver_sql.execute(conn, _MOVE_OWN_HEAD, {**params, "clock": clock})
     else:
-        result = conn.execute(_MOVE_HEAD, params)
+        result = driver_sql.execute(conn, _MOVE_HEAD, params)
     if result.rowcount != 1:
         raise ConflictError("head moved")
     if forked_seq is not None:

@@ -18,8 +18,12 @@ from typing import Any
 
 from eventsourcing.persistence import StoredEvent
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyProcessRecorder
-from sqlalchemy import Connection, Insert, insert
+from sqlalchemy import Connection, Insert, bindparam, insert
 from sqlalchemy.orm import Session
+
+from bzzz.store import driver_sql
+
+_COLUMNS = ("originator_id", "originator_version", "topic", "state")
 
 
 class BulkProcessRecorder(SQLAlchemyProcessRecorder):
@@ -34,6 +38,11 @@ class BulkProcessRecorder(SQLAlchemyProcessRecorder):
         and building and keying one per write cost as much as running it."""
         table = self.events_record_cls.__table__
         return insert(table).returning(table.c.id)
+
+    @cached_property
+    def _insert_one(self) -> Insert:
+        """One row, its columns named, for the driver (see `driver_sql`)."""
+        return self._insert.values({c: bindparam(c) for c in _COLUMNS})
 
     def insert_rows(self, conn: Connection, stored_events: Sequence[StoredEvent]) -> list[int]:
         """Insert in the caller's transaction; the new rows' notification ids, in order."""
@@ -51,10 +60,15 @@ class BulkProcessRecorder(SQLAlchemyProcessRecorder):
             }
             for e in stored_events
         ]
-        # Without sort_by_parameter_order: with it, SQLAlchemy sends SQLite one row per
-        # statement. The table is ours alone until commit (the lock above on PostgreSQL,
-        # the single writer on SQLite), so the new ids in order are the rows in order.
-        ids = sorted(int(row[0]) for row in conn.execute(self._insert, rows))
+        if len(rows) == 1:  # a live entry, the common case
+            inserted = driver_sql.execute(conn, self._insert_one, rows[0]).fetchall()
+            ids = [int(row[0]) for row in inserted]
+        else:
+            # Without sort_by_parameter_order: with it, SQLAlchemy sends SQLite one row
+            # per statement. The table is ours alone until commit (the lock above on
+            # PostgreSQL, the single writer on SQLite), so the new ids in order are the
+            # rows in order.
+            ids = sorted(int(row[0]) for row in conn.execute(self._insert, rows))
         if postgres:
             conn.exec_driver_sql(f"NOTIFY {self.channel_name}")
         return ids
