@@ -80,6 +80,7 @@ def main() -> None:
             pids = [a.proc.pid for a in agents if a.proc is not None]
             cpu_before = [cpu_seconds(p) for p in pids]
             wakeups_before = sum(wakeups(p) for p in pids)
+            client_before = time.process_time()
             began = time.monotonic()
             threads = [threading.Thread(target=race, args=(a, i)) for i, a in enumerate(agents)]
             for thread in threads:
@@ -87,6 +88,7 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             seconds = time.monotonic() - began
+            client = (time.process_time() - client_before) / seconds
             busy = [(cpu_seconds(p) - b) / seconds for p, b in zip(pids, cpu_before, strict=True)]
             woke = sum(wakeups(p) for p in pids) - wakeups_before
             views = [ask(a.home, {"op": "claims"}) or {} for a in agents]
@@ -105,6 +107,7 @@ def main() -> None:
         "seconds": round(seconds, 1),
         "daemons_cores_busy": round(sum(busy), 2),
         "busiest_daemon_cores": round(max(busy), 2),
+        "client_cores_busy": round(client, 2),  # the ten agents' asking, on the same cores
         "granted": len(granted_ms),
         "daemon_ms_cpu_per_grant": round(sum(busy) * seconds * 1000 / max(1, len(granted_ms)), 1),
         "daemon_wakeups_per_grant": round(woke / max(1, len(granted_ms)), 1),
