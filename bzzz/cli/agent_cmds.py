@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Annotated, Any
 
@@ -31,12 +30,14 @@ def agent(
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
 ) -> None:
     """Run this node in the mesh until SIGINT or SIGTERM."""
+    import uvloop  # libuv's loop: a daemon's wake-ups and socket callbacks cost less
+
     from bzzz.runtime.agent import run_agent  # asyncssh and zeroconf: only the daemon pays
 
     where = resolve_home(home)
     config = open_config(where)
     setup_logging(config.log.level, log_json)
-    asyncio.run(run_agent(where, listen=listen, peers=peer or [], mdns=False if no_mdns else None))
+    uvloop.run(run_agent(where, listen=listen, peers=peer or [], mdns=False if no_mdns else None))
 
 
 def status(home: HomeOption = None, json_: JsonOption = False) -> None:
