@@ -54,6 +54,7 @@ POLL_S = 1.0
 # (author, seq), so a live push does not read back what was just written.
 RECENT_HASHES = 65_536
 RECENT_RAWS = 16_384
+DIAL_CHECK_S = 1.0  # how often a target connected the other way round is looked at
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 2.0
 STABLE_S = 5.0
@@ -589,7 +590,7 @@ class Mesh:
                 self.dialed.pop(target.address, None)
                 return
             if known is not None and known in self.sessions:
-                await asyncio.sleep(1.0)  # connected the other way round
+                await sleep_to_tick(DIAL_CHECK_S)  # connected the other way round
                 continue
             began = time.monotonic()
             try:

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any
 
-from bzzz.clock import now_ms
+from bzzz.clock import now_ms, until_tick
 from bzzz.domain import claims as cl
 from bzzz.domain import leadership as lead
 from bzzz.domain.payload import decode_payload
@@ -77,7 +77,9 @@ class ClaimService:
             # beats are not answered yet) looks again soon, with or without new entries.
             stalled = self._admin and bool(self.book.unanswered)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(STALLED_CHECK_S if stalled else RENEW_CHECK_S):
+                async with asyncio.timeout(
+                    STALLED_CHECK_S if stalled else until_tick(RENEW_CHECK_S)
+                ):
                     await self._wake.wait()
             woke = self._wake.is_set() or stalled
             self._wake.clear()
@@ -87,7 +89,9 @@ class ClaimService:
                     if self._admin:
                         await self._answer()
                 if time.monotonic() >= self._next_renew:
-                    self._next_renew = time.monotonic() + RENEW_CHECK_S
+                    # A little under the period: the next tick is one period away, give
+                    # or take the two clocks' rounding.
+                    self._next_renew = time.monotonic() + RENEW_CHECK_S * 0.9
                     await self._renew()
             except StoreError as error:
                 log.error("claims: %s", error)
