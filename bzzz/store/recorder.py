@@ -24,6 +24,9 @@ from sqlalchemy.orm import Session
 from bzzz.store import driver_sql
 
 _COLUMNS = ("originator_id", "originator_version", "topic", "state")
+# Up to this many rows, one driver insert each beats one Core multi-row insert on SQLite
+# (293 against 390 us for one row, 651 against 697 for 16; 64 rows: 2,345 against 1,606).
+DRIVER_ROWS = 16
 
 
 class BulkProcessRecorder(SQLAlchemyProcessRecorder):
@@ -60,9 +63,12 @@ class BulkProcessRecorder(SQLAlchemyProcessRecorder):
             }
             for e in stored_events
         ]
-        if len(rows) == 1:  # a live entry, the common case
-            inserted = driver_sql.execute(conn, self._insert_one, rows[0]).fetchall()
-            ids = [int(row[0]) for row in inserted]
+        if not postgres and len(rows) <= DRIVER_ROWS:  # live entries: alone or a few
+            ids = [
+                int(inserted[0])
+                for row in rows
+                for inserted in driver_sql.execute(conn, self._insert_one, row).fetchall()
+            ]
         else:
             # Without sort_by_parameter_order: with it, SQLAlchemy sends SQLite one row
             # per statement. The table is ours alone until commit (the lock above on
