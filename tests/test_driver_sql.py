@@ -48,6 +48,7 @@ def test_a_driver_insert_stores_what_core_stores(tmp_path: Path) -> None:
     stream = uuid.UUID(bytes=bytes(range(16)))
     with engine.begin() as conn:
         assert conn.execute(NEXT_VERSION, {"step": 1}).scalar() == 8
+        assert driver_sql.execute(conn, NEXT_VERSION, {"step": 1}).fetchall() == [(8,)]
         via_driver = driver_sql.execute(
             conn, INSERT, {"stream": stream, "version": 1, "state": b"\x00\xff"}
         ).fetchall()
@@ -56,6 +57,8 @@ def test_a_driver_insert_stores_what_core_stores(tmp_path: Path) -> None:
         stored = conn.execute(select(rows.c.stream, rows.c.state).order_by(rows.c.id)).all()
         assert stored[0] == stored[1] == (stream, b"\x00\xff")
         assert driver_sql.execute(conn, NEXT_VERSION, {"step": 1}).fetchall() == [(3,)]
+        with pytest.raises(KeyError):  # a parameter left out is an error, never a NULL
+            driver_sql.execute(conn, INSERT, {"stream": stream, "version": 3})
 
 
 def test_a_driver_insert_that_breaks_a_unique_index_raises_an_integrity_error(

@@ -44,10 +44,10 @@ class DriverStatement:
         if compiled.positiontup is None:
             raise ValueError("only a positional paramstyle can be run on the cursor")
         self.sql = str(compiled)
-        # Each placeholder: its name, its type's processor, and its value when the
-        # statement fixes one (a literal such as coalesce's 0).
+        # Each bound parameter in order: its name, its type's processor, and its value
+        # when the statement fixes one (a literal such as coalesce's 0).
         self._params: list[tuple[str, Callable[[Any], Any] | None, Any]] = [
-            (name, bind.type.bind_processor(dialect), bind.effective_value)
+            (name, bind.type.bind_processor(dialect), _GIVEN if bind.required else bind.value)
             for name in compiled.positiontup
             for bind in (compiled.binds[name],)
         ]
@@ -55,13 +55,15 @@ class DriverStatement:
     def run(self, conn: Connection, params: Mapping[str, Any]) -> Rows:
         args = []
         for name, process, fixed in self._params:
-            value = params.get(name, fixed)
+            value = params[name] if fixed is _GIVEN else params.get(name, fixed)
             args.append(value if process is None else process(value))
         cursor = conn.connection.cursor()
         cursor.execute(self.sql, args)
         return cursor
 
 
+_GIVEN = object()  # a parameter the caller must give
+# Keyed by the statement's id; the statement is kept with it, so the id stays its own.
 _compiled: dict[tuple[int, str], tuple[Executable, DriverStatement]] = {}
 
 
@@ -73,6 +75,6 @@ def execute(conn: Connection, statement: Executable, params: Mapping[str, Any]) 
         return conn.execute(statement, params)
     key = (id(statement), dialect.name)
     cached = _compiled.get(key)
-    if cached is None or cached[0] is not statement:
+    if cached is None:
         cached = _compiled[key] = (statement, DriverStatement(statement, dialect))
     return cached[1].run(conn, params)
