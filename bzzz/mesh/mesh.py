@@ -243,14 +243,14 @@ class Mesh:
         if message.dst in (self.me, EVERY_VOTER) and self.election_handler is not None:
             self.election_handler(message)
 
-    def send_election(self, message: ElectionMsg, recipients: tuple[bytes, ...]) -> int:
-        """Sign once and send to the recipients we are connected to; how many those were."""
+    def send_election(self, message: ElectionMsg, recipients: tuple[bytes, ...]) -> None:
+        """Sign once and send to the recipients we are connected to (election messages
+        are not relayed: a voter out of reach misses them, as a lost packet would)."""
         sessions = [s for r in recipients if (s := self.sessions.get(r)) is not None]
         if sessions:
             signed = sign_presence(self.identity.signer, ElectionMessage(message))
             for session in sessions:
                 session.send_ephemeral(signed)
-        return len(sessions)
 
     def heartbeat(self, counter: int, echo: int, held_us: int) -> bytes:
         beat = Heartbeat(self.me, now_ms(), counter, echo, held_us)
