@@ -8,7 +8,7 @@ pass through the column types' own bind processors, so the rows are exactly what
 would write; only the per-call machinery is skipped.
 
 SQLite only (its paramstyle is positional and it has no lost connections to detect);
-on PostgreSQL, or for a statement that does not compile positionally, Core runs it.
+on PostgreSQL Core runs the statement.
 Errors are the driver's own (`sqlite3.Error`): the store maps them as it maps Core's.
 """
 
@@ -63,8 +63,9 @@ class DriverStatement:
 
 
 _GIVEN = object()  # a parameter the caller must give
-# Keyed by the statement's id; the statement is kept with it, so the id stays its own.
-_compiled: dict[tuple[int, str], tuple[Executable, DriverStatement]] = {}
+# SQLite's compilations, keyed by the statement's id; the statement is kept with it, so
+# the id stays its own.
+_compiled: dict[int, tuple[Executable, DriverStatement]] = {}
 
 
 def execute(conn: Connection, statement: Executable, params: Mapping[str, Any]) -> Rows:
@@ -73,8 +74,7 @@ def execute(conn: Connection, statement: Executable, params: Mapping[str, Any]) 
     dialect = conn.dialect
     if dialect.name != "sqlite":
         return conn.execute(statement, params)
-    key = (id(statement), dialect.name)
-    cached = _compiled.get(key)
+    cached = _compiled.get(id(statement))
     if cached is None:
-        cached = _compiled[key] = (statement, DriverStatement(statement, dialect))
+        cached = _compiled[id(statement)] = (statement, DriverStatement(statement, dialect))
     return cached[1].run(conn, params)
