@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
+from asyncssh.constants import MSG_IGNORE
 
 from bzzz.domain.invite import parse_join_username
 from bzzz.domain.limits import KEY_BYTES
@@ -40,6 +41,28 @@ _COMMON: dict[str, Any] = {
     "keepalive_interval": KEEPALIVE_S,
     "config": [],
 }
+
+
+def drop_ignore_packets(conn: asyncssh.SSHClientConnection | asyncssh.SSHServerConnection) -> None:
+    """Stop asyncssh sending an empty MSG_IGNORE before every packet, once the
+    connection is up.
+
+    That packet is RFC 4251's defence (9.3.1) against chosen-plaintext attacks on CBC
+    ciphers. Our connections negotiate only AEAD ciphers (`CIPHERS`), where it buys
+    nothing, and it doubles what every message costs: a second encryption and socket
+    write on the sender, and a second packet (often a second wake-up) on the receiver.
+    asyncssh has no setting for it, so the connection's `send_packet` is wrapped; a
+    connection on any other cipher is left as it is. `test_transport` checks that no
+    ignore packet is sent, so an asyncssh that sends them another way is noticed."""
+    if conn.get_extra_info("send_cipher") not in CIPHERS:
+        return
+    send_packet = conn.send_packet
+
+    def send_all_but_ignore(pkttype: int, *args: bytes, handler: Any = None) -> None:
+        if pkttype != MSG_IGNORE:
+            send_packet(pkttype, *args, handler=handler)
+
+    conn.send_packet = send_all_but_ignore  # type: ignore[method-assign]
 
 
 def key_id(key: asyncssh.SSHKey) -> bytes | None:
@@ -144,6 +167,7 @@ async def start_server(
             process.exit(1)
             return
         address = f"{peername[0]}:{peername[1]}"
+        drop_ignore_packets(conn)
         try:
             await serve(login, (process.stdin, process.stdout), address, conn.close)
         finally:
@@ -186,6 +210,7 @@ async def dial(
         **_COMMON,
     )
     assert isinstance(client, _Client) and client.peer is not None
+    drop_ignore_packets(conn)
     try:
         writer, reader, _stderr = await conn.open_session(subsystem=SUBSYSTEM, encoding=None)
     except BaseException:
