@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from bench.procstat import cpu_seconds, wakeups
 from bench.stats import percentile
 from bzzz.home.config import load_config, write_config
 from bzzz.runtime.control import ask
+from bzzz.runtime.node import open_home_store
+from bzzz.store import EventStore
 from tests.agents import Agent, found, join, stop_all
 
 
@@ -36,6 +39,15 @@ def _unlimited(agent: Agent, max_tasks: int) -> Agent:
         ),
     )
     return agent
+
+
+def _kinds_since(store: EventStore, position: int) -> Counter[str]:
+    """How many entries of each kind one node stored after `position`."""
+    kinds: Counter[str] = Counter()
+    while rows := store.notifications(after=position, limit=10_000):
+        kinds.update(row.kind for row in rows)
+        position = rows[-1].position
+    return kinds
 
 
 def main() -> None:
@@ -78,6 +90,8 @@ def main() -> None:
                             unanswered.append(task)
 
             pids = [a.proc.pid for a in agents if a.proc is not None]
+            store = open_home_store(agents[0].home)
+            position_before = store.max_position()
             cpu_before = [cpu_seconds(p) for p in pids]
             wakeups_before = sum(wakeups(p) for p in pids)
             client_before = time.process_time()
@@ -95,6 +109,8 @@ def main() -> None:
             holders_seen = [
                 {row["task"]: row["holder"] for row in view.get("claims", [])} for view in views
             ]
+            kinds = _kinds_since(store, position_before)
+            store.close()
         finally:
             stop_all(agents)
     answered_twice = sum(1 for names in winners.values() if len(names) > 1)
@@ -116,6 +132,10 @@ def main() -> None:
         "refusal_p50_ms": round(percentile(refused_ms, 0.5), 1),
         "refusal_p99_ms": round(percentile(refused_ms, 0.99), 1),
         "unanswered_in_30_s": len(unanswered),
+        # every entry is stored on every node: what one grant costs the cluster in writes
+        "entries_per_grant": {
+            kind: round(n / max(1, len(granted_ms)), 2) for kind, n in kinds.most_common()
+        },
         "tasks_granted_twice": answered_twice,
         "tasks_where_nodes_disagree": views_disagree,
         "targets": {"grant_p99_ms": 100, "tasks_granted_twice": 0},
