@@ -71,3 +71,50 @@ def test_a_driver_insert_that_breaks_a_unique_index_raises_an_integrity_error(
         driver_sql.execute(conn, INSERT, row).fetchall()
         with pytest.raises(driver_sql.INTEGRITY_ERRORS):
             driver_sql.execute(conn, INSERT, row)
+
+
+INSERT_PLAIN = insert(rows).values(
+    stream=bindparam("stream"), version=bindparam("version"), state=bindparam("state")
+)
+
+
+def test_insert_many_stores_what_core_stores_and_returns_the_new_ids(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    metadata.create_all(engine)
+
+    def batch(*streams: uuid.UUID) -> list[dict[str, object]]:
+        return [
+            {"stream": stream, "version": version, "state": bytes([version])}
+            for stream in streams
+            for version in range(1, 6)
+        ]
+
+    with engine.begin() as conn:
+        core_ids = [r[0] for r in conn.execute(INSERT, batch(uuid.UUID(int=1)))]
+        ids = driver_sql.insert_many(
+            conn, INSERT_PLAIN, batch(uuid.UUID(int=2), uuid.UUID(int=3)), repeated=("stream",)
+        )
+        assert driver_sql.insert_many(conn, INSERT_PLAIN, []) == []
+        stored = conn.execute(
+            select(rows.c.id, rows.c.stream, rows.c.version, rows.c.state).order_by(rows.c.id)
+        ).all()
+    assert core_ids == [1, 2, 3, 4, 5] and ids == list(range(6, 16))
+    assert [r.id for r in stored] == core_ids + ids
+    written = [
+        (b["stream"], b["version"], b["state"])
+        for b in batch(*(uuid.UUID(int=n) for n in (1, 2, 3)))
+    ]
+    assert [(r.stream, r.version, r.state) for r in stored] == written
+
+
+def test_insert_many_that_breaks_a_unique_index_raises_and_its_transaction_undoes_it(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    metadata.create_all(engine)
+    stream = uuid.uuid4()
+    batch = [{"stream": stream, "version": v, "state": b"x"} for v in (1, 2, 2, 3)]
+    with pytest.raises(driver_sql.INTEGRITY_ERRORS), engine.begin() as conn:
+        driver_sql.insert_many(conn, INSERT_PLAIN, batch, repeated=("stream",))
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(rows)).scalar() == 0

@@ -1,4 +1,4 @@
-"""The few statements every live entry costs, run on the DBAPI cursor on SQLite.
+"""The statements every entry costs, run on the DBAPI cursor on SQLite.
 
 A daemon stores most live entries one at a time: an insert and a head move each. On
 SQLite, SQLAlchemy's Core execute spends 50-90 us of Python on each (execution context,
@@ -6,6 +6,10 @@ parameter processing, result wrapping), more than SQLite takes to run it. Here e
 statement is still built and compiled by SQLAlchemy, once per dialect, and its values
 pass through the column types' own bind processors, so the rows are exactly what Core
 would write; only the per-call machinery is skipped.
+
+Rows in bulk (a catch-up frame holds thousands) go in one `executemany`, and a value
+that recurs in every row (the author's stream id) is processed once per call: the UUID
+type's processor is most of what Core spends on a row.
 
 SQLite only (its paramstyle is positional and it has no lost connections to detect);
 on PostgreSQL Core runs the statement.
@@ -15,10 +19,11 @@ Errors are the driver's own (`sqlite3.Error`): the store maps them as it maps Co
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import Executable
 
@@ -53,28 +58,77 @@ class DriverStatement:
         ]
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> Rows:
-        args = []
-        for name, process, fixed in self._params:
-            value = params[name] if fixed is _GIVEN else params.get(name, fixed)
-            args.append(value if process is None else process(value))
         cursor = conn.connection.cursor()
-        cursor.execute(self.sql, args)
+        cursor.execute(self.sql, _args(self._params, params))
+        return cursor
+
+    def run_many(
+        self, conn: Connection, rows: Sequence[Mapping[str, Any]], repeated: Collection[str]
+    ) -> Rows:
+        """One executemany; each distinct value of a `repeated` parameter is processed once."""
+        plan = [
+            (
+                name,
+                lru_cache(maxsize=None)(process) if process and name in repeated else process,
+                fixed,
+            )
+            for name, process, fixed in self._params
+        ]
+        cursor = conn.connection.cursor()
+        cursor.executemany(self.sql, [_args(plan, params) for params in rows])
         return cursor
 
 
+def _args(
+    plan: Sequence[tuple[str, Callable[[Any], Any] | None, Any]], params: Mapping[str, Any]
+) -> list[Any]:
+    args = []
+    for name, process, fixed in plan:
+        value = params[name] if fixed is _GIVEN else params.get(name, fixed)
+        args.append(value if process is None else process(value))
+    return args
+
+
 _GIVEN = object()  # a parameter the caller must give
+_LAST_ID = select(func.last_insert_rowid())
 # SQLite's compilations, keyed by the statement's id; the statement is kept with it, so
 # the id stays its own.
 _compiled: dict[int, tuple[Executable, DriverStatement]] = {}
 
 
+def _statement(conn: Connection, statement: Executable) -> DriverStatement:
+    cached = _compiled.get(id(statement))
+    if cached is None:
+        cached = _compiled[id(statement)] = (statement, DriverStatement(statement, conn.dialect))
+    return cached[1]
+
+
 def execute(conn: Connection, statement: Executable, params: Mapping[str, Any]) -> Rows:
     """Run a long-lived statement (a module or recorder constant) with one set of
     parameters: on the SQLite cursor, else through Core."""
-    dialect = conn.dialect
-    if dialect.name != "sqlite":
+    if conn.dialect.name != "sqlite":
         return conn.execute(statement, params)
-    cached = _compiled.get(id(statement))
-    if cached is None:
-        cached = _compiled[id(statement)] = (statement, DriverStatement(statement, dialect))
-    return cached[1].run(conn, params)
+    return _statement(conn, statement).run(conn, params)
+
+
+def insert_many(
+    conn: Connection,
+    statement: Executable,
+    rows: Sequence[Mapping[str, Any]],
+    repeated: Collection[str] = (),
+) -> list[int]:
+    """Insert `rows` with a long-lived INSERT (no RETURNING) on the SQLite cursor; the
+    new rows' ids, in order.
+
+    SQLite has one writer, and this transaction is it until commit: the rows take the
+    ids after the table's largest, in order, so the last id and the count give them all.
+    SQLite only: on PostgreSQL, Core's multi-row insert returns the ids itself."""
+    if conn.dialect.name != "sqlite":
+        raise ValueError("insert_many runs on SQLite only")
+    if not rows:
+        return []
+    cursor = _statement(conn, statement).run_many(conn, rows, repeated)
+    if cursor.rowcount != len(rows):
+        raise sqlite3.OperationalError(f"inserted {cursor.rowcount} of {len(rows)} rows")
+    last = int(_statement(conn, _LAST_ID).run(conn, {}).fetchall()[0][0])
+    return list(range(last - len(rows) + 1, last + 1))
