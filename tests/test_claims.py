@@ -86,6 +86,37 @@ def test_a_newer_term_voids_old_grants_until_reissued() -> None:
     assert "stale token" in (book.check_token("#1", (1, 1), X, 500) or "")
 
 
+def test_a_late_grant_of_an_old_term_is_carried_forward_once_unless_a_newer_one_won() -> None:
+    """The new leader learns of a grant its predecessor wrote just before it was cut off
+    only after re-issuing what it knew and granting more: it carries that grant forward
+    then, with the next free number of its term, once; a late old grant of a task it has
+    granted meanwhile stays void."""
+    leaders = {1: L1, 2: L2}
+    known = grant_entry(L1, "#1", X, (1, 1), ts=0, lease=1000)
+    late = grant_entry(L1, "#2", Y, (1, 2), ts=10, lease=1000)
+    beaten = grant_entry(L1, "#3", X, (1, 3), ts=20, lease=1000)
+    book = cl.fold_claims([known], leaders, 2)
+    (first,) = cl.reissues(book, leader=L2, term=2, now=100)
+    fresh = cl.Grant(L2, "#3", Y, (2, 2), 1000, None, 110)
+    cl.apply_claims(
+        book,
+        [
+            entry(L2, cl.GRANTED, 100, **cl.grant_body(first)),
+            entry(L2, cl.GRANTED, 110, **cl.grant_body(fresh)),
+        ],
+        leaders,
+    )
+    assert cl.reissues(book, leader=L2, term=2, now=120) == []
+    cl.apply_claims(book, [late, beaten], leaders)
+    (carried,) = cl.reissues(book, leader=L2, term=2, now=200)
+    assert (carried.task, carried.claimant, carried.token) == ("#2", Y, (2, 3))
+    assert carried.lease_ms == 810  # what was left of the old lease, not a new one
+    cl.apply_claims(book, [entry(L2, cl.GRANTED, 200, **cl.grant_body(carried))], leaders)
+    assert cl.reissues(book, leader=L2, term=2, now=300) == []
+    assert book.live("#3", 300) == fresh and book.live("#2", 300) == carried
+    assert "stale token" in (book.check_token("#3", (1, 3), X, 300) or "")
+
+
 def test_progress_renews_release_ends_and_stale_progress_is_ignored() -> None:
     grant = grant_entry(L1, "#1", X, (1, 2), ts=0, lease=1000)
     renew = entry(X, cl.PROGRESS, 800, **cl.token_body("#1", (1, 2)))
