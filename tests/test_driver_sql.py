@@ -95,14 +95,15 @@ def test_insert_many_stores_what_core_stores_and_returns_the_new_ids(tmp_path: P
             conn, INSERT_PLAIN, batch(uuid.UUID(int=2), uuid.UUID(int=3)), repeated=("stream",)
         )
         assert driver_sql.insert_many(conn, INSERT_PLAIN, []) == []
+        one = driver_sql.insert_many(conn, INSERT_PLAIN, batch(uuid.UUID(int=4))[:1])
         stored = conn.execute(
             select(rows.c.id, rows.c.stream, rows.c.version, rows.c.state).order_by(rows.c.id)
         ).all()
-    assert core_ids == [1, 2, 3, 4, 5] and ids == list(range(6, 16))
-    assert [r.id for r in stored] == core_ids + ids
+    assert core_ids == [1, 2, 3, 4, 5] and ids == list(range(6, 16)) and one == [16]
+    assert [r.id for r in stored] == core_ids + ids + one
     written = [
         (b["stream"], b["version"], b["state"])
-        for b in batch(*(uuid.UUID(int=n) for n in (1, 2, 3)))
+        for b in batch(*(uuid.UUID(int=n) for n in (1, 2, 3))) + batch(uuid.UUID(int=4))[:1]
     ]
     assert [(r.stream, r.version, r.state) for r in stored] == written
 
@@ -116,5 +117,8 @@ def test_insert_many_that_breaks_a_unique_index_raises_and_its_transaction_undoe
     batch = [{"stream": stream, "version": v, "state": b"x"} for v in (1, 2, 2, 3)]
     with pytest.raises(driver_sql.INTEGRITY_ERRORS), engine.begin() as conn:
         driver_sql.insert_many(conn, INSERT_PLAIN, batch, repeated=("stream",))
+    with pytest.raises(driver_sql.INTEGRITY_ERRORS), engine.begin() as conn:  # one row
+        driver_sql.insert_many(conn, INSERT_PLAIN, batch[:1])
+        driver_sql.insert_many(conn, INSERT_PLAIN, batch[:1])
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(rows)).scalar() == 0

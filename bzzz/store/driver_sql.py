@@ -38,6 +38,9 @@ class Rows(Protocol):
     @property
     def rowcount(self) -> int: ...
 
+    @property
+    def lastrowid(self) -> Any: ...
+
     def fetchall(self) -> Sequence[Any]: ...
 
 
@@ -122,13 +125,19 @@ def insert_many(
 
     SQLite has one writer, and this transaction is it until commit: the rows take the
     ids after the table's largest, in order, so the last id and the count give them all.
+    One row (most live entries) is one plain execute, whose cursor knows its id.
     SQLite only: on PostgreSQL, Core's multi-row insert returns the ids itself."""
     if conn.dialect.name != "sqlite":
         raise ValueError("insert_many runs on SQLite only")
     if not rows:
         return []
-    cursor = _statement(conn, statement).run_many(conn, rows, repeated)
+    driver = _statement(conn, statement)
+    if len(rows) == 1:
+        cursor = driver.run(conn, rows[0])
+        last = cursor.lastrowid
+    else:
+        cursor = driver.run_many(conn, rows, repeated)
+        last = _statement(conn, _LAST_ID).run(conn, {}).fetchall()[0][0]
     if cursor.rowcount != len(rows):
         raise sqlite3.OperationalError(f"inserted {cursor.rowcount} of {len(rows)} rows")
-    last = int(_statement(conn, _LAST_ID).run(conn, {}).fetchall()[0][0])
-    return list(range(last - len(rows) + 1, last + 1))
+    return list(range(int(last) - len(rows) + 1, int(last) + 1))
