@@ -1,6 +1,7 @@
 """Test hosts in network namespaces this test run makes (and removes): each host gets a
 veth pair whose other end sits on a bridge in a namespace of its own, like a LAN switch.
-A host is cut off by taking its switch port down."""
+A host is cut off by taking its switch port down; two hosts are cut from each other by
+routing each one's address into a blackhole on the other."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ class Lan:
 
     def heal(self, host: Host) -> None:
         _ip("-n", self.switch, "link", "set", host.port_link, "up")
+
+    def cut_between(self, a: Host, b: Host) -> None:
+        _ip("-n", a.ns, "route", "add", "blackhole", f"{b.address}/32")
+        _ip("-n", b.ns, "route", "add", "blackhole", f"{a.address}/32")
+
+    def heal_between(self, a: Host, b: Host) -> None:
+        _ip("-n", a.ns, "route", "del", "blackhole", f"{b.address}/32")
+        _ip("-n", b.ns, "route", "del", "blackhole", f"{a.address}/32")
 
 
 @contextmanager
