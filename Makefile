@@ -35,6 +35,7 @@ bench: system venv
 	$(PY) -m bench.append
 	$(PY) -m bench.audit
 	$(PY) -m bench.replicate
+	$(PY) -m bench.frames
 	command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server; }
 	$(PY) -m bench.failover
 	$(PY) -m bench.claims
