@@ -21,10 +21,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.probe import ingest_us
 from bench.procstat import cpu_seconds, wakeups
 from bench.stats import percentile
 from bzzz.home.config import load_config, write_config
-from bzzz.runtime.control import ask
+from bzzz.runtime.control import Control, ask
 from bzzz.runtime.node import open_home_store
 from bzzz.store import EventStore
 from tests.agents import Agent, found, join, stop_all
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=1000)
     args = parser.parse_args()
     tasks = [f"#{n}" for n in range(1, args.tasks + 1)]
+    probe_before = ingest_us()
     with tempfile.TemporaryDirectory(prefix="bzzz-claims-") as folder:
         root = Path(folder)
         agents = [_unlimited(found(root), args.tasks).start()]
@@ -75,19 +77,22 @@ def main() -> None:
             def race(agent: Agent, seed: int) -> None:
                 order = tasks[:]
                 random.Random(seed).shuffle(order)
-                for task in order:
-                    began = time.perf_counter()
-                    reply = ask(agent.home, {"op": "claim", "task": task, "wait": 30}, timeout=40)
-                    took = (time.perf_counter() - began) * 1000
-                    assert reply is not None and reply.get("ok"), reply
-                    with lock:
-                        if reply["status"] == "granted":
-                            granted_ms.append(took)
-                            winners.setdefault(task, []).append(agent.home.name)
-                        elif reply["status"] == "refused":
-                            refused_ms.append(took)
-                        else:
-                            unanswered.append(task)
+                control = Control.connect(agent.home, timeout=40)  # one, as an agent keeps
+                assert control is not None
+                with control:
+                    for task in order:
+                        began = time.perf_counter()
+                        reply = control.ask({"op": "claim", "task": task, "wait": 30})
+                        took = (time.perf_counter() - began) * 1000
+                        assert reply is not None and reply.get("ok"), reply
+                        with lock:
+                            if reply["status"] == "granted":
+                                granted_ms.append(took)
+                                winners.setdefault(task, []).append(agent.home.name)
+                            elif reply["status"] == "refused":
+                                refused_ms.append(took)
+                            else:
+                                unanswered.append(task)
 
             pids = [a.proc.pid for a in agents if a.proc is not None]
             store = open_home_store(agents[0].home)
@@ -113,6 +118,7 @@ def main() -> None:
             store.close()
         finally:
             stop_all(agents)
+    probe_after = ingest_us()
     answered_twice = sum(1 for names in winners.values() if len(names) > 1)
     views_disagree = sum(1 for task in tasks if len({view.get(task) for view in holders_seen}) > 1)
     out: dict[str, Any] = {
@@ -136,6 +142,8 @@ def main() -> None:
         "entries_per_grant": {
             kind: round(n / max(1, len(granted_ms)), 2) for kind, n in kinds.most_common()
         },
+        # the machine's speed around the run: CPU per single-entry ingest (bench/probe.py)
+        "probe_ingest_us": [probe_before, probe_after],
         "tasks_granted_twice": answered_twice,
         "tasks_where_nodes_disagree": views_disagree,
         "targets": {"grant_p99_ms": 100, "tasks_granted_twice": 0},

@@ -1,6 +1,6 @@
 """The daemon's control socket: a Unix socket in the home (mode 0600), one JSON request
-and one JSON answer a line. Only the home's owner can reach it; nothing listens on TCP
-without SSH authentication."""
+and one JSON answer a line, as many in turn as the client sends on one connection. Only
+the home's owner can reach it; nothing listens on TCP without SSH authentication."""
 
 from __future__ import annotations
 
@@ -40,16 +40,13 @@ async def serve_control(home: Path, handle: Handler) -> asyncio.Server:
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await reader.readline()
-            try:
-                request = json.loads(line[:MAX_REQUEST])
-                if not isinstance(request, dict):
-                    raise ValueError("a request is a JSON object")
-                answer = await handle(request)
-            except (ValueError, UsageError) as error:
-                answer = {"ok": False, "error": str(error)}
-            writer.write(json.dumps(answer).encode() + b"\n")
-            await writer.drain()
+            while line := await reader.readline():
+                answer = await _answer(line, handle)
+                writer.write(json.dumps(answer).encode() + b"\n")
+                await writer.drain()
+        except ValueError:  # the line ran past MAX_REQUEST: say so and hang up
+            error = f"a request is one line of at most {MAX_REQUEST} bytes"
+            writer.write(json.dumps({"ok": False, "error": error}).encode() + b"\n")
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -64,31 +61,80 @@ async def serve_control(home: Path, handle: Handler) -> asyncio.Server:
     return server
 
 
-def ask(home: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any] | None:
-    """The daemon's answer, or None when no daemon is running on this home."""
-    path = home / SOCKET_FILE
-    if not path.exists() or len(str(path).encode()) > MAX_PATH:
-        return None
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+async def _answer(line: bytes, handle: Handler) -> dict[str, Any]:
+    try:
+        request = json.loads(line)
+        if not isinstance(request, dict):
+            raise ValueError("a request is a JSON object")
+        return await handle(request)
+    except (ValueError, UsageError) as error:
+        return {"ok": False, "error": str(error)}
+
+
+class Control:
+    """One connection to a running agent's control socket, for many requests in turn (an
+    agent asking for task after task need not connect for each)."""
+
+    def __init__(self, home: Path, sock: socket.socket) -> None:
+        self.home = home
+        self._sock = sock
+        self._buffer = b""
+
+    @classmethod
+    def connect(cls, home: Path, timeout: float = 5.0) -> Control | None:
+        """A connection to the agent on `home`, or None when none is running there."""
+        path = home / SOCKET_FILE
+        if not path.exists() or len(str(path).encode()) > MAX_PATH:
+            return None
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
         except (ConnectionRefusedError, FileNotFoundError):
+            sock.close()
             return None
         except OSError as error:
+            sock.close()
             raise UsageError(f"the agent on {home} did not answer: {error}") from None
-    try:
-        answer = json.loads(data)
-    except ValueError:
-        raise UsageError(f"the agent on {home} gave an unreadable answer") from None
-    return answer if isinstance(answer, dict) else None
+        return cls(home, sock)
+
+    def ask(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any] | None:
+        """The agent's answer (None if it is not a JSON object)."""
+        if timeout is not None:
+            self._sock.settimeout(timeout)
+        try:
+            self._sock.sendall(json.dumps(request).encode() + b"\n")
+            while b"\n" not in self._buffer:
+                chunk = self._sock.recv(65536)
+                if not chunk:
+                    break
+                self._buffer += chunk
+        except OSError as error:
+            raise UsageError(f"the agent on {self.home} did not answer: {error}") from None
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            raise UsageError(f"the agent on {self.home} gave an unreadable answer") from None
+        return answer if isinstance(answer, dict) else None
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> Control:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def ask(home: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any] | None:
+    """The daemon's answer, or None when no daemon is running on this home."""
+    control = Control.connect(home, timeout)
+    if control is None:
+        return None
+    with control:
+        return control.ask(request)
 
 
 def notify_agent(home: Path) -> None:
