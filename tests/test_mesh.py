@@ -17,6 +17,7 @@ from bzzz.domain.identity import Ed25519Signer
 from bzzz.errors import UsageError
 from bzzz.home.keys import Identity
 from bzzz.mesh.transport import dial
+from bzzz.runtime.control import Control
 from bzzz.runtime.node import open_node
 from tests.agents import Agent, converged, found, invite_token, join, stop_all, wait_for
 
@@ -188,7 +189,10 @@ def test_status_lock_and_clean_shutdown(tmp_path: Path, agents: list[Agent]) -> 
     assert set(peer["heads"]) == {"ours", "theirs"} and peer["last_heard"] > 0
     second = bzzz("agent", "--home", str(a.home), "--no-mdns", "--listen", "127.0.0.1:0")
     assert second.returncode == 2 and f"pid {a.proc.pid}" in second.stderr  # type: ignore[union-attr]
+    held = Control.connect(a.home)  # a client that keeps its connection open
+    assert held is not None and held.ask({"op": "status"})["ok"]  # type: ignore[index]
     assert a.stop(timeout=5) == 0
+    held.close()
     agents.remove(a)
     assert not (a.home / "agent.sock").exists()
     offline = json.loads(bzzz("status", "--home", str(a.home), "--json").stdout)
