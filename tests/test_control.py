@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from bzzz.errors import UsageError
-from bzzz.runtime.control import MAX_REQUEST, SOCKET_FILE, Control, ask, serve_control
+from bzzz.runtime.control import (
+    MAX_REQUEST,
+    SOCKET_FILE,
+    Control,
+    ControlServer,
+    ask,
+    serve_control,
+)
 
 
 async def _echo(request: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +34,7 @@ def home(tmp_path: Path) -> Iterator[Path]:
     """A home whose control socket answers with `_echo` while the test runs."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
-    server: list[asyncio.Server] = []
+    server: list[ControlServer] = []
 
     async def start() -> None:
         server.append(await serve_control(tmp_path, _echo))
@@ -37,12 +44,14 @@ def home(tmp_path: Path) -> Iterator[Path]:
     thread.start()
     asyncio.run_coroutine_threadsafe(start(), loop)
     assert ready.wait(10)
+
     try:
         yield tmp_path
     finally:
-        server[0].close()
+        asyncio.run_coroutine_threadsafe(server[0].close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+        loop.close()
 
 
 def test_one_connection_carries_many_requests_answered_in_order(home: Path) -> None:

@@ -193,6 +193,7 @@ def test_status_lock_and_clean_shutdown(tmp_path: Path, agents: list[Agent]) -> 
     assert held is not None and held.ask({"op": "status"})["ok"]  # type: ignore[index]
     assert a.stop(timeout=5) == 0
     held.close()
+    assert "Traceback" not in a.log_text()  # the held connection was hung up on, not cut
     agents.remove(a)
     assert not (a.home / "agent.sock").exists()
     offline = json.loads(bzzz("status", "--home", str(a.home), "--json").stdout)

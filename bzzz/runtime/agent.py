@@ -107,7 +107,9 @@ async def _serve(node: Node, listen: str | None, peers: list[str], mdns: bool | 
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-        control.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await control.close()
         with contextlib.suppress(FileNotFoundError):
             socket_path(node.home).unlink()
         with contextlib.suppress(TimeoutError):

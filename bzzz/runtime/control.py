@@ -33,15 +33,34 @@ def socket_path(home: Path) -> Path:
     return path
 
 
-async def serve_control(home: Path, handle: Handler) -> asyncio.Server:
-    path = socket_path(home)
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()  # left by a crashed daemon; the home lock says we are the only one
+class ControlServer:
+    """The control socket's server and the connections it serves. A client may keep its
+    connection open as long as the daemon runs; on the way out the daemon hangs up on
+    it, so that its handler ends on end of input instead of being cancelled mid-read."""
 
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, handle: Handler) -> None:
+        self._handle = handle
+        self._server: asyncio.Server | None = None
+        self._clients: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+
+    async def serve(self, home: Path) -> None:
+        path = socket_path(home)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()  # left by a crashed daemon; the home lock says we are the only one
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._on_client, path, limit=MAX_REQUEST)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._clients[task] = writer
         try:
             while line := await reader.readline():
-                answer = await _answer(line, handle)
+                answer = await _answer(line, self._handle)
                 writer.write(json.dumps(answer).encode() + b"\n")
                 await writer.drain()
         except ValueError:  # the line ran past MAX_REQUEST: say so and hang up
@@ -51,14 +70,21 @@ async def serve_control(home: Path, handle: Handler) -> asyncio.Server:
             pass
         finally:
             writer.close()
+            del self._clients[task]
 
-    old_umask = os.umask(0o177)
-    try:
-        server = await asyncio.start_unix_server(on_client, path, limit=MAX_REQUEST)
-    finally:
-        os.umask(old_umask)
-    os.chmod(path, 0o600)
-    return server
+    async def close(self) -> None:
+        """Stop listening, hang up on every client, and wait for their handlers."""
+        if self._server is not None:
+            self._server.close()
+        for writer in self._clients.values():
+            writer.close()
+        await asyncio.gather(*self._clients, return_exceptions=True)
+
+
+async def serve_control(home: Path, handle: Handler) -> ControlServer:
+    control = ControlServer(handle)
+    await control.serve(home)
+    return control
 
 
 async def _answer(line: bytes, handle: Handler) -> dict[str, Any]:
@@ -98,10 +124,8 @@ class Control:
             raise UsageError(f"the agent on {home} did not answer: {error}") from None
         return cls(home, sock)
 
-    def ask(self, request: dict[str, Any], timeout: float | None = None) -> dict[str, Any] | None:
+    def ask(self, request: dict[str, Any]) -> dict[str, Any] | None:
         """The agent's answer (None if it is not a JSON object)."""
-        if timeout is not None:
-            self._sock.settimeout(timeout)
         try:
             self._sock.sendall(json.dumps(request).encode() + b"\n")
             while b"\n" not in self._buffer:
