@@ -29,6 +29,7 @@ from typing import Any
 
 import asyncssh
 
+from bench.probe import ingest_us
 from bench.procstat import cpu_seconds, rss_mb, wakeups
 from bench.stats import percentile
 from bzzz.clock import now_ms
@@ -213,7 +214,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--idle", type=float, default=10.0)
     args = parser.parse_args()
-    out: dict[str, Any] = {"bench": "replicate"}
+    # the machine's speed around the run: CPU per single-entry ingest (bench/probe.py)
+    out: dict[str, Any] = {"bench": "replicate", "probe_ingest_us": [ingest_us()]}
     with tempfile.TemporaryDirectory(prefix="bzzz-bench-") as folder:
         root = Path(folder)
         out["catch_up"] = catch_up(root, args.entries)
@@ -229,6 +231,7 @@ def main() -> None:
                     out["idle_5_nodes"] = idle(agents, args.idle)
             finally:
                 stop_all(agents)
+    out["probe_ingest_us"].append(ingest_us())
     out["targets"] = {
         "catch_up_entries_per_s": 20_000,
         "per_hop_p50_ms": 10,
