@@ -10,25 +10,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from bzzz.domain.entry import create_entry
 from bzzz.domain.identity import Ed25519Signer
-from bzzz.domain.payload import encode_payload
 from bzzz.store import EventStore
 from bzzz.store.urls import resolve_store_url
-
-_BODY = encode_payload({"task": "#42", "note": "a probe"})
+from tests.helpers import build_chain
 
 
 def ingest_us(entries: int = 400) -> float:
     """CPU microseconds per single-entry ingest, the least disturbed of three rounds."""
-    signer = Ed25519Signer(b"p" * 32)
-    raws, prev = [], None
-    for seq in range(1, 3 * entries + 1):
-        entry = create_entry(
-            signer, seq=seq, prev=prev, lamport=seq, ts=seq, kind="task.note", body=_BODY
-        )
-        raws.append(entry.raw)
-        prev = entry.hash
+    raws = [e.raw for e in build_chain(Ed25519Signer(b"p" * 32), 3 * entries)]
     rounds = []
     with tempfile.TemporaryDirectory(prefix="bzzz-probe-") as folder:
         store = EventStore(resolve_store_url(f"sqlite:///{Path(folder) / 'probe.db'}"))
