@@ -151,12 +151,20 @@ def test_vote_and_leader_bodies_parse_and_garbage_does_not() -> None:
     a = bytes([1]) * 32
     body = encode_payload(lead.vote_body(4, a))
     assert lead.parse_vote(a, body, b"h" * 32, 9) == lead.Vote(a, 4, a, b"h" * 32, 9)
-    claim = encode_payload(lead.leader_body(4, [b"h" * 32], "no-leader", 12))
-    parsed = lead.parse_leader(a, claim, 9)
+    b = bytes([2]) * 32
+    body = lead.leader_body(4, [b"h" * 32], "no-leader", 12, {b: 3, a: 7})
+    parsed = lead.parse_leader(a, encode_payload(body), 9)
     assert parsed is not None and parsed.votes == (b"h" * 32,)
+    assert parsed.membership == ((a, 7), (b, 3))
     for junk in (b"\xff", encode_payload({"term": -1, "candidate": a}), encode_payload({})):
         assert lead.parse_vote(a, junk, b"h" * 32, 0) is None
         assert lead.parse_leader(a, junk, 0) is None
+    bad_cuts = ([], [[b, 3], [a, 7]], [[a, 1], [a, 2]], [[a, 0]], [[a[:5], 1]], [[a, "1"]], "x")
+    for cut in bad_cuts:
+        assert lead.parse_leader(a, encode_payload({**body, "membership": cut}), 9) is None
+    del body["membership"]  # written before leaders named their membership
+    older = lead.parse_leader(a, encode_payload(body), 9)
+    assert older is not None and older.membership is None
 
 
 def test_a_restarted_voter_does_not_help_unseat_a_leased_leader() -> None:

@@ -46,9 +46,28 @@ class Logs:
     def vote(self, voter: Ed25519Signer, term: int, candidate: Ed25519Signer) -> Entry:
         return self.add(voter, lead.VOTE, lead.vote_body(term, candidate.public_key))
 
-    def lead(self, leader: Ed25519Signer, term: int, votes: list[Entry]) -> Entry:
-        body = lead.leader_body(term, [v.hash for v in votes], "no-leader", 0)
+    def lead(
+        self,
+        leader: Ed25519Signer,
+        term: int,
+        votes: list[Entry],
+        seen: list[Entry] | None = None,
+    ) -> Entry:
+        """`seen`: the entries the leader had folded its membership from (all of them
+        unless given)."""
+        cut: dict[bytes, int] = {}
+        for e in self.entries if seen is None else seen:
+            if e.kind in ms.KINDS:
+                cut[e.author] = max(cut.get(e.author, 0), e.seq)
+        body = lead.leader_body(term, [v.hash for v in votes], "no-leader", 0, cut)
         return self.add(leader, lead.LEADER, body)
+
+    def invite(self, inviter: Ed25519Signer, member: Ed25519Signer, name: str) -> Entry:
+        secret = secret_hash(name.encode() * 16)
+        self.add(inviter, ms.INVITED, ms.invited_body(secret, "developer", 10**12))
+        return self.add(
+            inviter, ms.ADMITTED, ms.admitted_body(member.public_key, name, "developer", secret)
+        )
 
 
 def cluster(*members: Ed25519Signer) -> Logs:
@@ -107,9 +126,7 @@ def test_each_claim_is_judged_by_the_voters_of_its_time() -> None:
     logs = cluster(B, C)
     logs.lead(A, 1, [logs.vote(A, 1, A), logs.vote(B, 1, A)])
     # Later D joins and B leaves: term 1 still had 3 voters and 2 of their votes.
-    secret = secret_hash(b"d" * 16)
-    logs.add(A, ms.INVITED, ms.invited_body(secret, "developer", 10**12))
-    logs.add(A, ms.ADMITTED, ms.admitted_body(D.public_key, "d", "developer", secret))
+    logs.invite(A, D, "d")
     logs.add(A, ms.REMOVED, ms.removed_body(B.public_key, "left"))
     logs.lead(C, 2, [logs.vote(C, 2, C), logs.vote(D, 2, C)])
     checked = audit_leadership(logs.entries, ROLES)
@@ -117,3 +134,42 @@ def test_each_claim_is_judged_by_the_voters_of_its_time() -> None:
     # With B gone, its vote no longer counts for a later claim.
     logs.lead(B, 3, [logs.vote(B, 3, B), logs.vote(A, 3, B)])
     assert codes(logs) == ["unproven-leader"]
+
+
+def test_a_leader_that_had_not_heard_of_a_newcomer_is_judged_by_the_voters_it_knew() -> None:
+    # A admits D while B, which has not received that yet, wins term 1 with 2 of the 3
+    # voters it knows. B's entry has the higher Lamport time (it wrote more), so a
+    # Lamport cut would count D among its voters; the cut B names does not.
+    logs = cluster(B, C)
+    before = list(logs.entries)
+    logs.invite(A, D, "d")
+    votes = [logs.vote(B, 1, B), logs.vote(C, 1, B)]
+    logs.lead(B, 1, votes, seen=before + votes)
+    checked = audit_leadership(logs.entries, ROLES)
+    assert checked.findings == [] and checked.summary()["latest_leader"] == B.public_key.hex()
+    # The same claim without a named cut (as older entries are) is judged by Lamport
+    # time, where D was already a voter: 2 of 4 is not a majority.
+    claim = logs.entries.pop()
+    old = {"term": 1, "votes": [v.hash for v in votes], "trigger": "no-leader", "leaderless_ms": 0}
+    logs.tips[B.public_key] = (claim.seq - 1, claim.prev)
+    logs.add(B, lead.LEADER, old)
+    (finding,) = audit_leadership(logs.entries, ROLES).findings
+    assert finding.code == "unproven-leader" and "2 of 4 voters" in finding.problem
+
+
+def test_a_leader_may_not_name_a_membership_older_than_its_own_acts() -> None:
+    logs = cluster(B, C)
+    before = list(logs.entries)
+    logs.invite(A, D, "d")  # A's own acts: A had folded them, whatever it claims
+    logs.lead(A, 1, [logs.vote(A, 1, A), logs.vote(B, 1, A)], seen=before)
+    (finding,) = audit_leadership(logs.entries, ROLES).findings
+    assert finding.code == "unproven-leader" and "older than its own" in finding.problem
+
+
+def test_a_named_membership_entry_not_here_yet_is_a_wait() -> None:
+    logs = cluster(B, C)
+    admitted = logs.invite(A, D, "d")
+    logs.lead(B, 1, [logs.vote(B, 1, B), logs.vote(C, 1, B), logs.vote(D, 1, B)])
+    logs.entries.remove(admitted)  # A's log has not replicated this far
+    checked = audit_leadership(logs.entries, ROLES)
+    assert checked.findings == [] and checked.waiting == 1

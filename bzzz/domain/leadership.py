@@ -3,8 +3,11 @@
 A voter's `election.vote` entry says it voted for a candidate in a term; a leader's
 `election.leader` entry cites, by hash, the votes that elected it. A leader is proven for
 a term when the cited votes are held, are for it in that term, and come from a majority
-of the voters. Two proven leaders in one term is split brain; a voter with two votes in
-one term has broken the rules its node enforces.
+of the voters. The voters are those of the membership the leader had folded when it
+won: its entry names that cut of the logs (per author, the seq of the latest membership
+act it had), because a leader cannot count voters it has not heard of yet, and Lamport
+order alone cannot tell which acts it had. Two proven leaders in one term is split
+brain; a voter with two votes in one term has broken the rules its node enforces.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class LeaderClaim:
     leaderless_ms: int
     ts: int
     lamport: int = 0
+    # The membership cut the leader counted its voters in, sorted by author; None in
+    # entries written before leaders named it.
+    membership: tuple[tuple[bytes, int], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +77,16 @@ def vote_body(term: int, candidate: bytes) -> dict[str, Any]:
     return {"term": term, "candidate": candidate}
 
 
-def leader_body(term: int, votes: list[bytes], trigger: str, leaderless_ms: int) -> dict[str, Any]:
-    return {"term": term, "votes": votes, "trigger": trigger, "leaderless_ms": leaderless_ms}
+def leader_body(
+    term: int, votes: list[bytes], trigger: str, leaderless_ms: int, membership: dict[bytes, int]
+) -> dict[str, Any]:
+    return {
+        "term": term,
+        "votes": votes,
+        "trigger": trigger,
+        "leaderless_ms": leaderless_ms,
+        "membership": [[author, seq] for author, seq in sorted(membership.items())],
+    }
 
 
 def _count(value: Any) -> int | None:
@@ -101,7 +115,28 @@ def parse_leader(author: bytes, body: bytes, ts: int, lamport: int = 0) -> Leade
         return None
     if not all(isinstance(h, bytes) and len(h) == HASH_BYTES for h in votes):
         return None
-    return LeaderClaim(author, term, tuple(votes), trigger, leaderless, ts, lamport)
+    cut = data.get("membership")
+    membership = None if cut is None else _cut(cut)
+    if cut is not None and membership is None:
+        return None
+    return LeaderClaim(author, term, tuple(votes), trigger, leaderless, ts, lamport, membership)
+
+
+def _cut(value: Any) -> tuple[tuple[bytes, int], ...] | None:
+    """A membership cut: distinct authors in order, each with a positive seq."""
+    if not isinstance(value, list) or not value or len(value) > MAX_CITED:
+        return None
+    pairs: list[tuple[bytes, int]] = []
+    for item in value:
+        if not isinstance(item, list) or len(item) != 2:
+            return None
+        author, seq = item
+        if not isinstance(author, bytes) or len(author) != KEY_BYTES or type(seq) is not int:
+            return None
+        if seq < 1 or (pairs and author <= pairs[-1][0]):
+            return None
+        pairs.append((author, seq))
+    return tuple(pairs)
 
 
 def prove_leadership(

@@ -1,5 +1,6 @@
 """Leadership as `bzzz audit` checks it, from the logs alone: every `election.leader`
-entry must cite votes of a majority of the voters of its time, for its leader and term;
+entry must cite votes of a majority of the voters of the membership it names (or, in
+older entries that name none, of its Lamport time), for its leader and term;
 no term may have two proven leaders; no voter may vote twice in a term."""
 
 from __future__ import annotations
@@ -35,23 +36,31 @@ class LeadershipAudit:
 def audit_leadership(entries: Iterable[Entry], roles: Roles) -> LeadershipAudit:
     """`entries`: at least every entry of `KINDS` the store holds, in any order."""
     votes: list[lead.Vote] = []
-    claims: list[lead.LeaderClaim] = []
+    claims: list[tuple[lead.LeaderClaim, int]] = []
     acts: list[ms.MembershipAct] = []
-    claim_seq: dict[tuple[bytes, int, int], int] = {}
     for e in entries:
         if e.kind == lead.VOTE:
             vote = lead.parse_vote(e.author, e.body, e.hash, e.ts)
             votes += [vote] if vote else []
         elif e.kind == lead.LEADER:
             claim = lead.parse_leader(e.author, e.body, e.ts, e.lamport)
-            if claim is not None:
-                claims.append(claim)
-                claim_seq[(claim.leader, claim.term, claim.ts)] = e.seq
+            claims += [(claim, e.seq)] if claim else []
         elif e.kind in ms.KINDS:
             acts.append(ms.MembershipAct.of(e))
-    history = ms.voter_history(acts, roles)
-    proof = lead.prove_leadership(votes, claims, lambda c: ms.voters_at(history, c.lamport))
-    result = LeadershipAudit(proof)
+    electorates = _Electorates(acts, roles)
+    judged: list[lead.LeaderClaim] = []
+    unjudged: list[tuple[lead.LeaderClaim, int, str]] = []
+    waiting = 0
+    for claim, seq in claims:
+        problem = electorates.check(claim, seq)
+        if problem == MISSING_ACT:
+            waiting += 1
+        elif problem is not None:
+            unjudged.append((claim, seq, problem))
+        else:
+            judged.append(claim)
+    proof = lead.prove_leadership(votes, judged, electorates.voters)
+    result = LeadershipAudit(proof, waiting=waiting)
     for term, leaders in sorted(proof.split_brain.items()):
         names = ", ".join(sorted(x.hex()[:12] for x in leaders))
         result.findings.append(
@@ -63,12 +72,47 @@ def audit_leadership(entries: Iterable[Entry], roles: Roles) -> LeadershipAudit:
         result.findings.append(
             Finding(voter.hex(), None, "double-vote", f"voted for two candidates in term {term}")
         )
-    for claim, problem in proof.unproven:
+    seqs = {(claim.leader, claim.term, claim.ts): seq for claim, seq in claims}
+    unproven = [(c, seqs[(c.leader, c.term, c.ts)], why) for c, why in proof.unproven]
+    for claim, seq, problem in unjudged + unproven:
         if problem == lead.MISSING_VOTE:
             result.waiting += 1
             continue
-        seq = claim_seq.get((claim.leader, claim.term, claim.ts))
         result.findings.append(
             Finding(claim.leader.hex(), seq, "unproven-leader", f"term {claim.term}: {problem}")
         )
     return result
+
+
+MISSING_ACT = "names a membership entry this store does not hold"
+
+
+class _Electorates:
+    """The voters each claim is judged by: those of the membership cut it names, or,
+    for a claim that names none, those of the acts with a lower Lamport time."""
+
+    def __init__(self, acts: list[ms.MembershipAct], roles: Roles):
+        self.acts, self.roles = acts, roles
+        self.held = {(a.author, a.seq) for a in acts}
+        self.history = ms.voter_history(acts, roles)
+        self._folded: dict[tuple[tuple[bytes, int], ...], frozenset[bytes]] = {}
+
+    def check(self, claim: lead.LeaderClaim, seq: int) -> str | None:
+        """Why the claim's cut cannot be judged here, if it cannot."""
+        if claim.membership is None:
+            return None
+        if any(act not in self.held for act in claim.membership):
+            return MISSING_ACT  # logs replicate independently: a wait, not evidence
+        own = max((a.seq for a in self.acts if a.author == claim.leader and a.seq < seq), default=0)
+        if own > dict(claim.membership).get(claim.leader, 0):
+            return "counts its voters in a membership older than its own membership entries"
+        return None
+
+    def voters(self, claim: lead.LeaderClaim) -> frozenset[bytes]:
+        cut = claim.membership
+        if cut is None:
+            return ms.voters_at(self.history, claim.lamport)
+        if cut not in self._folded:
+            state = ms.fold_cut(self.acts, dict(cut), self.roles)
+            self._folded[cut] = ms.voters_of(state, self.roles)
+        return self._folded[cut]

@@ -68,6 +68,9 @@ class Membership:
     invites: dict[bytes, Invite] = field(default_factory=dict)
     used_invites: set[bytes] = field(default_factory=set)
     ignored: list[tuple[MembershipAct, str]] = field(default_factory=list)
+    # Per author, the seq of its latest act folded in: the cut of the logs this state
+    # was decided from, which an `election.leader` entry names (see `fold_cut`).
+    cut: dict[bytes, int] = field(default_factory=dict)
 
     def is_member(self, agent_id: bytes) -> bool:
         return agent_id in self.members
@@ -122,7 +125,14 @@ def fold_membership(acts: Iterable[MembershipAct], roles: Roles) -> Membership:
         problem = _apply(state, roles, act)
         if problem is not None:
             state.ignored.append((act, problem))
+        state.cut[act.author] = max(state.cut.get(act.author, 0), act.seq)
     return state
+
+
+def fold_cut(acts: Iterable[MembershipAct], cut: dict[bytes, int], roles: Roles) -> Membership:
+    """The membership decided from the acts within `cut` alone: what a node that had
+    folded exactly those acts decided, whatever else has arrived since."""
+    return fold_membership((a for a in acts if a.seq <= cut.get(a.author, 0)), roles)
 
 
 def voters_of(state: Membership, roles: Roles) -> frozenset[bytes]:

@@ -246,7 +246,16 @@ class ElectionRunner:
                 log.warning("term %d: still gathering the votes that elected us", won.term)
                 warn_at = time.monotonic() + 10 * PROOF_WAIT_S
             await asyncio.sleep(0.02)
-        body = lead.leader_body(won.term, sorted(cited.values()), won.trigger.value, leaderless_ms)
+        # Name the membership we counted our voters in. If it has changed the voters since
+        # we won, the loop steps us down; never claim a term under voters we did not face.
+        while self.voters() != self.election.voters:
+            if self.election.term != won.term or self.election.role != LEADER:
+                return
+            await asyncio.sleep(0.02)
+        cut = self.mesh.membership.cut
+        body = lead.leader_body(
+            won.term, sorted(cited.values()), won.trigger.value, leaderless_ms, cut
+        )
         await self.mesh.append(lead.LEADER, body)
 
     def _vote_hashes(self, term: int, voters: frozenset[bytes]) -> dict[bytes, bytes]:
