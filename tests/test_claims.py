@@ -23,7 +23,7 @@ def grant_entry(
     leader: bytes, task: str, who: bytes, token: cl.Token, ts: int = 0, lease: int = 1000
 ) -> cl.ClaimEntry:
     grant = cl.Grant(leader, task, who, token, lease, None, ts)
-    return entry(leader, cl.GRANTED, ts, **cl.grant_body(grant))
+    return entry(leader, cl.GRANTED, ts, **cl.grant_bodies([grant])[0])
 
 
 def test_the_leader_grants_once_and_says_why_it_refuses() -> None:
@@ -32,7 +32,9 @@ def test_the_leader_grants_once_and_says_why_it_refuses() -> None:
     first, second = book.pending()
     answer = cl.decide(book, first, leader=L1, term=1, now=10, max_tasks=2, role=DEV)
     assert isinstance(answer, cl.Grant) and answer.token == (1, 1)
-    book = cl.fold_claims([*asks, entry(L1, cl.GRANTED, 10, **cl.grant_body(answer))], {1: L1}, 1)
+    book = cl.fold_claims(
+        [*asks, entry(L1, cl.GRANTED, 10, **cl.grant_bodies([answer])[0])], {1: L1}, 1
+    )
     assert book.pending() == [second]
     refusal = cl.decide(book, second, leader=L1, term=1, now=11, max_tasks=2, role=DEV)
     assert isinstance(refusal, cl.Refusal) and refusal.reason.startswith("already held by 030303")
@@ -80,7 +82,7 @@ def test_a_newer_term_voids_old_grants_until_reissued() -> None:
     (again,) = cl.reissues(book, leader=L2, term=2, now=100)
     assert again.token == (2, 1) and again.claimant == X and again.lease_ms == 900
     book = cl.fold_claims(
-        [old, entry(L2, cl.GRANTED, 100, **cl.grant_body(again))], {1: L1, 2: L2}, 2
+        [old, entry(L2, cl.GRANTED, 100, **cl.grant_bodies([again])[0])], {1: L1, 2: L2}, 2
     )
     assert book.live("#1", 500) == book.tasks["#1"].grant
     assert "stale token" in (book.check_token("#1", (1, 1), X, 500) or "")
@@ -101,8 +103,8 @@ def test_a_late_grant_of_an_old_term_is_carried_forward_once_unless_a_newer_one_
     cl.apply_claims(
         book,
         [
-            entry(L2, cl.GRANTED, 100, **cl.grant_body(first)),
-            entry(L2, cl.GRANTED, 110, **cl.grant_body(fresh)),
+            entry(L2, cl.GRANTED, 100, **cl.grant_bodies([first])[0]),
+            entry(L2, cl.GRANTED, 110, **cl.grant_bodies([fresh])[0]),
         ],
         leaders,
     )
@@ -111,7 +113,7 @@ def test_a_late_grant_of_an_old_term_is_carried_forward_once_unless_a_newer_one_
     (carried,) = cl.reissues(book, leader=L2, term=2, now=200)
     assert (carried.task, carried.claimant, carried.token) == ("#2", Y, (2, 3))
     assert carried.lease_ms == 810  # what was left of the old lease, not a new one
-    cl.apply_claims(book, [entry(L2, cl.GRANTED, 200, **cl.grant_body(carried))], leaders)
+    cl.apply_claims(book, [entry(L2, cl.GRANTED, 200, **cl.grant_bodies([carried])[0])], leaders)
     assert cl.reissues(book, leader=L2, term=2, now=300) == []
     assert book.live("#3", 300) == fresh and book.live("#2", 300) == carried
     assert "stale token" in (book.check_token("#3", (1, 3), X, 300) or "")
@@ -164,3 +166,36 @@ def test_applying_entries_in_any_chunks_and_order_gives_the_folded_book() -> Non
             shuffled = shuffled[cut:]
         assert book.tasks == whole.tasks and book.answered == whole.answered, seed
     assert whole.live("#1", 10_000) is not None and whole.tasks["#2"].released
+
+
+def test_one_entry_carries_a_decisions_grants_and_each_is_checked_alone() -> None:
+    asks = [entry(who, cl.REQUESTED, task=f"#{n}") for n, who in enumerate((X, Y, X), 1)]
+    book = cl.fold_claims(asks, {1: L1}, 1)
+    grants = []
+    for request in book.pending():
+        answer = cl.decide(book, request, leader=L1, term=1, now=10, max_tasks=5, role=DEV)
+        assert isinstance(answer, cl.Grant)
+        book.hold(answer)
+        grants.append(answer)
+    (body,) = cl.grant_bodies(grants)
+    forged = {**body["grants"][2], "term": 2}  # a term L1 did not lead
+    decision = entry(L1, cl.GRANTED, 10, grants=[*body["grants"][:2], forged, {"task": 7}])
+    book = cl.fold_claims([*asks, decision], {1: L1, 2: L2}, 1)
+    assert {t: c.grant.token for t, c in book.tasks.items()} == {"#1": (1, 1), "#2": (1, 2)}
+    assert [r.task for r in book.pending()] == ["#3"]
+    assert [why for _, why in book.ignored] == ["#3: not a grant by that term's leader", "no task"]
+    for bad in ([], "x", [1], [body["grants"][0]] * (cl.GRANTS_PER_ENTRY + 1)):
+        book = cl.fold_claims([entry(L1, cl.GRANTED, 10, grants=bad)], {1: L1}, 1)
+        assert not book.tasks and "grants: not a list" in book.ignored[0][1]
+
+
+def test_grants_are_split_into_entries_that_fit_and_old_single_grant_bodies_still_count() -> None:
+    longest = "t" * (cl.MAX_TASK - 3)
+    many = [cl.Grant(L1, f"{n:03}{longest}", X, (1, n), 10**9, b"r" * 32, 0) for n in range(1, 251)]
+    bodies = cl.grant_bodies(many)
+    assert [len(b["grants"]) for b in bodies] == [100, 100, 50]
+    assert all(len(encode_payload(b)) < 64 * 1024 for b in bodies)
+    assert cl.grant_bodies([]) == []
+    single = {"task": "#1", "claimant": X, "term": 1, "grant": 1, "lease_ms": 1000, "request": None}
+    book = cl.fold_claims([entry(L1, cl.GRANTED, 0, **single)], {1: L1}, 1)
+    assert book.live("#1", 10) is not None

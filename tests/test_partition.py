@@ -95,8 +95,10 @@ def _grants_by(agent: Agent, task: str) -> list[tuple[int, int]]:
     for row in rows:
         entry = row.decode()
         body = decode_payload(entry.body) if entry.kind == cl.GRANTED else None
-        if isinstance(body, dict) and body.get("task") == task:
-            tokens.append((body["term"], body["grant"]))
+        grants = cl.grant_maps(body) if isinstance(body, dict) else None
+        for grant in grants or []:
+            if grant.get("task") == task:
+                tokens.append((grant["term"], grant["grant"]))
     return tokens
 
 

@@ -29,6 +29,8 @@ PROGRESS = "task.progress"
 KINDS = (REQUESTED, GRANTED, REFUSED, RELEASED, PROGRESS)
 DEFAULT_LEASE_MS = 60_000
 MAX_TASK = 200
+# A grant encodes to at most about 330 bytes: 100 stay well inside an entry's body.
+GRANTS_PER_ENTRY = 100
 
 Token = tuple[int, int]
 
@@ -155,7 +157,17 @@ def request_body(task: str, needs: list[str]) -> dict[str, Any]:
     return {"task": task, "needs": needs}
 
 
-def grant_body(grant: Grant) -> dict[str, Any]:
+def grant_bodies(grants: list[Grant]) -> list[dict[str, Any]]:
+    """The entry bodies for the grants of one decision, as few as fit: every node stores
+    and checks each entry, so a leader answering several requests at once pays for one
+    entry, not one per grant."""
+    return [
+        {"grants": [_grant_map(g) for g in grants[start : start + GRANTS_PER_ENTRY]]}
+        for start in range(0, len(grants), GRANTS_PER_ENTRY)
+    ]
+
+
+def _grant_map(grant: Grant) -> dict[str, Any]:
     return {
         "task": grant.task,
         "claimant": grant.claimant,
@@ -164,6 +176,17 @@ def grant_body(grant: Grant) -> dict[str, Any]:
         "lease_ms": grant.lease_ms,
         "request": grant.request,
     }
+
+
+def grant_maps(data: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+    """The grants a `task.claim_granted` body carries, unchecked: a list under
+    "grants", or the body itself in entries written before grants were batched."""
+    if "grants" not in data:
+        return [data]
+    items = data["grants"]
+    if not isinstance(items, list) or not 0 < len(items) <= GRANTS_PER_ENTRY:
+        return None
+    return items if all(isinstance(item, dict) for item in items) else None
 
 
 def refusal_body(refusal: Refusal) -> dict[str, Any]:
@@ -227,6 +250,12 @@ def apply_claims(
     grants: list[Grant] = []
     for entry in ordered:
         data = payload_map(entry.body)
+        if data is not None and entry.kind == GRANTED:
+            for grant in _grants(entry, data, leaders, book):
+                grants.append(grant)
+                if grant.request is not None:
+                    book.answer(grant.request)
+            continue
         task = _task(data) if data is not None else None
         if data is None or task is None:
             book.ignored.append((entry.kind, "no task"))
@@ -240,14 +269,6 @@ def apply_claims(
             if request is not None and entry.author in leaders.values():
                 book.answer(request)
                 book.refused[request] = reason if isinstance(reason, str) else "refused"
-        elif entry.kind == GRANTED:
-            grant = _grant(entry, task, data, leaders)
-            if grant is None:
-                book.ignored.append((entry.kind, f"{task}: not a grant by that term's leader"))
-                continue
-            grants.append(grant)
-            if grant.request is not None:
-                book.answer(grant.request)
     for grant in sorted(grants, key=lambda g: g.token):
         held = book.tasks.get(grant.task)
         if held is None or grant.token > held.grant.token:
@@ -258,15 +279,34 @@ def apply_claims(
             _renew_or_release(book, entry)
 
 
-def _grant(
-    entry: ClaimEntry, task: str, data: Mapping[str, Any], leaders: Mapping[int, bytes]
-) -> Grant | None:
+def _grants(
+    entry: ClaimEntry, data: Mapping[str, Any], leaders: Mapping[int, bytes], book: ClaimBook
+) -> list[Grant]:
+    """The valid grants of one entry; each invalid one is noted in `book.ignored`."""
+    items = grant_maps(data)
+    if items is None:
+        book.ignored.append((entry.kind, f"grants: not a list of 1 to {GRANTS_PER_ENTRY} maps"))
+        return []
+    grants = []
+    for item in items:
+        grant = _grant(entry, item, leaders)
+        if isinstance(grant, str):
+            book.ignored.append((entry.kind, grant))
+        else:
+            grants.append(grant)
+    return grants
+
+
+def _grant(entry: ClaimEntry, data: Mapping[str, Any], leaders: Mapping[int, bytes]) -> Grant | str:
+    task = _task(data)
+    if task is None:
+        return "no task"
     token, claimant = _token(data), _key(data.get("claimant"), KEY_BYTES)
     lease = data.get("lease_ms")
     if token is None or claimant is None or type(lease) is not int or lease <= 0:
-        return None
+        return f"{task}: not a grant (token, claimant and lease_ms are required)"
     if leaders.get(token[0]) != entry.author:
-        return None
+        return f"{task}: not a grant by that term's leader"
     request = _key(data.get("request"), HASH_BYTES)
     return Grant(entry.author, task, claimant, token, lease, request, entry.ts)
 

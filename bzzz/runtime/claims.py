@@ -145,10 +145,11 @@ class ClaimService:
         if term is None:
             return
         now = now_ms()
-        items: list[tuple[str, dict[str, Any]]] = []
+        grants: list[cl.Grant] = []
+        refusals: list[tuple[str, dict[str, Any]]] = []
         if self._reissued_term != term or self._carry_forward:
             for grant in cl.reissues(self.book, leader=self.mesh.me, term=term, now=now):
-                items.append((cl.GRANTED, cl.grant_body(grant)))
+                grants.append(grant)
                 self.book.hold(grant)
             self._reissued_term, self._carry_forward = term, False
         roles, members = self.mesh.roles, self.mesh.membership.members
@@ -165,11 +166,12 @@ class ClaimService:
                 lease_ms=self.lease_ms,
             )
             if isinstance(answer, cl.Grant):
-                items.append((cl.GRANTED, cl.grant_body(answer)))
+                grants.append(answer)
                 self.book.hold(answer)
             else:
-                items.append((cl.REFUSED, cl.refusal_body(answer)))
+                refusals.append((cl.REFUSED, cl.refusal_body(answer)))
             self.book.answer(request.hash)
+        items = [(cl.GRANTED, body) for body in cl.grant_bodies(grants)] + refusals
         if not items:
             return
         if self._leads_proven_term() == term:  # still leased after deciding
