@@ -157,13 +157,19 @@ def test_a_leader_that_had_not_heard_of_a_newcomer_is_judged_by_the_voters_it_kn
     assert finding.code == "unproven-leader" and "2 of 4 voters" in finding.problem
 
 
-def test_a_leader_may_not_name_a_membership_older_than_its_own_acts() -> None:
+def test_a_leader_may_not_name_less_of_the_membership_than_it_named_before() -> None:
     logs = cluster(B, C)
     before = list(logs.entries)
-    logs.invite(A, D, "d")  # A's own acts: A had folded them, whatever it claims
-    logs.lead(A, 1, [logs.vote(A, 1, A), logs.vote(B, 1, A)], seen=before)
+    logs.invite(A, D, "d")
+    logs.lead(A, 1, [logs.vote(A, 1, A), logs.vote(B, 1, A), logs.vote(C, 1, A)])  # 3 of 4
+    # Then it names a cut without D, where 2 of 3 would do.
+    logs.lead(A, 2, [logs.vote(A, 2, A), logs.vote(B, 2, A)], seen=before)
     (finding,) = audit_leadership(logs.entries, ROLES).findings
-    assert finding.code == "unproven-leader" and "older than its own" in finding.problem
+    assert finding.code == "unproven-leader" and finding.seq == logs.entries[-1].seq
+    assert (
+        finding.problem
+        == "term 2: counts its voters in a membership older than its earlier claim's"
+    )
 
 
 def test_a_named_membership_entry_not_here_yet_is_a_wait() -> None:

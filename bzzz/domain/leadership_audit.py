@@ -51,8 +51,9 @@ def audit_leadership(entries: Iterable[Entry], roles: Roles) -> LeadershipAudit:
     judged: list[lead.LeaderClaim] = []
     unjudged: list[tuple[lead.LeaderClaim, int, str]] = []
     waiting = 0
-    for claim, seq in claims:
-        problem = electorates.check(claim, seq)
+    latest_cut: dict[bytes, dict[bytes, int]] = {}  # per leader, the cut of its last claim
+    for claim, seq in sorted(claims, key=lambda c: (c[0].leader, c[1])):
+        problem = electorates.check(claim, latest_cut)
         if problem == MISSING_ACT:
             waiting += 1
         elif problem is not None:
@@ -97,15 +98,22 @@ class _Electorates:
         self.history = ms.voter_history(acts, roles)
         self._folded: dict[tuple[tuple[bytes, int], ...], frozenset[bytes]] = {}
 
-    def check(self, claim: lead.LeaderClaim, seq: int) -> str | None:
-        """Why the claim's cut cannot be judged here, if it cannot."""
+    def check(self, claim: lead.LeaderClaim, latest: dict[bytes, dict[bytes, int]]) -> str | None:
+        """Why the claim's cut cannot be judged here, if it cannot. Claims come in each
+        leader's log order; `latest` keeps each one's last cut, which a node's store
+        only ever adds to, so a later claim may not name less of any author's log."""
         if claim.membership is None:
             return None
+        cut = dict(claim.membership)
+        before = latest.get(claim.leader, {})
+        merged = dict(before)
+        for author, s in cut.items():
+            merged[author] = max(s, merged.get(author, 0))
+        latest[claim.leader] = merged
+        if any(s > cut.get(author, 0) for author, s in before.items()):
+            return "counts its voters in a membership older than its earlier claim's"
         if any(act not in self.held for act in claim.membership):
             return MISSING_ACT  # logs replicate independently: a wait, not evidence
-        own = max((a.seq for a in self.acts if a.author == claim.leader and a.seq < seq), default=0)
-        if own > dict(claim.membership).get(claim.leader, 0):
-            return "counts its voters in a membership older than its own membership entries"
         return None
 
     def voters(self, claim: lead.LeaderClaim) -> frozenset[bytes]:
