@@ -46,6 +46,7 @@ class LeaderClaim:
     leaderless_ms: int
     ts: int
     lamport: int = 0
+    seq: int = 0  # of the entry in its leader's log
     # The membership cut the leader counted its voters in, sorted by author; None in
     # entries written before leaders named it.
     membership: tuple[tuple[bytes, int], ...] | None = None
@@ -103,7 +104,9 @@ def parse_vote(author: bytes, body: bytes, entry_hash: bytes, ts: int) -> Vote |
     return Vote(author, term, candidate, entry_hash, ts)
 
 
-def parse_leader(author: bytes, body: bytes, ts: int, lamport: int = 0) -> LeaderClaim | None:
+def parse_leader(
+    author: bytes, body: bytes, ts: int, lamport: int = 0, seq: int = 0
+) -> LeaderClaim | None:
     data = payload_map(body)
     if data is None:
         return None
@@ -119,7 +122,9 @@ def parse_leader(author: bytes, body: bytes, ts: int, lamport: int = 0) -> Leade
     membership = None if cut is None else _cut(cut)
     if cut is not None and membership is None:
         return None
-    return LeaderClaim(author, term, tuple(votes), trigger, leaderless, ts, lamport, membership)
+    return LeaderClaim(
+        author, term, tuple(votes), trigger, leaderless, ts, lamport, seq, membership
+    )
 
 
 def _cut(value: Any) -> tuple[tuple[bytes, int], ...] | None:

@@ -36,28 +36,27 @@ class LeadershipAudit:
 def audit_leadership(entries: Iterable[Entry], roles: Roles) -> LeadershipAudit:
     """`entries`: at least every entry of `KINDS` the store holds, in any order."""
     votes: list[lead.Vote] = []
-    claims: list[tuple[lead.LeaderClaim, int]] = []
+    claims: list[lead.LeaderClaim] = []
     acts: list[ms.MembershipAct] = []
     for e in entries:
         if e.kind == lead.VOTE:
             vote = lead.parse_vote(e.author, e.body, e.hash, e.ts)
             votes += [vote] if vote else []
         elif e.kind == lead.LEADER:
-            claim = lead.parse_leader(e.author, e.body, e.ts, e.lamport)
-            claims += [(claim, e.seq)] if claim else []
+            claim = lead.parse_leader(e.author, e.body, e.ts, e.lamport, e.seq)
+            claims += [claim] if claim else []
         elif e.kind in ms.KINDS:
             acts.append(ms.MembershipAct.of(e))
     electorates = _Electorates(acts, roles)
     judged: list[lead.LeaderClaim] = []
-    unjudged: list[tuple[lead.LeaderClaim, int, str]] = []
+    unjudged: list[tuple[lead.LeaderClaim, str]] = []
     waiting = 0
-    latest_cut: dict[bytes, dict[bytes, int]] = {}  # per leader, the cut of its last claim
-    for claim, seq in sorted(claims, key=lambda c: (c[0].leader, c[1])):
-        problem = electorates.check(claim, latest_cut)
+    for claim in sorted(claims, key=lambda c: (c.leader, c.seq)):
+        problem = electorates.check(claim)
         if problem == MISSING_ACT:
             waiting += 1
         elif problem is not None:
-            unjudged.append((claim, seq, problem))
+            unjudged.append((claim, problem))
         else:
             judged.append(claim)
     proof = lead.prove_leadership(votes, judged, electorates.voters)
@@ -73,14 +72,14 @@ def audit_leadership(entries: Iterable[Entry], roles: Roles) -> LeadershipAudit:
         result.findings.append(
             Finding(voter.hex(), None, "double-vote", f"voted for two candidates in term {term}")
         )
-    seqs = {(claim.leader, claim.term, claim.ts): seq for claim, seq in claims}
-    unproven = [(c, seqs[(c.leader, c.term, c.ts)], why) for c, why in proof.unproven]
-    for claim, seq, problem in unjudged + unproven:
+    for claim, problem in unjudged + proof.unproven:
         if problem == lead.MISSING_VOTE:
             result.waiting += 1
             continue
         result.findings.append(
-            Finding(claim.leader.hex(), seq, "unproven-leader", f"term {claim.term}: {problem}")
+            Finding(
+                claim.leader.hex(), claim.seq, "unproven-leader", f"term {claim.term}: {problem}"
+            )
         )
     return result
 
@@ -97,20 +96,20 @@ class _Electorates:
         self.held = {(a.author, a.seq) for a in acts}
         self.history = ms.voter_history(acts, roles)
         self._folded: dict[tuple[tuple[bytes, int], ...], frozenset[bytes]] = {}
+        self._named: dict[bytes, dict[bytes, int]] = {}  # per leader, the most it named
 
-    def check(self, claim: lead.LeaderClaim, latest: dict[bytes, dict[bytes, int]]) -> str | None:
-        """Why the claim's cut cannot be judged here, if it cannot. Claims come in each
-        leader's log order; `latest` keeps each one's last cut, which a node's store
-        only ever adds to, so a later claim may not name less of any author's log."""
+    def check(self, claim: lead.LeaderClaim) -> str | None:
+        """Why the claim's cut cannot be judged here, if it cannot. Asked in each
+        leader's log order: a node's store only grows, so a later claim may not name
+        less of any author's log than an earlier one did."""
         if claim.membership is None:
             return None
         cut = dict(claim.membership)
-        before = latest.get(claim.leader, {})
-        merged = dict(before)
-        for author, s in cut.items():
-            merged[author] = max(s, merged.get(author, 0))
-        latest[claim.leader] = merged
-        if any(s > cut.get(author, 0) for author, s in before.items()):
+        named = self._named.setdefault(claim.leader, {})
+        shrank = any(seq > cut.get(author, 0) for author, seq in named.items())
+        for author, seq in cut.items():
+            named[author] = max(seq, named.get(author, 0))
+        if shrank:
             return "counts its voters in a membership older than its earlier claim's"
         if any(act not in self.held for act in claim.membership):
             return MISSING_ACT  # logs replicate independently: a wait, not evidence
