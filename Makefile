@@ -32,11 +32,11 @@ test: system venv lint
 	ulimit -v 8388608 && $(PY) -m pytest -q
 
 bench: system venv
+	command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server; }
 	$(PY) -m bench.append
 	$(PY) -m bench.audit
 	$(PY) -m bench.replicate
 	$(PY) -m bench.frames
-	command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server; }
 	$(PY) -m bench.failover
 	$(PY) -m bench.claims
 

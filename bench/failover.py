@@ -13,21 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.etcd import EtcdCluster
 from bench.stats import percentile
 from bzzz.runtime.control import ask
-from tests.agents import Agent, found, free_port, join, stop_all
+from tests.agents import Agent, found, join, stop_all
 
 POLL_S = 0.01
 
@@ -106,87 +104,23 @@ def bzzz(root: Path, size: int, kills: int) -> dict[str, Any]:
     return _summary(times)
 
 
-def _etcd_status(port: int) -> dict[str, Any] | None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v3/maintenance/status", data=b"{}", method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=0.5) as response:
-            return dict(json.load(response))
-    except (OSError, ValueError):
-        return None
-
-
-def _etcd_leader(ports: list[int]) -> str | None:
-    seen = set()
-    for port in ports:
-        status = _etcd_status(port)
-        if status is None or not status.get("leader"):
-            return None
-        seen.add(status["leader"])
-    return seen.pop() if len(seen) == 1 else None
-
-
 def etcd(root: Path, kills: int) -> dict[str, Any]:
-    binary = shutil.which("etcd")
-    if binary is None:
-        return {"skipped": "etcd is not installed (apt-get install etcd-server)"}
-    names = ["e1", "e2", "e3"]
-    peer = {n: free_port() for n in names}
-    client = {n: free_port() for n in names}
-    cluster = ",".join(f"{n}=http://127.0.0.1:{peer[n]}" for n in names)
-
-    def start(name: str, state: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                binary,
-                "--name",
-                name,
-                "--data-dir",
-                str(root / name),
-                "--listen-peer-urls",
-                f"http://127.0.0.1:{peer[name]}",
-                "--initial-advertise-peer-urls",
-                f"http://127.0.0.1:{peer[name]}",
-                "--listen-client-urls",
-                f"http://127.0.0.1:{client[name]}",
-                "--advertise-client-urls",
-                f"http://127.0.0.1:{client[name]}",
-                "--initial-cluster",
-                cluster,
-                "--initial-cluster-state",
-                state,
-                "--heartbeat-interval",
-                "100",
-                "--election-timeout",
-                "1000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    procs = {n: start(n, "new") for n in names}
-    times: list[float] = []
     try:
+        cluster = EtcdCluster(root, 3)
+    except FileNotFoundError as error:
+        return {"skipped": str(error)}
+    times: list[float] = []
+    with cluster:
         for _ in range(kills):
-            leader = _until(lambda: _etcd_leader([client[n] for n in names]))
-            victim = next(
-                n
-                for n in names
-                if str((_etcd_status(client[n]) or {}).get("header", {}).get("member_id"))
-                == str(leader)
-            )
-            rest = [client[n] for n in names if n != victim]
+            leader = str(_until(cluster.leader))
+            victim = _until(cluster.leader_name)
+            rest = [n for n in cluster.names if n != victim]
             began = time.monotonic()
-            os.kill(procs[victim].pid, signal.SIGKILL)
-            procs[victim].wait()
-            _replaced(lambda rest=rest: _etcd_leader(rest), leader)
+            os.kill(cluster.procs[victim].pid, signal.SIGKILL)
+            cluster.procs[victim].wait()
+            _replaced(lambda rest=rest: cluster.leader(rest), leader)
             times.append((time.monotonic() - began) * 1000)
-            procs[victim] = start(victim, "existing")
-    finally:
-        for proc in procs.values():
-            proc.terminate()
-            proc.wait(10)
+            cluster.start(victim, "existing")
     return _summary(times)
 
 
