@@ -5,7 +5,9 @@
   to a sink process, measured in the same run.
 - latency: append on one node (through its control socket) until each other node holds
   the entry, p50 and p99, in a 5-node full mesh and a 5-node line (per hop).
-- idle: CPU (share of one core) and resident memory of each daemon of the idle mesh.
+- idle: CPU (share of one core) and resident memory of each daemon of the idle mesh,
+  beside a 5-member etcd cluster (same heartbeat and election timeout) idle in the same
+  run: the reference for what an idle Raft leader and follower cost on this machine.
 
 Targets (issue 3): catch-up >= 20,000 entries/s; p50 <= 10 ms and p99 <= 50 ms per hop;
 an idle daemon < 2% of a core and < 150 MB resident.
@@ -29,6 +31,7 @@ from typing import Any
 
 import asyncssh
 
+from bench.etcd import EtcdCluster
 from bench.probe import ingest_us
 from bench.procstat import cpu_seconds, rss_mb, wakeups
 from bench.stats import percentile
@@ -204,7 +207,46 @@ def idle(agents: list[Agent], seconds: float) -> dict[str, Any]:
         ),
         "wakeups_per_s": [round(w) for w in woke],
         "cpu_percent": [round(c, 2) for c in cpu],
+        "roles": roles,
         "rss_mb_max": round(max(rss), 1),
+    }
+
+
+def idle_etcd(root: Path, seconds: float) -> dict[str, Any]:
+    """The same measurement on an idle 5-member etcd cluster."""
+    try:
+        cluster = EtcdCluster(root / "etcd", 5)
+    except FileNotFoundError as error:
+        return {"skipped": str(error)}
+    with cluster:
+        leader = wait_for(cluster.leader_name, 60, "an etcd leader")
+        time.sleep(3)
+        pids = {name: proc.pid for name, proc in cluster.procs.items()}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        time.sleep(seconds)
+        cpu = {n: (cpu_seconds(pid) - before[n]) / seconds * 100 for n, pid in pids.items()}
+        rss = [rss_mb(pid) for pid in pids.values()]
+    followers = [c for name, c in cpu.items() if name != leader]
+    return {
+        "leader_cpu_percent": round(cpu[leader], 2),
+        "follower_cpu_percent_mean": round(statistics.mean(followers), 2),
+        "rss_mb_max": round(max(rss), 1),
+    }
+
+
+def _vs_etcd(bzzz: dict[str, Any], etcd: dict[str, Any]) -> dict[str, Any]:
+    """BZZZ's idle leader and followers as multiples of etcd's in the same run."""
+    if "skipped" in etcd:
+        return {}
+    cpu, roles = bzzz["cpu_percent"], bzzz["roles"]
+    followers = [c for c, r in zip(cpu, roles, strict=True) if r != "leader"]
+    return {
+        "leader_vs_etcd_leader": round(
+            bzzz["leader_cpu_percent"] / max(etcd["leader_cpu_percent"], 0.01), 2
+        ),
+        "followers_vs_etcd_followers": round(
+            statistics.mean(followers) / max(etcd["follower_cpu_percent_mean"], 0.01), 2
+        ),
     }
 
 
@@ -231,6 +273,8 @@ def main() -> None:
                     out["idle_5_nodes"] = idle(agents, args.idle)
             finally:
                 stop_all(agents)
+        out["idle_etcd_5"] = idle_etcd(root, args.idle)
+        out["idle_5_nodes"].update(_vs_etcd(out["idle_5_nodes"], out["idle_etcd_5"]))
     out["probe_ingest_us"].append(ingest_us())
     out["targets"] = {
         "catch_up_entries_per_s": 20_000,
