@@ -75,23 +75,26 @@ class EtcdCluster:
     def status(self, name: str) -> dict[str, Any] | None:
         return call(self.client[name], "maintenance/status", {}, timeout=0.5)
 
+    def _agreed(self, names: list[str]) -> tuple[str, str | None] | None:
+        """From one round of status calls: the leader's member id, if every member asked
+        names the same one, and the name of that member if it was among them."""
+        statuses = {name: self.status(name) for name in names}
+        seen = {str(s["leader"]) if s and s.get("leader") else None for s in statuses.values()}
+        if len(seen) != 1 or None in seen:
+            return None
+        leader = seen.pop()
+        assert leader is not None
+        own = {n: str(s.get("header", {}).get("member_id")) for n, s in statuses.items() if s}
+        return leader, next((n for n, member in own.items() if member == leader), None)
+
     def leader(self, names: list[str] | None = None) -> str | None:
         """The member id every member asked names as leader, or None."""
-        seen = set()
-        for name in names or self.names:
-            status = self.status(name)
-            if status is None or not status.get("leader"):
-                return None
-            seen.add(str(status["leader"]))
-        return seen.pop() if len(seen) == 1 else None
+        agreed = self._agreed(names or self.names)
+        return agreed[0] if agreed else None
 
     def leader_name(self) -> str | None:
-        leader = self.leader()
-        for name in self.names:
-            status = self.status(name) or {}
-            if leader is not None and str(status.get("header", {}).get("member_id")) == leader:
-                return name
-        return None
+        agreed = self._agreed(self.names)
+        return agreed[1] if agreed else None
 
 
 def call(port: int, path: str, body: dict[str, Any], timeout: float = 5.0) -> dict[str, Any] | None:
