@@ -144,6 +144,30 @@ def test_two_rivals_in_one_delivery_are_one_entry_and_one_evidence(
     assert len(report.accepted) == 2 and [e.hash for e in report.forks] == [rival.hash]
 
 
+def test_evidence_passed_on_with_the_log_it_contradicts_is_taken_in_any_order(
+    store: EventStore, alice: Ed25519Signer
+) -> None:
+    # A peer that learnt of a fork sends the evidence first, then the log it holds.
+    chain = build_chain(alice, 3)
+    rival = build_chain(alice, 2, start_lamport=500)[1]
+    report = store.ingest([rival.raw, *(e.raw for e in chain)])
+    assert [e.seq for e in report.accepted] == [1, 2, 3]
+    assert [e.hash for e in report.forks] == [rival.hash] and report.refused == []
+    assert store.head(alice.public_key).forked_seq == 2  # type: ignore[union-attr]
+
+
+def test_the_rest_of_another_branch_is_frozen_not_an_offence(
+    store: EventStore, alice: Ed25519Signer
+) -> None:
+    # An honest peer that stored the other branch of a fork passes it on whole.
+    store.ingest([build_chain(alice, 1)[0].raw])
+    branch = build_chain(alice, 3, start_lamport=500)
+    report = store.ingest([branch[1].raw, branch[2].raw])
+    assert [e.hash for e in report.forks] == [branch[1].hash]
+    assert [(r.seq, r.code) for r in report.refused] == [(3, "frozen")]
+    assert store.head(alice.public_key).forked_seq == 1  # type: ignore[union-attr]
+
+
 def test_forged_fork_evidence_is_refused_not_stored(
     store: EventStore, alice: Ed25519Signer
 ) -> None:

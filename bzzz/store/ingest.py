@@ -71,17 +71,7 @@ def _plan_author(
     head_seq = head.seq if head else 0
     old = [e for e in entries if e.seq <= head_seq]
     evidence = _check_known(plan, author, old, held)
-    run: list[Entry] = []
-    rivals: list[Entry] = []
-    seen: dict[int, bytes] = {}
-    for entry in (e for e in entries if e.seq > head_seq):
-        if entry.seq not in seen:
-            seen[entry.seq] = entry.hash
-            run.append(entry)
-        elif seen[entry.seq] == entry.hash:
-            report.duplicates += 1
-        else:
-            rivals.append(entry)
+    run, rivals = _pick_run(head, [e for e in entries if e.seq > head_seq], report)
     if evidence is not None:
         report.refused.extend(_frozen(author, e.seq, evidence) for e in run + rivals)
         return
@@ -92,14 +82,7 @@ def _plan_author(
         if ours is not None and _is_evidence(ours, rival, report):
             plan.forks.append((rival, rival.seq))
         elif ours is None:
-            report.refused.append(
-                Refusal(
-                    author,
-                    rival.seq,
-                    "after-refused",
-                    f"seq {rival.seq} follows a refused entry",
-                )
-            )
+            report.refused.append(_after_refused(plan, author, rival.seq))
     if accepted:
         plan.entries.extend(accepted)
         plan.heads[author] = (stored, Head.of(accepted[-1]))
@@ -180,11 +163,49 @@ def _accept_run(
         report.forks.append(first)
     else:
         report.refused.append(Refusal(author, first.seq, error.code, str(error)))
-    report.refused.extend(
-        Refusal(author, e.seq, "after-refused", f"seq {e.seq} follows a refused entry")
-        for e in rejected[1:]
-    )
+    report.refused.extend(_after_refused(plan, author, e.seq) for e in rejected[1:])
     return accepted
+
+
+def _pick_run(
+    head: Head | None, entries: list[Entry], report: IngestReport
+) -> tuple[list[Entry], list[Entry]]:
+    """Split entries above the head into the run that may extend the log and the
+    rivals (other entries at a seq the run already has). At each seq the run takes
+    the entry that links to the one before it, and failing that one that the next seq
+    links to: a peer that passes on fork evidence together with the log it holds
+    sends both entries of a seq, in no particular order, and the log is the chain."""
+    by_seq: dict[int, list[Entry]] = {}
+    for entry in entries:
+        same = by_seq.setdefault(entry.seq, [])
+        if any(e.hash == entry.hash for e in same):
+            report.duplicates += 1
+        else:
+            same.append(entry)
+    run: list[Entry] = []
+    rivals: list[Entry] = []
+    prev = head.hash if head is not None else None
+    for seq in sorted(by_seq):
+        candidates = by_seq[seq]
+        after = by_seq.get(seq + 1, [])
+        chosen = next(
+            (e for e in candidates if e.prev == prev),
+            next((e for e in candidates if any(n.prev == e.hash for n in after)), candidates[0]),
+        )
+        run.append(chosen)
+        rivals.extend(e for e in candidates if e is not chosen)
+        prev = chosen.hash
+    return run, rivals
+
+
+def _after_refused(plan: IngestPlan, author: bytes, seq: int) -> Refusal:
+    """An entry that cannot be taken because an earlier one was not. After proof of a
+    fork that is no fault of the sender (an honest peer may hold the other branch), so
+    it is refused as frozen; after an invalid entry it is part of the offence."""
+    forked = [at for entry, at in plan.forks if entry.author == author]
+    if forked:
+        return _frozen(author, seq, min(forked))
+    return Refusal(author, seq, "after-refused", f"seq {seq} follows a refused entry")
 
 
 def _frozen(author: bytes, seq: int, forked_seq: int) -> Refusal:
