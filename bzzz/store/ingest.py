@@ -175,6 +175,8 @@ def _pick_run(
     the entry that links to the one before it, and failing that one that the next seq
     links to: a peer that passes on fork evidence together with the log it holds
     sends both entries of a seq, in no particular order, and the log is the chain."""
+    if len({e.seq for e in entries}) == len(entries):
+        return entries, []  # nearly every delivery: one entry per seq, already in order
     by_seq: dict[int, list[Entry]] = {}
     for entry in entries:
         same = by_seq.setdefault(entry.seq, [])
