@@ -4,6 +4,7 @@ one term. A failing run names its seed; BZZZ_SIM_SEED=N replays just that one.""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -323,6 +324,30 @@ def test_a_follower_answers_a_new_leader_at_once_then_every_beat_reply_ms() -> N
     assert answered(1, a, 110 + every, target=b)  # a transfer beat, always
     assert answered(2, a, 120 + every)  # a new term of the same leader
     assert answered(3, b, 130 + every)  # a new leader
+
+
+def test_followers_answer_the_same_beats_whenever_they_joined() -> None:
+    # The leader then takes their answers in one wake-up, not one each.
+    a, b, c, d = (bytes([n]) * 32 for n in range(1, 5))
+    rng = random.Random(10)
+    voters = frozenset([a, b, c, d])
+    answers: dict[bytes, list[int]] = {}
+    for follower, first in ((b, 0), (c, 100), (d, 700)):
+        voter = Election(follower, voters, term=1)
+        voter.start(0, rng)
+        answers[follower] = [
+            at
+            for at in range(first, 3000, 100)
+            if any(
+                isinstance(x, Send) and x.message.kind == Kind.BEAT_REPLY
+                for x in voter.receive(Message(Kind.BEAT, 1, a, EVERY_VOTER, stamp=at), at, rng)
+            )
+        ]
+    # Once each has answered its first beat, all answer the same ones.
+    since = [[at for at in ats if at >= 800] for ats in answers.values()]
+    assert since[0] == since[1] == since[2] and len(since[0]) >= 8, answers
+    every = Settings().beat_reply_ms
+    assert all(later - at <= every + 100 for at, later in itertools.pairwise(since[0]))
 
 
 def test_a_leader_answered_every_beat_reply_ms_keeps_its_lease_and_its_quorum() -> None:
