@@ -14,6 +14,7 @@ import pyrage
 import pytest
 
 from bzzz.domain.identity import Ed25519Signer
+from bzzz.domain.payload import encode_payload
 from bzzz.errors import UsageError
 from bzzz.home.keys import Identity
 from bzzz.mesh.transport import dial
@@ -82,6 +83,20 @@ def test_a_line_forwards_entries_end_to_end(tmp_path: Path, agents: list[Agent])
     wait_for(lambda: c.heads().get(a.agent_id, 0) >= seq, what="a's entry at c")
     seq = c.append(text="and back")
     wait_for(lambda: a.heads().get(c.agent_id, 0) >= seq, what="c's entry at a")
+
+
+def test_a_write_by_another_process_that_does_not_poke_the_agent_is_still_sent(
+    tmp_path: Path, agents: list[Agent]
+) -> None:
+    a = found(tmp_path)
+    agents.append(a.start())
+    b = join(tmp_path, "b", a)
+    agents.append(b.start())
+    wait_for(lambda: all(x.election()["leader_proven"] for x in agents), what="a proven leader")
+    wait_for(lambda: converged(agents), what="the election's entries everywhere")
+    with open_node(a.home) as node:  # as `bzzz log append` writes, minus its poke
+        entry = node.store.append(node.identity.signer, "task.note", encode_payload({}), 1)
+    wait_for(lambda: b.heads().get(a.agent_id, 0) >= entry.seq, 10, "the poll to find it")
 
 
 def test_late_joiner_catches_up_and_restart_resumes_after_kill_9(

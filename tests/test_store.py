@@ -53,6 +53,20 @@ def test_reads_by_author_range_kind_and_arrival(
     assert store.notifications(after=arrivals[-1].position) == []
 
 
+def test_foreign_writes_move_for_other_writers_only(
+    store: EventStore, store_url: StoreUrl, alice: Ed25519Signer
+) -> None:
+    before = store.foreign_writes()
+    if not store_url.is_sqlite:
+        assert before is None  # PostgreSQL: the poller always reads
+        return
+    store.append(alice, "task.note", b"", 0)
+    assert store.foreign_writes() == before  # our own write
+    with EventStore(store_url) as other:
+        other.append(make_signer(5), "task.note", b"", 0)
+    assert store.foreign_writes() != before
+
+
 def test_an_empty_batch_writes_nothing(store: EventStore, alice: Ed25519Signer) -> None:
     assert store.append_batch(alice, [], 1) == []
     assert store.count() == 0

@@ -207,9 +207,14 @@ class Mesh:
     async def _poll_loop(self) -> None:
         """Notice entries written by other processes on this home (`bzzz log append`,
         `bzzz invite`, `bzzz member remove`)."""
+        seen: int | None = None
         while True:
             await sleep_to_tick(POLL_S)
             try:
+                version = await self._store_call(1, self.store.foreign_writes)
+                if version is not None and version == seen:
+                    continue
+                seen = version
                 position = await self._store_call(1, self.store.max_position)
                 if position != self.position:
                     await self.refresh()

@@ -232,6 +232,24 @@ class EventStore:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.max(self._events.c.id))).scalar() or 0)
 
+    def foreign_writes(self) -> int | None:
+        """A number that changes when another connection (another process on this
+        home: `bzzz log append`) commits, and not for this store's own writes: SQLite's
+        `data_version` on the kept writer connection. A poller skips its query while it
+        holds still; an idle daemon asks every second. None on PostgreSQL, which has
+        no such number."""
+        if not self.url.is_sqlite:
+            return None
+        try:
+            with self._writer_lock:
+                conn = self._writer
+                if conn is None:
+                    conn = self._writer = self.engine.connect()
+                raw: Any = conn.connection.driver_connection
+                return int(raw.execute("PRAGMA data_version").fetchone()[0])
+        except _FAILURES as exc:
+            raise StoreError(f"could not read {self.url.display()}: {one_line(exc)}") from None
+
     def entries(
         self, author: bytes, *, after: int = 0, upto: int | None = None, limit: int | None = None
     ) -> list[StoredEntry]:
