@@ -4,6 +4,7 @@ anything invalid: afterwards a full audit finds nothing but genuine forks."""
 from __future__ import annotations
 
 from pathlib import Path
+from random import Random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,3 +68,30 @@ def test_hostile_deliveries_never_leave_invalid_data(
         if author == ALICE.public_key and head.seq == RIVAL.seq:
             signed.add(RIVAL.hash)  # whichever copy of seq 4 came first is the log
         assert head.hash in signed  # only entries the author really signed are stored
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    held=st.integers(0, 8),
+    relayed=st.integers(4, 8),
+    order=st.randoms(use_true_random=False),
+)
+def test_an_honest_relay_of_a_fork_is_never_an_offence(
+    tmp_path: Path, held: int, relayed: int, order: Random
+) -> None:
+    """A node that holds alice's log up to `relayed` and the evidence of her fork at seq
+    4 passes both on, in any order, to one that holds her log up to `held`: nothing it
+    sends is refused as hostile, and the receiver learns of the fork at seq 4."""
+    url = resolve_store_url(f"sqlite:///{tmp_path / f'relay-{held}-{relayed}-{order.random()}.db'}")
+    delivery = [RIVAL.raw, *(e.raw for e in CHAIN[held:relayed])]
+    order.shuffle(delivery)
+    with EventStore(url) as store:
+        store.ingest(e.raw for e in CHAIN[:held])
+        report = store.ingest(delivery)
+        head = store.head(ALICE.public_key)
+    assert {r.code for r in report.refused} <= {"frozen"}, report.refused
+    assert head is not None and head.forked_seq == RIVAL.seq
+    # A forked log stops where the evidence found it; at seq 4 either copy may be the log.
+    assert head.hash in {CHAIN[head.seq - 1].hash, *([RIVAL.hash] * (head.seq == 4))}
