@@ -190,10 +190,9 @@ def _pick_run(
     for seq in sorted(by_seq):
         candidates = by_seq[seq]
         after = by_seq.get(seq + 1, [])
-        chosen = next(
-            (e for e in candidates if e.prev == prev),
-            next((e for e in candidates if any(n.prev == e.hash for n in after)), candidates[0]),
-        )
+        linked = [e for e in candidates if e.prev == prev]
+        followed = [e for e in candidates if any(n.prev == e.hash for n in after)]
+        chosen = (linked or followed or candidates)[0]
         run.append(chosen)
         rivals.extend(e for e in candidates if e is not chosen)
         prev = chosen.hash
