@@ -242,10 +242,7 @@ class EventStore:
             return None
         try:
             with self._writer_lock:
-                conn = self._writer
-                if conn is None:
-                    conn = self._writer = self.engine.connect()
-                raw: Any = conn.connection.driver_connection
+                raw: Any = self._writer_connection().connection.driver_connection
                 return int(raw.execute("PRAGMA data_version").fetchone()[0])
         except _FAILURES as exc:
             raise StoreError(f"could not read {self.url.display()}: {one_line(exc)}") from None
@@ -410,6 +407,12 @@ class EventStore:
     def _held(self, author: bytes, after: int, upto: int) -> list[StoredEntry]:
         return self.entries(author, after=after, upto=upto)
 
+    def _writer_connection(self) -> Connection:
+        """The kept write connection, opened on first use; the caller holds `_writer_lock`."""
+        if self._writer is None:
+            self._writer = self.engine.connect()
+        return self._writer
+
     @contextlib.contextmanager
     def _writing(self, durable: bool) -> Iterator[Connection]:
         """One write transaction on the kept Core connection. eventsourcing's ORM
@@ -423,9 +426,7 @@ class EventStore:
             lock.acquire()
         try:
             with self._writer_lock:
-                conn = self._writer
-                if conn is None:
-                    conn = self._writer = self.engine.connect()
+                conn = self._writer_connection()
                 if conn.invalidated:  # it reconnects: SQLite's level is the default again
                     self._writer_durable = None
                 with conn.begin():
