@@ -318,8 +318,11 @@ class Mesh:
 
     # Writes
 
-    async def append_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[Entry]:
-        """Several entries of our own in one atomic batch."""
+    async def append_many(
+        self, items: list[tuple[str, dict[str, Any]]], first: Iterable[bytes] = ()
+    ) -> list[Entry]:
+        """Several entries of our own in one atomic batch; sent to the peers `first`
+        (those waiting for them) before the others."""
         bodies = [(kind, encode_payload(payload)) for kind, payload in items]
         async with self._write_lock:
             entries = await self._store_call(
@@ -329,10 +332,12 @@ class Mesh:
         self._remember(entries)
         if entries:
             self.heads[self.me] = entries[-1].seq
-        self._wake_all()
+        self._wake_all(first)
         return entries
 
-    async def append(self, kind: str, payload: dict[str, Any]) -> Entry:
+    async def append(
+        self, kind: str, payload: dict[str, Any], first: Iterable[bytes] = ()
+    ) -> Entry:
         body = encode_payload(payload)
         async with self._write_lock:
             entry = await self._store_call(
@@ -343,7 +348,7 @@ class Mesh:
         self.heads[entry.author] = entry.seq
         if kind in ms.KINDS:
             await self.refresh()
-        self._wake_all()
+        self._wake_all(first)
         return entry
 
     async def _store_call(self, size: int, call: Callable[..., T], *args: Any) -> T:
@@ -371,7 +376,12 @@ class Mesh:
             self.position = last
         self.arrivals.note(written)
 
-    def _wake_all(self) -> None:
+    def _wake_all(self, first: Iterable[bytes] = ()) -> None:
+        """Wake every session's sender, those of `first` before the rest: senders run
+        in the order they are woken, and on a busy node each write takes a while."""
+        for peer in first:
+            if (session := self.sessions.get(peer)) is not None:
+                session.wake.set()
         for session in self.sessions.values():
             session.wake.set()
         self._heads_moved()

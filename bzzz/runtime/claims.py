@@ -175,7 +175,8 @@ class ClaimService:
         if not items:
             return
         if self._leads_proven_term() == term:  # still leased after deciding
-            await self.mesh.append_many(items)
+            waiting = [g.claimant for g in grants] + [body["claimant"] for _, body in refusals]
+            await self.mesh.append_many(items, first=waiting)
         else:  # the book now holds answers that were never written: rebuild it
             self._leaders = {}
 
@@ -211,7 +212,10 @@ class ClaimService:
                 "reason": f"already held by {whose} (token {list(held.token)}), as this "
                 "node's claim book shows; not asked",
             }
-        entry = await self.mesh.append(cl.REQUESTED, cl.request_body(task, needs))
+        leader = self.election.election.leader
+        entry = await self.mesh.append(
+            cl.REQUESTED, cl.request_body(task, needs), first=[leader] if leader else []
+        )
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[entry.hash] = future
         self._poke()
