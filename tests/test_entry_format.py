@@ -184,3 +184,26 @@ def test_length_check_matches_reencoding(data: st.DataObject) -> None:
     entry = build_chain(Ed25519Signer(b"\x0c" * 32), 3)[data.draw(st.integers(0, 2))]
     items = cbor2.loads(entry.raw)
     assert canonical_length(items) == len(cbor2.dumps(items)) == len(entry.raw)
+
+
+_HEAD_EDGES = [0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    seq=st.sampled_from(_HEAD_EDGES[1:]) | st.integers(1, 2**63 - 1),
+    first=st.booleans(),
+    lamport=st.sampled_from(_HEAD_EDGES[1:]) | st.integers(1, 2**63 - 1),
+    ts=st.sampled_from(_HEAD_EDGES) | st.integers(0, 2**63 - 1),
+    kind=st.from_regex(r"[a-z][a-z0-9_]{0,30}(\.[a-z][a-z0-9_]{0,30}){1,3}", fullmatch=True),
+    body_size=st.sampled_from([0, 1, 23, 24, 255, 256, 65535]) | st.integers(0, 70_000),
+)
+def test_length_of_any_well_typed_entry_matches_its_canonical_encoding(
+    seq: int, first: bool, lamport: int, ts: int, kind: str, body_size: int
+) -> None:
+    """Every head-length boundary of every variable field, and both shapes of prev."""
+    from bzzz.domain.entry import canonical_length
+
+    prev = None if first else b"\x01" * 32
+    items = [1, b"\x02" * 32, seq, prev, lamport, ts, kind, b"\x03" * body_size, b"\x04" * 64]
+    assert canonical_length(items) == len(cbor2.dumps(items, canonical=True))
