@@ -29,9 +29,9 @@ from bench.etcd import Client, EtcdCluster
 from bench.probe import ingest_us
 from bench.procstat import cpu_seconds, wakeups
 from bench.stats import percentile
+from bzzz.agent.control import Control, ask
 from bzzz.home.config import load_config, write_config
-from bzzz.runtime.control import Control, ask
-from bzzz.runtime.node import open_home_store
+from bzzz.home.node import open_home_store
 from bzzz.store import EventStore
 from tests.agents import Agent, found, join, stop_all, wait_for
 

@@ -35,13 +35,14 @@ from bench.etcd import EtcdCluster
 from bench.probe import ingest_us
 from bench.procstat import cpu_seconds, rss_mb, wakeups
 from bench.stats import percentile
+from bzzz.agent.control import SOCKET_FILE, ask
 from bzzz.clock import now_ms
 from bzzz.domain.invite import decode_token
 from bzzz.domain.payload import encode_payload
+from bzzz.home.node import init_node, open_node
 from bzzz.mesh import transport
-from bzzz.runtime.control import SOCKET_FILE, ask
-from bzzz.runtime.members import join_cluster
-from bzzz.runtime.node import init_node, open_node
+from bzzz.runtime.assembly import inviters_of
+from bzzz.services.members import join_cluster
 from tests.agents import Agent, found, free_port, invite_token, join, stop_all, wait_for
 
 BODY = encode_payload({"task": "#42", "note": "progress report", "percent": 50})
@@ -61,7 +62,7 @@ def catch_up(root: Path, entries: int) -> dict[str, Any]:
             root / "newcomer", name="newcomer", role="developer", listen=f"127.0.0.1:{port}"
         )
         with node:
-            result = asyncio.run(join_cluster(node, token))
+            result = asyncio.run(join_cluster(node, token, inviters_of(node)))
     finally:
         stop_all([a])
     return {

@@ -1,7 +1,25 @@
 """One exception hierarchy for everything BZZZ reports to a person or a peer.
 
+    BzzzError                  raised on purpose; the message is for a person
+    ├── UsageError             bad input or an impossible request; nothing changed
+    │   ├── ConfigError        the node home or its config.yaml
+    │   └── BundleError        an unreadable or damaged bundle
+    │       └── NotABundleError
+    ├── EntryError (code)      an entry breaks the format or a chain rule
+    ├── StoreError             the event store could not be opened or written
+    │   └── ConflictError      another writer won a race; retrying is safe
+    └── PeerError              a connection to a peer failed or ended
+        ├── PeerUnreachable    it could not be dialed
+        ├── PeerRefused        it refused our login (not a member, a spent token)
+        ├── ConnectionClosed   the connection ended
+        ├── PeerDown           its heartbeats stopped
+        └── ProtocolError (code)  it sent what the protocol does not allow
+            └── PeerMisbehaved    it sent entries an honest peer would not
+
 Front ends catch `BzzzError` and print its message as one line; anything else escaping
-is a bug, not a user error.
+is a bug, not a user error. Errors of the libraries underneath (asyncssh, the OS's
+sockets) become `PeerError`s where the mesh touches them (`bzzz.mesh.transport` and
+`bzzz.mesh.framing`), and database errors become `StoreError`s in `bzzz.store`.
 """
 
 from __future__ import annotations
@@ -39,12 +57,36 @@ class ConflictError(StoreError):
     """Another writer changed a log between our read and our write; retrying is safe."""
 
 
-class ProtocolError(BzzzError):
+class PeerError(BzzzError):
+    """A connection to a peer failed or ended."""
+
+
+class PeerUnreachable(PeerError):
+    """The peer could not be dialed (no route, nothing listening, a timeout)."""
+
+
+class PeerRefused(PeerError):
+    """The peer refused our login: we are not a member to it, or a token is spent."""
+
+
+class ConnectionClosed(PeerError):
+    """The connection ended (the other side closed it, or the network failed)."""
+
+
+class PeerDown(PeerError):
+    """The peer's heartbeats stopped."""
+
+
+class ProtocolError(PeerError):
     """A peer sent something the mesh protocol does not allow; `code` is a stable slug."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class PeerMisbehaved(ProtocolError):
+    """A peer sent entries an honest peer would not (invalid ones, or its own fork)."""
 
 
 class BundleError(UsageError):

@@ -107,7 +107,7 @@ start() {  # start NAME [args]: the agent runs in the background, its log in $wo
   $PY - "$work/$name" <<'PYEOF'
 import sys, time
 from pathlib import Path
-from bzzz.runtime.control import ask
+from bzzz.agent.control import ask
 for _ in range(300):
     if ask(Path(sys.argv[1]), {"op": "status"}):
         break
@@ -120,7 +120,7 @@ converge() {  # wait until every running agent holds the same heads, then print 
   $PY - "$@" <<'PYEOF'
 import sys, time
 from pathlib import Path
-from bzzz.runtime.control import ask
+from bzzz.agent.control import ask
 homes = [Path(h) for h in sys.argv[1:]]
 for _ in range(600):
     heads = [ask(h, {"op": "status"})["status"]["heads"] for h in homes]
@@ -171,7 +171,7 @@ leader_of() {  # leader_of HOME [OTHER_THAN]: wait until HOME follows a proven l
   if $PY - "$@" <<'PYEOF'
 import sys
 from pathlib import Path
-from bzzz.runtime.control import ask
+from bzzz.agent.control import ask
 other = sys.argv[2] if len(sys.argv) > 2 else None
 answer = ask(Path(sys.argv[1]), {"op": "election_wait", "other_than": other, "timeout": 60}, timeout=70)
 if not answer or not answer.get("leader"):

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bzzz.agent.control import ask
 from bzzz.domain.invite import decode_token, encode_token
-from bzzz.runtime.control import ask
-from bzzz.runtime.members import create_invite, join_cluster
-from bzzz.runtime.node import init_node, open_node
+from bzzz.home.node import init_node, open_node
+from bzzz.runtime.assembly import inviters_of
+from bzzz.services.members import create_invite, join_cluster
 
 START_TIMEOUT_S = 30.0
 
@@ -136,7 +137,9 @@ def join(root: Path, name: str, inviter: Agent, token: str | None = None) -> Age
     port = free_port()
     node = init_node(root / name, name=name, role="developer", listen=f"127.0.0.1:{port}")
     with node:
-        asyncio.run(join_cluster(node, decode_token(token or invite_token(inviter))))
+        asyncio.run(
+            join_cluster(node, decode_token(token or invite_token(inviter)), inviters_of(node))
+        )
     return Agent(root / name, port)
 
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from bzzz.errors import UsageError
-from bzzz.runtime.control import (
+from bzzz.agent.control import (
     MAX_REQUEST,
     SOCKET_FILE,
     Control,
@@ -21,6 +20,7 @@ from bzzz.runtime.control import (
     ask,
     serve_control,
 )
+from bzzz.errors import UsageError
 
 
 async def _echo(request: dict[str, Any]) -> dict[str, Any]:

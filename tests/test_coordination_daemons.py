@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bzzz.runtime.control import ask
+from bzzz.agent.control import ask
 from tests.agents import Agent, found, join, stop_all, wait_for
 from tests.helpers import run_in_threads
 from tests.test_mesh import bzzz

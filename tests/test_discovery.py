@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bzzz.home.config import load_config, write_config
-from bzzz.runtime.node import init_node
+from bzzz.home.node import init_node
 from tests.agents import Agent, invite_token, stop_all, wait_for
 from tests.netns import Host, lan
 

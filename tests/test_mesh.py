@@ -9,17 +9,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncssh
 import pyrage
 import pytest
 
+from bzzz.agent.control import Control
 from bzzz.domain.identity import Ed25519Signer
 from bzzz.domain.payload import encode_payload
-from bzzz.errors import UsageError
+from bzzz.errors import PeerRefused, UsageError
 from bzzz.home.keys import Identity
+from bzzz.home.node import open_node
 from bzzz.mesh.transport import dial
-from bzzz.runtime.control import Control
-from bzzz.runtime.node import open_node
 from tests.agents import Agent, converged, found, invite_token, join, stop_all, wait_for
 
 pytestmark = pytest.mark.slow
@@ -182,7 +181,7 @@ def test_unknown_keys_and_spent_tokens_are_refused(tmp_path: Path, agents: list[
     async def try_dial() -> None:
         await dial(stranger, "127.0.0.1", a.port, lambda _: True)
 
-    with pytest.raises(asyncssh.PermissionDenied):
+    with pytest.raises(PeerRefused):
         asyncio.run(try_dial())
     token = invite_token(a)
     join(tmp_path, "b", a, token)

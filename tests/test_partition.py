@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bzzz.agent.control import ask
 from bzzz.domain import claims as cl
 from bzzz.domain.payload import decode_payload
 from bzzz.home.config import load_config, write_config
-from bzzz.runtime.control import ask
-from bzzz.runtime.node import init_node, open_home_store
+from bzzz.home.node import init_node, open_home_store
 from tests.agents import Agent, converged, join_in, stop_all, wait_for
 from tests.netns import Lan, lan
 from tests.test_coordination_daemons import claim, claims_of, proven_leader

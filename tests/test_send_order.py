@@ -8,8 +8,8 @@ import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 
-from bzzz.mesh.mesh import Mesh
-from bzzz.runtime.node import open_node
+from bzzz.home.node import open_node
+from bzzz.runtime.assembly import mesh_of
 from tests.agents import found
 
 
@@ -20,7 +20,7 @@ def test_an_entry_wakes_the_senders_of_the_peers_waiting_for_it_first(tmp_path: 
 
     async def scenario() -> None:
         with open_node(agent.home) as node:
-            mesh = Mesh(node.store, node.identity, node.config, node.roles)
+            mesh = mesh_of(node)
             for key in peers.values():
                 mesh.sessions[key] = SimpleNamespace(wake=asyncio.Event())  # type: ignore[assignment]
 

@@ -52,12 +52,17 @@ class Discovery:
         host, port = parse_address(mesh.advertised)
         addresses = _addresses(host)
         self._zc = AsyncZeroconf(ip_version=IPVersion.V4Only, interfaces=addresses)
-        name = f"{mesh.config.name}-{mesh.me.hex()[:12]}.{SERVICE}"
+        name = f"{mesh.name}-{mesh.me.hex()[:12]}.{SERVICE}"
         self._info = AsyncServiceInfo(
             SERVICE,
             name,
             port=port,
-            properties={"id": mesh.me.hex(), "cluster": mesh.cluster or "", "port": str(port)},
+            properties={
+                "id": mesh.me.hex(),
+                "cluster": mesh.cluster_id.hex() if mesh.cluster_id else "",
+                "name": mesh.cluster or "",
+                "port": str(port),
+            },
             parsed_addresses=addresses,
         )
         await self._zc.async_register_service(self._info)
@@ -101,7 +106,8 @@ class Discovery:
             return
         if len(peer) != KEY_BYTES or peer == self.mesh.me:
             return
-        if props.get("cluster") != self.mesh.cluster or info.port is None:
+        ours = self.mesh.cluster_id
+        if ours is None or props.get("cluster") != ours.hex() or info.port is None:
             return
         for address in info.parsed_addresses(IPVersion.V4Only)[:1]:
             log.info("mDNS: found %s at %s:%d", peer.hex()[:12], address, info.port)

@@ -13,13 +13,14 @@ import random
 import statistics
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncssh
 
 from bzzz.clock import now_ms, sleep_to_tick
+from bzzz.domain import alerts
 from bzzz.domain import membership as ms
 from bzzz.domain.election import EVERY_VOTER
 from bzzz.domain.election import Message as ElectionMsg
@@ -27,26 +28,35 @@ from bzzz.domain.entry import Entry, entry_hash
 from bzzz.domain.invite import secret_hash
 from bzzz.domain.payload import encode_payload
 from bzzz.domain.presence import Availability, ElectionMessage, Heartbeat, sign_presence
+from bzzz.domain.profile import Profile
 from bzzz.domain.roles import Roles
 from bzzz.domain.standing import Standing
 from bzzz.domain.wire import Hello
-from bzzz.errors import ProtocolError, StoreError
-from bzzz.home.config import MeshConfig, NodeConfig, parse_address
+from bzzz.errors import (
+    ConnectionClosed,
+    PeerDown,
+    PeerError,
+    PeerMisbehaved,
+    ProtocolError,
+    StoreError,
+)
+from bzzz.home.config import MeshConfig, parse_address
 from bzzz.home.keys import Identity
-from bzzz.mesh.arrivals import Arrivals
-from bzzz.mesh.framing import ConnectionClosed
 from bzzz.mesh.resources import load_permille, mem_free_mb
-from bzzz.mesh.session import PeerDown, PeerSession
+from bzzz.mesh.session import PeerSession, PeerView
 from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
-from bzzz.projections.membership import read_membership
+from bzzz.projections.membership import NOT_MEMBER, ingest_members_only, read_membership
 from bzzz.store import EventStore
 from bzzz.store.event_store import Written
+from bzzz.store.feed import Arrivals, Feed
 
 log = logging.getLogger("bzzz.mesh")
 
 # Refusals an honest peer can cause: it has not heard of a fork yet, or our own store
 # is damaged. Anything else from a peer is a protocol violation.
-BENIGN_REFUSALS = frozenset({"frozen", "store-damaged"})
+# A member's log that reaches us before its admission is refused as not-member: the
+# senders' order (admissions first) makes that rare, and a reconnection resends it.
+BENIGN_REFUSALS = frozenset({"frozen", "store-damaged", NOT_MEMBER})
 # Writers in other processes poke the agent (`notify_agent`); polling is the fallback.
 POLL_S = 1.0
 # Hashes of entries stored lately, so duplicates (a full mesh forwards every entry to
@@ -65,16 +75,6 @@ READ_CHUNK = 4096
 INLINE_WRITE = 16
 T = TypeVar("T")
 
-ALERT_PEER = "alert.peer_refused"
-ALERT_FORK = "alert.fork"
-PROFILE = "agent.profile"
-
-
-class PeerMisbehaved(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-
 
 @dataclass
 class Dialed:
@@ -92,23 +92,31 @@ class Dialed:
 
 
 class Mesh:
+    """Implements the services' `Replica` port (`bzzz.services.ports`) and the sessions'
+    `SessionHost` (`bzzz.mesh.session`)."""
+
     def __init__(
         self,
         store: EventStore,
         identity: Identity,
-        config: NodeConfig,
         roles: Roles,
+        settings: MeshConfig,
         *,
-        settings: MeshConfig | None = None,
+        name: str,
+        role: str,
+        profile: Profile,
         listen: str | None = None,
     ) -> None:
         self.store = store
         self.identity = identity
-        self.config = config
         self.roles = roles
-        self.settings = settings = settings or config.mesh
+        self.settings = settings
+        self.name = name
+        self.role = role  # ours by config, until the logs say otherwise
+        self.profile = profile
         self.me = identity.public_key
-        self.cluster = settings.cluster
+        self.cluster = settings.cluster  # a label; the cluster is its founding entry:
+        self.cluster_id = bytes.fromhex(settings.cluster_id) if settings.cluster_id else None
         self.listen = listen or settings.listen
         self.heads: dict[bytes, int] = {}
         self.membership = ms.Membership()
@@ -124,11 +132,11 @@ class Mesh:
         self._alerted_forks: set[bytes] = set()
         self._waiters: list[tuple[bytes, int, asyncio.Future[None]]] = []
         self.changed = asyncio.Event()  # set whenever our heads move
-        self.arrivals = Arrivals()
+        self.arrivals = Arrivals(store)
         self._written: list[Written] = []  # stored by our writes, not yet published
         store.on_write(self._stored)
-        self.election_handler: Callable[[ElectionMsg], None] | None = None
-        self.link_lost_handler: Callable[[bytes], None] | None = None
+        self._election_handler: Callable[[ElectionMsg], None] | None = None
+        self._link_lost_handler: Callable[[bytes], None] | None = None
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
 
@@ -189,7 +197,10 @@ class Mesh:
     ) -> tuple[dict[bytes, int], list[tuple[bytes, int, bytes]], int, ms.Membership]:
         position = self.store.max_position()
         heads = {author: head.seq for author, head in self.store.heads().items()}
-        return heads, self.store.forks(), position, read_membership(self.store, self.roles)
+        return heads, self.store.forks(), position, self._read_membership()
+
+    def _read_membership(self) -> ms.Membership:
+        return read_membership(self.store, self.roles, self.cluster_id)
 
     def _set_membership(self, membership: ms.Membership) -> bool:
         before = set(self.membership.members)
@@ -242,11 +253,35 @@ class Mesh:
         return self.may_join(secret)
 
     def hello(self) -> Hello:
-        return Hello(self.me, self.config.name, self.cluster or "", self.advertised, self.heads)
+        return Hello(self.me, self.name, self.cluster_id or b"", self.advertised, self.heads)
 
     def on_election(self, message: ElectionMsg) -> None:
-        if message.dst in (self.me, EVERY_VOTER) and self.election_handler is not None:
-            self.election_handler(message)
+        if message.dst in (self.me, EVERY_VOTER) and self._election_handler is not None:
+            self._election_handler(message)
+
+    def handle_election(
+        self,
+        on_message: Callable[[ElectionMsg], None] | None,
+        on_link_lost: Callable[[bytes], None] | None,
+    ) -> None:
+        """Who gets election messages and news of lost links (None: nobody)."""
+        self._election_handler, self._link_lost_handler = on_message, on_link_lost
+
+    def feed(self, kinds: Iterable[str]) -> Feed:
+        return self.arrivals.feed(kinds)
+
+    def watch(self, kinds: Iterable[str]) -> asyncio.Event:
+        return self.arrivals.watch(kinds)
+
+    def connected(self) -> frozenset[bytes]:
+        return frozenset(self.sessions)
+
+    def peer_standing(self, peer: bytes) -> Standing | None:
+        """A connected peer's standing, from its latest availability message."""
+        session = self.sessions.get(peer)
+        if session is None or session.availability is None:
+            return None
+        return session.availability.standing
 
     def send_election(self, message: ElectionMsg, recipients: tuple[bytes, ...]) -> None:
         """Sign once and send to the recipients we are connected to (election messages
@@ -266,23 +301,23 @@ class Mesh:
         rtts = [s.rtt_us for s in self.sessions.values() if s.rtt_us is not None]
         return Standing(
             uptime_s=int(time.time() - self.started),
-            capabilities=len(self.config.agent.capabilities),
+            capabilities=len(self.profile.capabilities),
             load_permille=load_permille(),
             mem_free_mb=mem_free_mb(),
             rtt_us=int(statistics.median(rtts)) if rtts else None,
         )
 
     def availability(self) -> bytes:
-        agent = self.config.agent
-        state = "ready" if agent.max_tasks > 0 else "busy"
+        profile = self.profile
+        state = "ready" if profile.max_tasks > 0 else "busy"
         message = Availability(
             self.me,
             now_ms(),
             state,
             0,
-            agent.max_tasks,
-            tuple(agent.capabilities),
-            tuple(agent.models),
+            profile.max_tasks,
+            profile.capabilities,
+            profile.models,
             self.standing(),
         )
         return sign_presence(self.identity.signer, message)
@@ -420,7 +455,18 @@ class Mesh:
         if not fresh:
             return {}
         async with self._write_lock:
-            report = await self._store_call(len(fresh), self.store.ingest, fresh)
+            if self.cluster_id is None:
+                report = await self._store_call(len(fresh), self.store.ingest, fresh)
+            else:
+                report = await self._store_call(
+                    len(fresh),
+                    ingest_members_only,
+                    self.store.ingest,
+                    fresh,
+                    self.cluster_id,
+                    self.membership,
+                    self._read_membership,
+                )
             self._publish()
         self._remember(report.accepted)
         touched: dict[bytes, int] = {}
@@ -453,7 +499,7 @@ class Mesh:
                     "fork: %s signed two entries at seq %d", fork.author.hex()[:12], fork.seq
                 )
                 await self.append(
-                    ALERT_FORK, {"author": fork.author, "seq": fork.seq, "via": session.peer}
+                    alerts.FORK, alerts.fork_body(fork.author, fork.seq, session.peer)
                 )
         hostile = [r for r in report.refused if r.code not in BENIGN_REFUSALS]
         if hostile:
@@ -468,19 +514,21 @@ class Mesh:
     async def serve(
         self, login: Login, streams: Streams, address: str, close: Callable[[], None]
     ) -> None:
-        """An inbound connection that passed SSH login."""
+        """An inbound connection that passed SSH login. A newcomer with an invite is
+        admitted only after the hellos agree on the cluster: a join that fails there
+        leaves the invite unspent."""
         if login.join_secret is not None:
-            if not await self._admit(login):
-                return
-        elif not self.is_member(login.peer):
-            return
-        await self._run_session(login.peer, address, False, streams, close)
+            await self._run_session(
+                login.peer, address, False, streams, close, admit=lambda: self._admit(login)
+            )
+        elif self.is_member(login.peer):
+            await self._run_session(login.peer, address, False, streams, close)
 
     async def _admit(self, login: Login) -> bool:
         assert login.join_secret is not None and login.join_name is not None
         digest = secret_hash(login.join_secret)
         async with self._write_lock:
-            membership = await asyncio.to_thread(read_membership, self.store, self.roles)
+            membership = await asyncio.to_thread(self._read_membership)
             invite = membership.open_invite(digest, self.me, now_ms())
             if invite is None:  # used meanwhile by another newcomer
                 return False
@@ -504,12 +552,15 @@ class Mesh:
         outbound: bool,
         streams: Streams,
         close: Callable[[], None],
+        admit: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         session = PeerSession(self, peer, address, outbound, streams, close)
         reason = "closed"
         registered = False
         try:
             await session.open()
+            if admit is not None and not await admit():
+                return
             registered = self._register(session)
             if not registered:
                 return
@@ -518,13 +569,11 @@ class Mesh:
                 self._learn_address(session)
             log.info("connected to %s (%s) at %s", session.name, peer.hex()[:12], address)
             await session.run()
-        except (ConnectionClosed, asyncssh.Error, OSError) as error:
-            reason = f"connection lost: {error}" if str(error) else "connection closed"
-        except PeerDown as error:
-            reason = str(error)
-        except (ProtocolError, PeerMisbehaved) as error:
+        except ProtocolError as error:
             reason = f"refused: {error}"
             await self._report_peer(session, error.code, str(error))
+        except (ConnectionClosed, PeerDown) as error:
+            reason = str(error) or "connection closed"
         except TimeoutError:
             reason = "no hello in time"
         finally:
@@ -533,8 +582,8 @@ class Mesh:
                 log.info("disconnected from %s: %s", peer.hex()[:12], reason)
                 self._links_changed()
                 self._wake_all()
-                if self.link_lost_handler is not None:
-                    self.link_lost_handler(peer)
+                if self._link_lost_handler is not None:
+                    self._link_lost_handler(peer)
             close()
 
     def _links_changed(self) -> None:
@@ -556,8 +605,8 @@ class Mesh:
         log.warning("refused peer %s at %s: %s", session.peer.hex()[:12], session.address, reason)
         try:
             await self.append(
-                ALERT_PEER,
-                {"peer": session.peer, "address": session.address, "code": code, "reason": reason},
+                alerts.PEER_REFUSED,
+                alerts.peer_refused_body(session.peer, session.address, code, reason),
             )
         except StoreError as error:
             log.error("could not record the alert: %s", error)
@@ -612,8 +661,8 @@ class Mesh:
                 conn, peer, streams = await dial(
                     self.identity, target.host, target.port, self._accept_host(target)
                 )
-            except (asyncssh.Error, OSError, TimeoutError, ValueError) as error:
-                target.last_error = str(error) or type(error).__name__
+            except PeerError as error:
+                target.last_error = str(error)
                 log.debug("cannot reach %s: %s", target.address, target.last_error)
             else:
                 target.peer, target.last_error = peer, None
@@ -626,53 +675,60 @@ class Mesh:
 
     # Status
 
-    def status_authority(self) -> str | None:
-        me = self.membership.members.get(self.me)
-        return self._authority(me.role if me else self.config.role)
-
-    def _authority(self, role: str) -> str | None:
-        found = self.roles.get(role)
-        return found.authority.label if found else None
-
-    async def status(self) -> dict[str, Any]:
-        peers: list[dict[str, Any]] = [s.status() for s in self.sessions.values()]
+    def view(self) -> MeshView:
+        """What this node knows of itself and its peers, for status."""
         connected = set(self.sessions)
-        for target in self.dialed.values():
-            known = target.expected or target.peer
-            if known is None or known not in connected:
-                peers.append(
-                    {
-                        "agent_id": known.hex() if known else None,
-                        "name": None,
-                        "address": target.address,
-                        "connected": False,
-                        "last_heard": None,
-                        "last_error": target.last_error,
-                        "heads": {
-                            "ours": {a.hex(): s for a, s in self.heads.items()},
-                            "theirs": {},
-                        },
-                    }
-                )
+        unreached = [
+            DialedView(known, target.address, target.last_error)
+            for target in self.dialed.values()
+            if (known := target.expected or target.peer) is None or known not in connected
+        ]
         me = self.membership.members.get(self.me)
-        return {
-            "agent_id": self.me.hex(),
-            "name": self.config.name,
-            "role": me.role if me else self.config.role,
-            "authority": self._authority(me.role if me else self.config.role),
-            "cluster": self.cluster,
-            "member": me is not None,
-            "listen": self.advertised,
-            "started": int(self.started * 1000),
-            "store": {
-                "url": self.store.url.display(),
-                "entries": await asyncio.to_thread(self.store.count),
-                "logs": len(self.heads),
-            },
-            "heads": {a.hex(): s for a, s in self.heads.items()},
-            "members": len(self.membership.members),
-            "peers": peers,
-        }
+        role = me.role if me else self.role
+        found = self.roles.get(role)
+        return MeshView(
+            agent_id=self.me,
+            name=self.name,
+            role=role,
+            authority=found.authority.label if found else None,
+            cluster=self.cluster,
+            cluster_id=self.cluster_id,
+            member=me is not None,
+            listen=self.advertised,
+            started_ms=int(self.started * 1000),
+            store=self.store.url.display(),
+            heads=dict(self.heads),
+            members=len(self.membership.members),
+            peers=[s.view() for s in self.sessions.values()],
+            unreached=unreached,
+        )
+
+
+@dataclass(frozen=True)
+class DialedView:
+    """An address we dial and are not connected to."""
+
+    agent_id: bytes | None
+    address: str
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class MeshView:
+    agent_id: bytes
+    name: str
+    role: str
+    authority: str | None
+    cluster: str | None
+    cluster_id: bytes | None
+    member: bool
+    listen: str
+    started_ms: int
+    store: str
+    heads: dict[bytes, int]
+    members: int
+    peers: list[PeerView]
+    unreached: list[DialedView]
 
 
 _LOCAL = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}

@@ -16,9 +16,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from bzzz.clock import sleep_to_tick
+from bzzz.domain.election import Message as ElectionMsg
+from bzzz.domain.membership import Membership
 from bzzz.domain.presence import Availability, ElectionMessage, Heartbeat, open_presence
 from bzzz.domain.wire import (
     BATCH_TARGET_BYTES,
@@ -31,11 +33,9 @@ from bzzz.domain.wire import (
     Message,
     encode_message,
 )
-from bzzz.errors import ProtocolError
+from bzzz.errors import PeerDown, ProtocolError
+from bzzz.home.config import MeshConfig
 from bzzz.mesh.framing import ByteReader, ByteWriter, read_message, write_message
-
-if TYPE_CHECKING:
-    from bzzz.mesh.mesh import Mesh
 
 log = logging.getLogger("bzzz.mesh")
 
@@ -68,10 +68,52 @@ class _Bucket:
         return True
 
 
+class SessionHost(Protocol):
+    """What a session needs from the node it belongs to (the `Mesh`, or a joiner)."""
+
+    me: bytes
+    cluster_id: bytes | None
+    settings: MeshConfig
+    heads: dict[bytes, int]
+    membership: Membership
+
+    def hello(self) -> Hello: ...
+
+    def heartbeat(self, counter: int, echo: int, held_us: int) -> bytes: ...
+
+    def availability(self) -> bytes: ...
+
+    def on_election(self, message: ElectionMsg) -> None: ...
+
+    async def ingest_from(self, session: PeerSession, raws: list[bytes]) -> dict[bytes, int]: ...
+
+    async def missing_forks(self, sent: set[bytes]) -> list[bytes]: ...
+
+    async def read_entries(
+        self, author: bytes, after: int, limit: int
+    ) -> list[tuple[int, bytes]]: ...
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """A connected peer as a session sees it, for status."""
+
+    agent_id: bytes
+    name: str
+    address: str
+    listen: str | None
+    outbound: bool
+    connected_at_ms: int
+    last_heard_ms: int
+    ours: dict[bytes, int]
+    theirs: dict[bytes, int]
+    availability: Availability | None
+
+
 class PeerSession:
     def __init__(
         self,
-        mesh: Mesh,
+        mesh: SessionHost,
         peer: bytes,
         address: str,
         outbound: bool,
@@ -105,6 +147,7 @@ class PeerSession:
         self._their_beat: tuple[int, float] = (0, 0.0)
         self.rtt_us: int | None = None
         self._have_timer: asyncio.TimerHandle | None = None
+        self._waiting_admission = False  # a log held back until its admission is there
 
     @property
     def name(self) -> str:
@@ -119,9 +162,12 @@ class PeerSession:
             raise ProtocolError("no-hello", "the first message must be hello")
         if message.agent != self.peer:
             raise ProtocolError("wrong-agent", "hello names another agent than the SSH key")
-        if self.mesh.cluster is not None and message.cluster != self.mesh.cluster:
+        ours = self.mesh.cluster_id
+        if ours is not None and message.cluster_id != ours:
+            theirs = message.cluster_id.hex()[:12] or "none"
             raise ProtocolError(
-                "wrong-cluster", f"peer is in cluster {message.cluster!r}, not ours"
+                "wrong-cluster",
+                f"peer is in cluster {theirs}, not ours ({ours.hex()[:12]})",
             )
         self.hello = message
         self.their_heads = dict(message.heads)
@@ -166,6 +212,9 @@ class PeerSession:
             for author, seq in message.heads.items():
                 if seq > self.their_heads.get(author, 0):
                     self.their_heads[author] = seq
+            if self._waiting_admission:
+                self._waiting_admission = False
+                self.wake.set()
         elif isinstance(message, Links):
             self.their_links = message.peers
             self.wake.set()  # a link that went down may mean we must forward now
@@ -251,14 +300,23 @@ class PeerSession:
                 return True
         return False
 
+    def _known(self, author: bytes) -> int:
+        """How far the peer holds `author`'s log, or will once our sends arrive."""
+        return max(self.their_heads.get(author, 0), self.sent.get(author, 0))
+
     async def _send_some(self) -> bool:
         """Send one frame of what the peer lacks; False when it lacks nothing."""
         raws = await self.mesh.missing_forks(self.sent_forks)
         size = sum(len(r) for r in raws)
+        membership = self.mesh.membership
         for author, seq in list(self.mesh.heads.items()):
             known = max(self.their_heads.get(author, 0), self.sent.get(author, 0))
             if seq <= known or (author != self.mesh.me and author in self.their_links):
                 continue
+            admission = membership.admission(author)
+            if admission is not None and self._known(admission[0]) < admission[1]:
+                self._waiting_admission = True  # a `Have` of the admitter's wakes us
+                continue  # its admitter's log goes first: the peer refuses it before
             room = MAX_BATCH_ENTRIES - len(raws)
             if room <= 0 or size >= BATCH_TARGET_BYTES:
                 break
@@ -300,35 +358,16 @@ class PeerSession:
                 next_availability = now + settings.availability_s
             await sleep_to_tick(settings.heartbeat_s)
 
-    def status(self) -> dict[str, object]:
-        ours = self.mesh.heads
-        theirs = self.their_heads
-        return {
-            "agent_id": self.peer.hex(),
-            "name": self.name,
-            "address": self.address,
-            "listen": self.hello.listen if self.hello else None,
-            "direction": "out" if self.outbound else "in",
-            "connected": True,
-            "connected_at": int(self.connected_at * 1000),
-            "last_heard": int(self.last_heard_wall * 1000),
-            "heads": {
-                "ours": {a.hex(): s for a, s in ours.items()},
-                "theirs": {a.hex(): s for a, s in theirs.items()},
-            },
-            "we_lack": sum(max(0, s - ours.get(a, 0)) for a, s in theirs.items()),
-            "they_lack": sum(max(0, s - theirs.get(a, 0)) for a, s in ours.items()),
-            "availability": None
-            if self.availability is None
-            else {
-                "state": self.availability.state,
-                "current_tasks": self.availability.current_tasks,
-                "max_tasks": self.availability.max_tasks,
-                "capabilities": list(self.availability.capabilities),
-                "models": list(self.availability.models),
-            },
-        }
-
-
-class PeerDown(Exception):
-    """The peer's heartbeats stopped."""
+    def view(self) -> PeerView:
+        return PeerView(
+            agent_id=self.peer,
+            name=self.name,
+            address=self.address,
+            listen=self.hello.listen if self.hello else None,
+            outbound=self.outbound,
+            connected_at_ms=int(self.connected_at * 1000),
+            last_heard_ms=int(self.last_heard_wall * 1000),
+            ours=dict(self.mesh.heads),
+            theirs=dict(self.their_heads),
+            availability=self.availability,
+        )

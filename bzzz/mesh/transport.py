@@ -18,6 +18,7 @@ from asyncssh.constants import MSG_IGNORE
 
 from bzzz.domain.invite import parse_join_username
 from bzzz.domain.limits import KEY_BYTES
+from bzzz.errors import PeerRefused, PeerUnreachable
 from bzzz.home.keys import Identity
 
 log = logging.getLogger("bzzz.mesh")
@@ -195,25 +196,47 @@ async def dial(
     accept_host: Callable[[bytes], bool],
     username: str = MEMBER_USER,
 ) -> tuple[asyncssh.SSHClientConnection, bytes, Streams]:
-    """Connect and open the replication channel: (connection, peer id, streams)."""
-    conn, client = await asyncssh.create_connection(
-        lambda: _Client(accept_host),
-        host,
-        port,
-        username=username,
-        client_keys=[ssh_key(identity)],
-        known_hosts=([], [], []),
-        agent_path=None,
-        preferred_auth=["publickey"],
-        server_host_key_algs=["ssh-ed25519"],
-        connect_timeout=LOGIN_TIMEOUT_S,
-        **_COMMON,
-    )
+    """Connect and open the replication channel: (connection, peer id, streams).
+    Raises `PeerRefused` when the peer refuses our login or we refuse its host key,
+    and `PeerUnreachable` for anything else that keeps us from it."""
+    try:
+        conn, client = await asyncssh.create_connection(
+            lambda: _Client(accept_host),
+            host,
+            port,
+            username=username,
+            client_keys=[ssh_key(identity)],
+            known_hosts=([], [], []),
+            agent_path=None,
+            preferred_auth=["publickey"],
+            server_host_key_algs=["ssh-ed25519"],
+            connect_timeout=LOGIN_TIMEOUT_S,
+            **_COMMON,
+        )
+    except asyncssh.PermissionDenied as error:
+        raise PeerRefused(f"{host}:{port} refused our login: {error.reason}") from None
+    except asyncssh.HostKeyNotVerifiable:
+        raise PeerRefused(
+            f"{host}:{port} is not the member we expected there (its host key)"
+        ) from None
+    except (asyncssh.Error, OSError, TimeoutError, ValueError) as error:
+        raise PeerUnreachable(f"{host}:{port}: {_reason(error)}") from None
     assert isinstance(client, _Client) and client.peer is not None
     drop_ignore_packets(conn)
     try:
         writer, reader, _stderr = await conn.open_session(subsystem=SUBSYSTEM, encoding=None)
+    except (asyncssh.Error, OSError) as error:
+        conn.close()
+        raise PeerUnreachable(f"{host}:{port}: {_reason(error)}") from None
     except BaseException:
         conn.close()
         raise
     return conn, client.peer, (reader, writer)
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, asyncssh.Error):
+        return error.reason
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__

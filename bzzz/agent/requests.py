@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bzzz.cli.views import election_json, mesh_json
 from bzzz.domain.identity import parse_agent_id
-from bzzz.errors import UsageError
-from bzzz.mesh.mesh import Mesh
-from bzzz.runtime.claims import ClaimService
-from bzzz.runtime.election import ElectionRunner
+from bzzz.domain.kinds import check_hand_written
+from bzzz.errors import EntryError, UsageError
+from bzzz.runtime.assembly import NodeRuntime
 
 MAX_WAIT_S = 600.0
 Answer = dict[str, Any]
 
 
 class Requests:
-    def __init__(self, mesh: Mesh, election: ElectionRunner, claims: ClaimService) -> None:
-        self.mesh, self.election, self.claims = mesh, election, claims
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self.mesh, self.election, self.claims = runtime.mesh, runtime.election, runtime.claims
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Answer]]] = {
             "status": self.status,
             "append": self.append,
@@ -38,12 +39,17 @@ class Requests:
         return await method(request)
 
     async def status(self, _: dict[str, Any]) -> Answer:
-        return {"ok": True, "status": await self.mesh.status()}
+        entries = await asyncio.to_thread(self.mesh.store.count)
+        return {"ok": True, "status": mesh_json(self.mesh.view(), entries)}
 
     async def append(self, request: dict[str, Any]) -> Answer:
         kind, data = request.get("kind"), request.get("data")
         if not isinstance(kind, str) or not isinstance(data, dict):
             raise UsageError('append needs {"kind": str, "data": {...}}')
+        try:
+            check_hand_written(kind)
+        except EntryError as error:
+            raise UsageError(str(error)) from None
         entry = await self.mesh.append(kind, data)
         return {"ok": True, "seq": entry.seq, "hash": entry.hash.hex()}
 
@@ -65,7 +71,7 @@ class Requests:
         return {"ok": True}
 
     async def election_status(self, _: dict[str, Any]) -> Answer:
-        return {"ok": True, "election": await self.election.status()}
+        return {"ok": True, "election": election_json(await self.election.view())}
 
     async def election_wait(self, request: dict[str, Any]) -> Answer:
         """Answer once this node follows a proven leader other than `other_than`."""

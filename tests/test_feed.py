@@ -10,17 +10,17 @@ import pytest
 
 from bzzz.domain.identity import Ed25519Signer
 from bzzz.domain.payload import encode_payload
-from bzzz.mesh import arrivals as arrivals_module
-from bzzz.mesh.arrivals import Arrivals
 from bzzz.store import EventStore
+from bzzz.store import feed as arrivals_module
+from bzzz.store.feed import Arrivals
 from bzzz.store.records import StoredEntry
 from tests.helpers import build_chain
 
 BODY = encode_payload({"k": "v"})
 
 
-def _fresh(feed: arrivals_module.Feed, store: EventStore) -> list[str]:
-    return [f"{e.kind}@{e.seq}" for e in asyncio.run(feed.fresh(store))]
+def _fresh(feed: arrivals_module.Feed) -> list[str]:
+    return [f"{e.kind}@{e.seq}" for e in asyncio.run(feed.fresh())]
 
 
 def _count_reads(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -50,16 +50,16 @@ def test_the_write_listener_gets_what_was_stored_at_its_positions(
 def test_a_feed_hands_over_its_kinds_and_reads_the_store_only_when_it_lost_track(
     store: EventStore, alice: Ed25519Signer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    arrivals = Arrivals()
+    arrivals = Arrivals(store)
     store.on_write(arrivals.note)
     reads = _count_reads(store, monkeypatch)
     store.append_batch(alice, [("task.a", BODY), ("task.b", BODY)], 1)  # before the feed
     feed = arrivals.feed(["task.a"])
-    assert _fresh(feed, store) == ["task.a@1"]  # a new reader starts from the store
+    assert _fresh(feed) == ["task.a@1"]  # a new reader starts from the store
     assert reads and (before := len(reads))
     store.append_batch(alice, [("task.b", BODY), ("task.a", BODY)], 2)
     store.append(alice, "task.a", BODY, 3)
-    assert _fresh(feed, store) == ["task.a@4", "task.a@5"]
+    assert _fresh(feed) == ["task.a@4", "task.a@5"]
     assert len(reads) == before  # handed over, not read
 
     with EventStore(store.url) as other:  # another process: this one cannot hand it over
@@ -67,30 +67,30 @@ def test_a_feed_hands_over_its_kinds_and_reads_the_store_only_when_it_lost_track
     arrivals.note_unknown()
     assert feed.take() is None
     store.append(alice, "task.a", BODY, 5)  # stored while the reader reads the store
-    assert [e.seq for e in feed.read_store(store)] == [6, 7]
+    assert [e.seq for e in feed.read_store()] == [6, 7]
     assert len(reads) > before
-    assert _fresh(feed, store) == []  # handed over too, but already read: not twice
+    assert _fresh(feed) == []  # handed over too, but already read: not twice
 
 
 def test_a_feed_its_reader_leaves_behind_is_dropped_for_a_store_read(
     store: EventStore, alice: Ed25519Signer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(arrivals_module, "MAX_HELD", 3)
-    arrivals = Arrivals()
+    arrivals = Arrivals(store)
     store.on_write(arrivals.note)
     feed = arrivals.feed(["task.a"])
-    assert _fresh(feed, store) == []
+    assert _fresh(feed) == []
     store.append_batch(alice, [("task.a", BODY)] * 2, 1)
     store.append_batch(alice, [("task.a", BODY)] * 2, 2)  # one more than it may hold
     reads = _count_reads(store, monkeypatch)
-    assert _fresh(feed, store) == [f"task.a@{n}" for n in range(1, 5)]
+    assert _fresh(feed) == [f"task.a@{n}" for n in range(1, 5)]
     assert reads
 
 
 def test_a_watch_wakes_for_its_kinds_and_for_what_another_process_wrote(
     store: EventStore, alice: Ed25519Signer
 ) -> None:
-    arrivals = Arrivals()
+    arrivals = Arrivals(store)
     store.on_write(arrivals.note)
     votes = arrivals.watch(["election.vote"])
     store.append(alice, "task.note", BODY, 1)

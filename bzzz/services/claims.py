@@ -1,5 +1,6 @@
-"""Claims inside `bzzz agent`: every node keeps the claim book current; the admin answers
-requests while it holds its lease in a term it has proven; holders renew their grants."""
+"""The claim service: every node keeps its claim book (a projection) current; the admin
+answers requests while it holds its lease in a term it has proven; holders renew their
+grants."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 from bzzz.clock import now_ms, until_tick
 from bzzz.domain import claims as cl
 from bzzz.domain import leadership as lead
-from bzzz.domain.payload import decode_payload
 from bzzz.errors import StoreError, UsageError
-from bzzz.mesh.mesh import PROFILE, Mesh
-from bzzz.runtime.election import ElectionRunner
+from bzzz.projections.claim_book import KINDS as WATCHED
+from bzzz.projections.claim_book import ClaimBookProjection
+from bzzz.services.election import ElectionRunner
+from bzzz.services.ports import Replica
 
 log = logging.getLogger("bzzz.claims")
 
@@ -26,19 +28,14 @@ IDLE_REFRESH_S = 0.2
 RENEW_CHECK_S = 1.0  # with nothing new, only our own renewals are looked at
 STALLED_CHECK_S = 0.05  # an admin with requests it could not answer yet looks this often
 MAX_ANSWERS = 500
-WATCHED = [*cl.KINDS, PROFILE]
 
 
 class ClaimService:
-    def __init__(self, mesh: Mesh, election: ElectionRunner, lease_ms: int) -> None:
-        self.mesh = mesh
+    def __init__(self, replica: Replica, election: ElectionRunner, lease_ms: int) -> None:
+        self.replica = replica
         self.election = election
         self.lease_ms = lease_ms
-        self.book = cl.ClaimBook()
-        self._entries: list[cl.ClaimEntry] = []
-        self._leaders: dict[int, bytes] = {}
-        self._max_tasks: dict[bytes, int] = {}
-        self._feed = mesh.arrivals.feed(WATCHED)
+        self.claims = ClaimBookProjection(replica.feed(WATCHED).fresh)
         self._admin = False
         self._reissued_term = 0
         # Another leader's grant arrived (or the proven terms changed): a live grant of an
@@ -49,7 +46,7 @@ class ClaimService:
         self._waiting: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
         self._renewed: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
-        self._wake = mesh.arrivals.watch([*WATCHED, *lead.KINDS])
+        self._wake = replica.watch([*WATCHED, *lead.KINDS])
         self._next_renew = 0.0
         self._reading = asyncio.Lock()
         self._urgent = asyncio.Event()  # a request of ours, or admin duties: no idling
@@ -106,37 +103,24 @@ class ClaimService:
         async with self._reading:  # the loop and a request may both ask; read once
             await self._refresh_book()
 
+    @property
+    def book(self) -> cl.ClaimBook:
+        return self.claims.book
+
     async def _refresh_book(self) -> None:
-        fresh = await self._feed.fresh(self.mesh.store)
+        new = await self.claims.read()
         proof = await self.election.leadership()
-        new: list[cl.ClaimEntry] = []
-        for entry in fresh:
-            if entry.kind == PROFILE:
-                data = decode_payload(entry.body)
-                count = data.get("max_tasks") if isinstance(data, dict) else None
-                if type(count) is int and count >= 0:
-                    self._max_tasks[entry.author] = count
-            else:
-                new.append(
-                    cl.ClaimEntry(
-                        entry.author, entry.kind, entry.body, entry.hash, entry.ts, entry.lamport
-                    )
-                )
-        self._entries += new
-        if any(e.kind == cl.GRANTED and e.author != self.mesh.me for e in new):
+        if any(e.kind == cl.GRANTED and e.author != self.replica.me for e in new):
             self._carry_forward = True
         leaders = {term: p.leader for term, p in proof.proven.items()}
-        if leaders != self._leaders:  # grants' validity changed: fold everything anew
-            self._leaders, self._carry_forward = leaders, True
-            self.book = cl.fold_claims(self._entries, leaders, max(leaders, default=0))
-        elif new:
-            cl.apply_claims(self.book, new, leaders)
+        if self.claims.fold(new, leaders):  # grants' validity changed: all folded anew
+            self._carry_forward = True
         self._settle_waiters()
 
     def _leads_proven_term(self) -> int | None:
         e = self.election.election
         now = now_ms()
-        if e.leader != self.mesh.me or not e.has_lease(now):
+        if e.leader != self.replica.me or not e.has_lease(now):
             return None
         return e.term if self.book.current_term == e.term else None
 
@@ -148,20 +132,20 @@ class ClaimService:
         grants: list[cl.Grant] = []
         refusals: list[tuple[str, dict[str, Any]]] = []
         if self._reissued_term != term or self._carry_forward:
-            for grant in cl.reissues(self.book, leader=self.mesh.me, term=term, now=now):
+            for grant in cl.reissues(self.book, leader=self.replica.me, term=term, now=now):
                 grants.append(grant)
                 self.book.hold(grant)
             self._reissued_term, self._carry_forward = term, False
-        roles, members = self.mesh.roles, self.mesh.membership.members
+        roles, members = self.replica.roles, self.replica.membership.members
         for request in self.book.pending()[:MAX_ANSWERS]:
             member = members.get(request.author)
             answer = cl.decide(
                 self.book,
                 request,
-                leader=self.mesh.me,
+                leader=self.replica.me,
                 term=term,
                 now=now,
-                max_tasks=self._max_tasks.get(request.author, 1),
+                max_tasks=self.claims.max_tasks.get(request.author, 1),
                 role=roles.get(member.role) if member else None,
                 lease_ms=self.lease_ms,
             )
@@ -176,15 +160,15 @@ class ClaimService:
             return
         if self._leads_proven_term() == term:  # still leased after deciding
             waiting = [g.claimant for g in grants] + [body["claimant"] for _, body in refusals]
-            await self.mesh.append_many(items, first=waiting)
+            await self.replica.append_many(items, first=waiting)
         else:  # the book now holds answers that were never written: rebuild it
-            self._leaders = {}
+            self.claims.invalidate()
 
     async def _renew(self) -> None:
         """Keep our own live grants alive: a progress entry each third of the lease."""
         now = now_ms()
         items = []
-        for grant in self.book.live_grants(now, self.mesh.me):
+        for grant in self.book.live_grants(now, self.replica.me):
             claim = self.book.tasks[grant.task]
             third = grant.lease_ms // 3
             due = now - max(claim.grant.ts, claim.renewed_ts) >= third
@@ -192,7 +176,7 @@ class ClaimService:
                 items.append((cl.PROGRESS, cl.token_body(grant.task, grant.token)))
                 self._renewed[grant.task] = now
         if items:
-            await self.mesh.append_many(items)
+            await self.replica.append_many(items)
 
     # Requests from the control socket
 
@@ -203,7 +187,7 @@ class ClaimService:
         # refusal, after two entries every node stores: say so at once instead.
         await self._refresh()
         held = self.book.live(task, now_ms())
-        if held is not None and held.claimant != self.mesh.me:
+        if held is not None and held.claimant != self.replica.me:
             whose = held.claimant.hex()[:12]
             return {
                 "ok": True,
@@ -213,7 +197,7 @@ class ClaimService:
                 "node's claim book shows; not asked",
             }
         leader = self.election.election.leader
-        entry = await self.mesh.append(
+        entry = await self.replica.append(
             cl.REQUESTED, cl.request_body(task, needs), first=[leader] if leader else []
         )
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -249,14 +233,14 @@ class ClaimService:
 
     async def release(self, task: str) -> dict[str, Any]:
         grant = self.book.live(task, now_ms())
-        if grant is None or grant.claimant != self.mesh.me:
+        if grant is None or grant.claimant != self.replica.me:
             raise UsageError(f"this agent holds no live grant on {task!r}")
-        await self.mesh.append(cl.RELEASED, cl.token_body(task, grant.token))
+        await self.replica.append(cl.RELEASED, cl.token_body(task, grant.token))
         return {"ok": True, "task": task, "released": list(grant.token)}
 
     def status(self) -> dict[str, Any]:
         now = now_ms()
-        names = {m.agent_id: m.name for m in self.mesh.membership.members.values()}
+        names = {m.agent_id: m.name for m in self.replica.membership.members.values()}
         rows = []
         for task, claim in sorted(self.book.tasks.items()):
             g = claim.grant

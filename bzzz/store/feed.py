@@ -1,5 +1,6 @@
-"""What this node stored lately, handed to the readers in this process (claims,
-leadership) as it is stored, so that they do not query the store for it. On a busy mesh
+"""The store-level feed: what this process stored lately, handed to the readers in this
+process (claims, leadership) by kind as it is stored, so that they do not query the
+store for it. On a busy mesh
 every reader would otherwise query on every entry of its kinds, and every query costs a
 thread hop, a compiled statement and a round trip to the database.
 
@@ -25,18 +26,19 @@ MAX_HELD = 20_000
 class Feed:
     """Entries of some kinds, in position order, that one reader has not taken yet."""
 
-    def __init__(self, kinds: frozenset[str]) -> None:
+    def __init__(self, store: EventStore, kinds: frozenset[str]) -> None:
+        self.store = store
         self.kinds = kinds
         self.position = 0  # the reader holds every entry of its kinds up to here
         self._held: list[Written] = []
         self._reread = True
 
-    async def fresh(self, store: EventStore) -> list[Entry]:
+    async def fresh(self) -> list[Entry]:
         """What arrived since the last call: handed over, or read from the store when
         the feed lost track. One caller at a time, or an entry may come twice."""
         taken = self.take()
         if taken is None:
-            return await asyncio.to_thread(self.read_store, store)
+            return await asyncio.to_thread(self.read_store)
         return taken
 
     def take(self) -> list[Entry] | None:
@@ -52,10 +54,10 @@ class Feed:
             self.position = max(self.position, held[-1][0])
         return fresh
 
-    def read_store(self, store: EventStore) -> list[Entry]:
-        """Entries of our kinds stored after `position`, read from `store`."""
+    def read_store(self) -> list[Entry]:
+        """Entries of our kinds stored after `position`, read from the store."""
         out: list[Entry] = []
-        while page := store.notifications(
+        while page := self.store.notifications(
             after=self.position, kinds=sorted(self.kinds), limit=5000
         ):
             for stored in page:
@@ -78,12 +80,16 @@ class Feed:
 
 
 class Arrivals:
-    def __init__(self) -> None:
+    """The feeds and watches of one store's readers in this process. The writer of the
+    process hands each write over (`note`); a write it did not see is `note_unknown`."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
         self._feeds: list[Feed] = []
         self._watches: list[tuple[frozenset[str], asyncio.Event]] = []
 
     def feed(self, kinds: Iterable[str]) -> Feed:
-        feed = Feed(frozenset(kinds))
+        feed = Feed(self.store, frozenset(kinds))
         self._feeds.append(feed)
         return feed
 

@@ -1,6 +1,7 @@
-"""Runs the election state machine inside `bzzz agent`: time, messages over the mesh,
-votes made durable as `election.vote` entries before they are answered, and the winner's
-`election.leader` entry citing the votes that elected it."""
+"""The election service: runs the election state machine (`bzzz.domain.election`) on a
+`Replica`: time, messages to and from the peers, votes made durable as `election.vote`
+entries before they are answered, and the winner's `election.leader` entry citing the
+votes that elected it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from bzzz.clock import now_ms
+from bzzz.domain import alerts
 from bzzz.domain import leadership as lead
 from bzzz.domain import membership as ms
 from bzzz.domain.election import (
@@ -31,13 +32,10 @@ from bzzz.domain.election import (
     TransferStarted,
 )
 from bzzz.domain.entry import Entry
-from bzzz.domain.leadership_audit import KINDS as LEADERSHIP_KINDS
-from bzzz.domain.leadership_audit import audit_leadership
-from bzzz.domain.roles import Roles
 from bzzz.domain.standing import TransferPolicy, Watch, candidate_score, pick_successor
 from bzzz.errors import EntryError, StoreError
-from bzzz.mesh.mesh import Mesh
-from bzzz.store import EventStore
+from bzzz.projections.leadership import ElectionView, VoterView
+from bzzz.services.ports import Replica
 
 log = logging.getLogger("bzzz.election")
 
@@ -47,7 +45,6 @@ TRANSFER_CHECK_S = 1.0  # how often a leader looks for a markedly better candida
 # How long a new leader gathers its voters' vote entries before it settles for a
 # majority of them (a voter's entry can be late), and how often it warns after that.
 PROOF_WAIT_S = 3.0
-ALERT_SPLIT_BRAIN = "alert.split_brain"
 AdminSwitch = Callable[[bool], Awaitable[None]]
 
 
@@ -59,12 +56,12 @@ class LinkLost:
 class ElectionRunner:
     def __init__(
         self,
-        mesh: Mesh,
+        replica: Replica,
         settings: Settings,
         transfer: TransferPolicy | None = None,
         on_admin: AdminSwitch | None = None,
     ):
-        self.mesh = mesh
+        self.replica = replica
         self.settings = settings
         self.transfer = transfer
         self.on_admin = on_admin
@@ -72,36 +69,34 @@ class ElectionRunner:
         self._voters: tuple[ms.Membership, frozenset[bytes]] | None = None
         self._next_transfer_check = 0.0
         self.rng = random.SystemRandom()
-        self.election = Election(mesh.me, self.voters(), settings)
+        self.election = Election(replica.me, self.voters(), settings)
         self._inbox: asyncio.Queue[Message | LinkLost] = asyncio.Queue(INBOX)
         self._leaderless_since: int | None = now_ms()
         self._task: asyncio.Task[None] | None = None
         self._votes: list[lead.Vote] = []
         self._claims: list[lead.LeaderClaim] = []
-        self._feed = mesh.arrivals.feed(lead.KINDS)
+        self._feed = replica.feed(lead.KINDS)
         self._reading = asyncio.Lock()  # one reader of the feed at a time: no entry twice
         self._proof: tuple[frozenset[bytes], lead.Leadership] | None = None
         self._alerted_terms: set[int] = set()
         self._proving: set[asyncio.Task[None]] = set()
 
     def voters(self) -> frozenset[bytes]:
-        """Asked on every message; recomputed only when the mesh folds a new membership."""
-        membership = self.mesh.membership
+        """Asked on every message; recomputed only when the replica folds a new membership."""
+        membership = self.replica.membership
         if self._voters is None or self._voters[0] is not membership:
-            self._voters = (membership, ms.voters_of(membership, self.mesh.roles))
+            self._voters = (membership, ms.voters_of(membership, self.replica.roles))
         return self._voters[1]
 
     async def start(self) -> None:
         term, voted = await asyncio.to_thread(self._persisted)
         self.election.term, self.election.voted_for = term, voted
         self.election.start(now_ms(), self.rng)
-        self.mesh.election_handler = self._deliver
-        self.mesh.link_lost_handler = self._deliver_link_lost
+        self.replica.handle_election(self._deliver, self._deliver_link_lost)
         self._task = asyncio.create_task(self._loop())
 
     async def stop(self) -> None:
-        self.mesh.election_handler = None
-        self.mesh.link_lost_handler = None
+        self.replica.handle_election(None, None)
         tasks = [*self._proving, *([self._task] if self._task else [])]
         for task in tasks:
             task.cancel()
@@ -115,7 +110,7 @@ class ElectionRunner:
         it, if any. Votes are entries, so this survives restarts."""
         term, voted = 0, None
         after = 0
-        while page := self.mesh.store.notifications(after=after, kinds=[lead.VOTE]):
+        while page := self.replica.store.notifications(after=after, kinds=[lead.VOTE]):
             for stored in page:
                 try:
                     entry = stored.decode()
@@ -126,7 +121,7 @@ class ElectionRunner:
                     continue
                 if vote.term > term:
                     term, voted = vote.term, None
-                if vote.voter == self.mesh.me:
+                if vote.voter == self.replica.me:
                     voted = vote.candidate
             after = page[-1].position
         return term, voted
@@ -144,7 +139,8 @@ class ElectionRunner:
             changed = self.election.set_voters(voters, now_ms(), self.rng)
             if changed:
                 await self._apply(changed)
-            self.election.reachable = any(v in self.mesh.sessions for v in voters)
+            connected = self.replica.connected()
+            self.election.reachable = any(v in connected for v in voters)
             if self.transfer is not None and time.monotonic() >= self._next_transfer_check:
                 self._next_transfer_check = time.monotonic() + TRANSFER_CHECK_S
                 await self._apply(self._consider_transfer(self.transfer))
@@ -176,11 +172,13 @@ class ElectionRunner:
             self._watch = None
             return []
         others = {
-            peer: candidate_score(s.availability.standing)
-            for peer, s in self.mesh.sessions.items()
-            if peer in e.voters and s.availability is not None and e.answered_recently(peer, now)
+            peer: candidate_score(standing)
+            for peer in self.replica.connected()
+            if peer in e.voters
+            and e.answered_recently(peer, now)
+            and (standing := self.replica.peer_standing(peer)) is not None
         }
-        mine = candidate_score(self.mesh.standing())
+        mine = candidate_score(self.replica.standing())
         target, self._watch = pick_successor(policy, mine, others, self._watch, now, e.elected_at)
         if target is None:
             return []
@@ -203,9 +201,9 @@ class ElectionRunner:
     async def _apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, PersistVote):
-                await self.mesh.append(lead.VOTE, lead.vote_body(action.term, action.candidate))
+                await self.replica.append(lead.VOTE, lead.vote_body(action.term, action.candidate))
             elif isinstance(action, Send):
-                self.mesh.send_election(action.message, action.recipients)
+                self.replica.send_election(action.message, action.recipients)
             elif isinstance(action, ElectionStarted):
                 log.info("election for term %d: %s", action.term, action.trigger.value)
             elif isinstance(action, TransferStarted):
@@ -252,22 +250,22 @@ class ElectionRunner:
             if self.election.term != won.term or self.election.role != LEADER:
                 return
             await asyncio.sleep(0.02)
-        cut = self.mesh.membership.cut
+        cut = self.replica.membership.cut
         body = lead.leader_body(
             won.term, sorted(cited.values()), won.trigger.value, leaderless_ms, cut
         )
-        await self.mesh.append(lead.LEADER, body)
+        await self.replica.append(lead.LEADER, body)
 
     def _vote_hashes(self, term: int, voters: frozenset[bytes]) -> dict[bytes, bytes]:
         found: dict[bytes, bytes] = {}
         for voter in voters:
-            for stored in self.mesh.store.latest(10, kinds=[lead.VOTE], author=voter):
+            for stored in self.replica.store.latest(10, kinds=[lead.VOTE], author=voter):
                 try:
                     entry = stored.decode()
                 except EntryError:
                     continue
                 vote = lead.parse_vote(entry.author, entry.body, entry.hash, entry.ts)
-                if vote and vote.term == term and vote.candidate == self.mesh.me:
+                if vote and vote.term == term and vote.candidate == self.replica.me:
                     found[voter] = vote.hash
         return found
 
@@ -278,7 +276,7 @@ class ElectionRunner:
         Asked on every change, so it reads and folds only when votes or claims came."""
         voters = self.voters()
         async with self._reading:
-            fresh = await self._feed.fresh(self.mesh.store)
+            fresh = await self._feed.fresh()
             if not fresh and self._proof is not None and self._proof[0] == voters:
                 return self._proof[1]
             self._note_proofs(fresh)
@@ -288,9 +286,8 @@ class ElectionRunner:
             if term not in self._alerted_terms:
                 self._alerted_terms.add(term)
                 log.error("split brain: %d proven leaders in term %d", len(leaders), term)
-                await self.mesh.append(
-                    ALERT_SPLIT_BRAIN, {"term": term, "leaders": sorted(leaders)}
-                )
+                body = alerts.split_brain_body(term, sorted(leaders))
+                await self.replica.append(alerts.SPLIT_BRAIN, body)
                 await self._apply(self.election.split_brain(term, now_ms(), self.rng))
         return result
 
@@ -323,92 +320,35 @@ class ElectionRunner:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            self.mesh.changed.clear()
+            self.replica.changed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(left, 0.02)):
-                    await self.mesh.changed.wait()
+                    await self.replica.changed.wait()
 
-    async def status(self) -> dict[str, Any]:
+    async def view(self) -> ElectionView:
+        """The election as this node runs it and the logs it holds prove it."""
         proof = await self.leadership()
-        names = {m.agent_id: m.name for m in self.mesh.membership.members.values()}
-        reachable = set(self.mesh.sessions) | {self.mesh.me}
+        names = {m.agent_id: m.name for m in self.replica.membership.members.values()}
+        reachable = self.replica.connected() | {self.replica.me}
         e = self.election
-        return {
-            "term": e.term,
-            "role": e.role,
-            "leader": e.leader.hex() if e.leader else None,
-            "leader_proven": bool(e.leader and proof.proven.get(e.term, None)),
-            "voters": [
-                {
-                    "agent_id": v.hex(),
-                    "name": names.get(v),
-                    "reachable": v in reachable,
-                    "score": self._score(v),
-                }
+        return ElectionView(
+            term=e.term,
+            role=e.role,
+            leader=e.leader,
+            leader_proven=bool(e.leader and proof.proven.get(e.term, None)),
+            voters=[
+                VoterView(v, names.get(v), v in reachable, self._score(v))
                 for v in sorted(self.voters())
             ],
-            "transferring_to": e.transferring_to.hex() if e.transferring_to else None,
-            **history_json(proof, names),
-        }
+            transferring_to=e.transferring_to,
+            proof=proof,
+            names=names,
+        )
 
     def _score(self, agent: bytes) -> float | None:
         """A voter's candidate score as we know it (ours now, a peer's from its latest
         availability message)."""
-        if agent == self.mesh.me:
-            return candidate_score(self.mesh.standing())
-        session = self.mesh.sessions.get(agent)
-        if session is None or session.availability is None:
-            return None
-        return candidate_score(session.availability.standing)
-
-
-def history_json(proof: lead.Leadership, names: dict[bytes, str]) -> dict[str, Any]:
-    return {
-        "history": [
-            {
-                "term": p.term,
-                "leader": p.leader.hex(),
-                "name": names.get(p.leader),
-                "trigger": p.trigger,
-                "leaderless_ms": p.leaderless_ms,
-                "elected_at": p.ts,
-                "votes": len(p.voters),
-            }
-            for p in sorted(proof.proven.values(), key=lambda p: p.term)
-        ],
-        "split_brain": [
-            {"term": t, "leaders": sorted(x.hex() for x in ls)}
-            for t, ls in sorted(proof.split_brain.items())
-        ],
-        "unproven": [
-            {"term": c.term, "leader": c.leader.hex(), "problem": why} for c, why in proof.unproven
-        ],
-    }
-
-
-def offline_status(store: EventStore, roles: Roles) -> dict[str, Any]:
-    """What the logs alone say, for `bzzz election status` with no agent running."""
-    entries: list[Entry] = []
-    after = 0
-    while page := store.notifications(after=after, kinds=LEADERSHIP_KINDS):
-        for stored in page:
-            with contextlib.suppress(EntryError):
-                entries.append(stored.decode())
-        after = page[-1].position
-    # One read serves both: the membership entries are among the leadership kinds.
-    acts = [ms.MembershipAct.of(e) for e in entries if e.kind in ms.KINDS]
-    membership = ms.fold_membership(acts, roles)
-    voters = ms.voters_of(membership, roles)
-    proof = audit_leadership(entries, roles).proof
-    names = {m.agent_id: m.name for m in membership.members.values()}
-    latest = proof.latest
-    return {
-        "term": latest.term if latest else 0,
-        "role": None,
-        "leader": latest.leader.hex() if latest else None,
-        "leader_proven": latest is not None,
-        "voters": [
-            {"agent_id": v.hex(), "name": names.get(v), "reachable": None} for v in sorted(voters)
-        ],
-        **history_json(proof, names),
-    }
+        if agent == self.replica.me:
+            return candidate_score(self.replica.standing())
+        standing = self.replica.peer_standing(agent)
+        return candidate_score(standing) if standing is not None else None

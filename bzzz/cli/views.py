@@ -1,0 +1,109 @@
+"""What the status views become as JSON: the control socket's answers and `--json`
+output (a stable interface), and what the human renderings are made from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bzzz.mesh.mesh import MeshView
+from bzzz.mesh.session import PeerView
+from bzzz.projections.leadership import ElectionView
+
+
+def mesh_json(view: MeshView, entries: int) -> dict[str, Any]:
+    ours = {a.hex(): s for a, s in view.heads.items()}
+    peers = [peer_json(p) for p in view.peers]
+    peers += [
+        {
+            "agent_id": d.agent_id.hex() if d.agent_id else None,
+            "name": None,
+            "address": d.address,
+            "connected": False,
+            "last_heard": None,
+            "last_error": d.last_error,
+            "heads": {"ours": ours, "theirs": {}},
+        }
+        for d in view.unreached
+    ]
+    return {
+        "agent_id": view.agent_id.hex(),
+        "name": view.name,
+        "role": view.role,
+        "authority": view.authority,
+        "cluster": view.cluster,
+        "cluster_id": view.cluster_id.hex() if view.cluster_id else None,
+        "member": view.member,
+        "listen": view.listen,
+        "started": view.started_ms,
+        "store": {"url": view.store, "entries": entries, "logs": len(view.heads)},
+        "heads": ours,
+        "members": view.members,
+        "peers": peers,
+    }
+
+
+def peer_json(peer: PeerView) -> dict[str, Any]:
+    ours, theirs = peer.ours, peer.theirs
+    availability = peer.availability
+    return {
+        "agent_id": peer.agent_id.hex(),
+        "name": peer.name,
+        "address": peer.address,
+        "listen": peer.listen,
+        "direction": "out" if peer.outbound else "in",
+        "connected": True,
+        "connected_at": peer.connected_at_ms,
+        "last_heard": peer.last_heard_ms,
+        "heads": {
+            "ours": {a.hex(): s for a, s in ours.items()},
+            "theirs": {a.hex(): s for a, s in theirs.items()},
+        },
+        "we_lack": sum(max(0, s - ours.get(a, 0)) for a, s in theirs.items()),
+        "they_lack": sum(max(0, s - theirs.get(a, 0)) for a, s in ours.items()),
+        "availability": None
+        if availability is None
+        else {
+            "state": availability.state,
+            "current_tasks": availability.current_tasks,
+            "max_tasks": availability.max_tasks,
+            "capabilities": list(availability.capabilities),
+            "models": list(availability.models),
+        },
+    }
+
+
+def election_json(view: ElectionView) -> dict[str, Any]:
+    proof, names = view.proof, view.names
+    data: dict[str, Any] = {
+        "term": view.term,
+        "role": view.role,
+        "leader": view.leader.hex() if view.leader else None,
+        "leader_proven": view.leader_proven,
+        "voters": [
+            {"agent_id": v.agent_id.hex(), "name": v.name, "reachable": v.reachable}
+            | ({"score": v.score} if view.role is not None else {})
+            for v in view.voters
+        ],
+    }
+    if view.role is not None:
+        data["transferring_to"] = view.transferring_to.hex() if view.transferring_to else None
+    data["history"] = [
+        {
+            "term": p.term,
+            "leader": p.leader.hex(),
+            "name": names.get(p.leader),
+            "trigger": p.trigger,
+            "leaderless_ms": p.leaderless_ms,
+            "elected_at": p.ts,
+            "votes": len(p.voters),
+        }
+        for p in sorted(proof.proven.values(), key=lambda p: p.term)
+    ]
+    data["split_brain"] = [
+        {"term": t, "leaders": sorted(x.hex() for x in ls)}
+        for t, ls in sorted(proof.split_brain.items())
+    ]
+    data["unproven"] = [
+        {"term": c.term, "leader": c.leader.hex(), "problem": why} for c, why in proof.unproven
+    ]
+    return data

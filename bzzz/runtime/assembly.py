@@ -1,0 +1,184 @@
+"""The composition root: a node built from its config in named, ordered steps (the mesh,
+the services, discovery), started in that order and stopped in reverse. Front ends (the
+agent daemon, later the HAP) assemble the same node and add their own steps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bzzz.domain.election import Settings
+from bzzz.domain.invite import InviteToken
+from bzzz.domain.profile import Profile
+from bzzz.domain.standing import TransferPolicy
+from bzzz.errors import ConfigError, UsageError
+from bzzz.home.config import NodeConfig
+from bzzz.home.node import Node
+from bzzz.mesh.discovery import Discovery
+from bzzz.mesh.join import MeshInviters
+from bzzz.mesh.mesh import Mesh
+from bzzz.services.claims import ClaimService
+from bzzz.services.election import ElectionRunner
+from bzzz.services.ports import Inviters
+from bzzz.services.profile import record_profile
+
+log = logging.getLogger("bzzz.runtime")
+STOP_GRACE_S = 5.0  # per step
+
+
+@dataclass
+class Step:
+    name: str
+    start: Callable[[], Awaitable[None]]
+    stop: Callable[[], Awaitable[None]]
+
+
+def profile_of(config: NodeConfig) -> Profile:
+    agent = config.agent
+    return Profile(tuple(agent.capabilities), tuple(agent.models), agent.max_tasks)
+
+
+def mesh_of(node: Node, listen: str | None = None, token: InviteToken | None = None) -> Mesh:
+    """The node's mesh; for a join, set up for the cluster the token names."""
+    settings = node.config.mesh
+    if token is not None:
+        settings = settings.model_copy(
+            update={"cluster": token.cluster, "cluster_id": token.cluster_id.hex()}
+        )
+    return Mesh(
+        node.store,
+        node.identity,
+        node.roles,
+        settings,
+        name=node.config.name,
+        role=node.config.role,
+        profile=profile_of(node.config),
+        listen=listen,
+    )
+
+
+def inviters_of(node: Node) -> Inviters:
+    return MeshInviters(lambda token: mesh_of(node, token=token))
+
+
+@dataclass
+class NodeRuntime:
+    """One node's parts and the order they start in. Build with `assemble`."""
+
+    node: Node
+    mesh: Mesh
+    election: ElectionRunner
+    claims: ClaimService
+    steps: list[Step] = field(default_factory=list)
+    _started: list[Step] = field(default_factory=list)
+
+    def add(
+        self, name: str, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+    ) -> None:
+        self.steps.append(Step(name, start, stop))
+
+    async def start(self) -> None:
+        """Start every step in order; if one fails, stop those started, in reverse."""
+        for step in self.steps:
+            log.debug("starting %s", step.name)
+            try:
+                await step.start()
+            except BaseException:
+                await self.stop()
+                raise
+            self._started.append(step)
+
+    async def stop(self) -> None:
+        while self._started:
+            step = self._started.pop()
+            log.debug("stopping %s", step.name)
+            try:
+                async with asyncio.timeout(STOP_GRACE_S):
+                    await step.stop()
+            except TimeoutError:
+                log.warning("%s did not stop within %.0f s", step.name, STOP_GRACE_S)
+
+    async def run_until_signal(self) -> None:
+        """Start, wait for SIGINT or SIGTERM, stop."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await self.start()
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            await self.stop()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def assemble(
+    node: Node,
+    *,
+    listen: str | None = None,
+    peers: list[str] | None = None,
+    mdns: bool | None = None,
+) -> NodeRuntime:
+    """The node's steps: mesh, profile, claims, election, discovery."""
+    config = node.config
+    mesh = mesh_of(node, listen)
+    e = config.election
+    policy = TransferPolicy(
+        e.transfer_margin, int(e.transfer_sustain_s * 1000), int(e.min_tenure_s * 1000)
+    )
+    election = ElectionRunner(
+        mesh,
+        Settings(e.heartbeat_ms, e.election_min_ms, e.election_max_ms),
+        policy if e.transfer else None,
+    )
+    claims = ClaimService(mesh, election, config.agent.claim_lease_ms)
+    election.on_admin = claims.set_admin  # the admin's duties: granting claims
+    runtime = NodeRuntime(node, mesh, election, claims)
+
+    async def start_mesh() -> None:
+        await mesh.refresh()
+        if mesh.cluster_id is None:
+            raise ConfigError(
+                "this node is in no cluster: found one with `bzzz init --new-cluster NAME`, "
+                "or join one with `bzzz join TOKEN`"
+            )
+        try:
+            await mesh.start([*config.mesh.peers, *(peers or [])])
+        except OSError as error:
+            raise UsageError(f"cannot listen on {mesh.listen}: {error.strerror or error}") from None
+        view = mesh.view()
+        log.info(
+            "agent %s (%s) role %s (%s) in cluster %s (%s) listening on %s",
+            view.name,
+            view.agent_id.hex(),
+            view.role,
+            view.authority,
+            view.cluster,
+            mesh.cluster_id.hex()[:12],
+            view.listen,
+        )
+        if not view.member:
+            log.warning(
+                "this node is not a member of cluster %s: peers will refuse it", view.cluster
+            )
+
+    async def start_profile() -> None:
+        await record_profile(mesh, mesh.profile)
+
+    runtime.add("mesh", start_mesh, mesh.stop)
+    runtime.add("profile", start_profile, _nothing)
+    runtime.add("claims", claims.start, claims.stop)
+    runtime.add("election", election.start, election.stop)
+    if config.mesh.mdns if mdns is None else mdns:
+        discovery = Discovery(mesh)
+        runtime.add("discovery", discovery.start, discovery.stop)
+    return runtime

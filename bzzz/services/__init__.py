@@ -1,0 +1,1 @@
+"""What a node does, written against ports (`ports.py`), never against a concrete adapter."""

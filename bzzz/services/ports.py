@@ -1,0 +1,94 @@
+"""The ports the services depend on: small protocols that an adapter implements (the
+mesh's `Mesh` is the `Replica`), and that a test can implement in memory."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from bzzz.domain.election import Message as ElectionMessage
+from bzzz.domain.entry import Entry
+from bzzz.domain.invite import InviteToken
+from bzzz.domain.membership import Membership
+from bzzz.domain.roles import Roles
+from bzzz.domain.standing import Standing
+from bzzz.store import EventStore
+
+
+class Feed(Protocol):
+    """Entries of some kinds as this node stores them (`bzzz.store.feed.Feed`)."""
+
+    async def fresh(self) -> list[Entry]:
+        """What arrived since the last call, in store order. One caller at a time."""
+        ...
+
+
+class Replica(Protocol):
+    """This node's replica of the cluster's logs: what it holds and knows of its peers,
+    and how it writes its own log. Every write is replicated to the peers."""
+
+    me: bytes
+    roles: Roles
+    store: EventStore  # for reads; writes go through `append`
+    heads: dict[bytes, int]
+    changed: asyncio.Event  # set whenever the heads move; its reader clears it
+
+    @property
+    def membership(self) -> Membership:
+        """The membership the logs held decide, folded from the cluster's founding entry."""
+        ...
+
+    async def append(
+        self, kind: str, payload: dict[str, Any], first: Iterable[bytes] = ()
+    ) -> Entry:
+        """Sign and store one entry of our own; sent first to the peers `first`."""
+        ...
+
+    async def append_many(
+        self, items: list[tuple[str, dict[str, Any]]], first: Iterable[bytes] = ()
+    ) -> list[Entry]:
+        """Several entries of our own in one atomic batch."""
+        ...
+
+    def feed(self, kinds: Iterable[str]) -> Feed: ...
+
+    def watch(self, kinds: Iterable[str]) -> asyncio.Event:
+        """An event set when entries of these kinds are stored (its one reader clears it)."""
+        ...
+
+    async def wait_for_head(self, author: bytes, seq: int, timeout: float) -> bool:
+        """Wait until we hold `author`'s log up to `seq`; False on timeout."""
+        ...
+
+    def send_election(self, message: ElectionMessage, recipients: tuple[bytes, ...]) -> None:
+        """Send to the recipients we are connected to; never relayed, never logged."""
+        ...
+
+    def handle_election(
+        self,
+        on_message: Callable[[ElectionMessage], None] | None,
+        on_link_lost: Callable[[bytes], None] | None,
+    ) -> None:
+        """Who gets election messages addressed to us and news of lost links."""
+        ...
+
+    def connected(self) -> frozenset[bytes]:
+        """The peers we have a live session with."""
+        ...
+
+    def standing(self) -> Standing:
+        """This node as a leader candidate."""
+        ...
+
+    def peer_standing(self, peer: bytes) -> Standing | None:
+        """A connected peer's standing as it last announced it."""
+        ...
+
+
+class Inviters(Protocol):
+    """Reaching an inviter with a token: log in, get admitted, copy every log it holds
+    into our store. Raises `PeerRefused`, `PeerUnreachable`, `ConnectionClosed` or
+    `ProtocolError` (code `wrong-cluster` when the inviter is of another cluster)."""
+
+    async def join(self, token: InviteToken, name: str) -> None: ...
