@@ -19,9 +19,10 @@ from bzzz.domain.invite import decode_token, join_username
 from bzzz.domain.payload import decode_payload
 from bzzz.domain.presence import Heartbeat, sign_presence
 from bzzz.domain.wire import Entries, Ephemeral, Hello, Message, encode_message
+from bzzz.home.config import load_config
 from bzzz.home.keys import Identity
+from bzzz.home.node import open_home_store
 from bzzz.mesh.transport import dial
-from bzzz.runtime.node import open_home_store
 from tests.agents import Agent, found, invite_token, join, stop_all, wait_for
 from tests.helpers import build_chain
 from tests.test_mesh import audit_findings
@@ -43,8 +44,8 @@ def mallory() -> Identity:
     return Identity(Ed25519Signer(os.urandom(32)), pyrage.x25519.Identity.generate())
 
 
-def _hello(me: Identity) -> Hello:
-    return Hello(me.public_key, "mallory", "test", "", {})
+def _hello(me: Identity, cluster_id: bytes) -> Hello:
+    return Hello(me.public_key, "mallory", cluster_id, "", {})
 
 
 async def _misbehave(a: Agent, me: Identity, frames: list[bytes | Message]) -> bool:
@@ -78,7 +79,7 @@ def _forged(entry: Entry) -> bytes:
     return bytes(raw)
 
 
-def _cases(me: Identity) -> dict[str, list[bytes | Message]]:
+def _cases(me: Identity, cluster_id: bytes = bytes(32)) -> dict[str, list[bytes | Message]]:
     signer = me.signer
     chain = build_chain(signer, 3, start_lamport=10_000)
     rival = build_chain(signer, 2, start_lamport=20_000)[1]
@@ -87,11 +88,14 @@ def _cases(me: Identity) -> dict[str, list[bytes | Message]]:
     return {
         "undecodable": [b"\x00\x00\x00\x05hello"],
         "oversized-frame": [struct.pack(">I", 100 * 1024 * 1024) + b"x" * 1000],
-        "bad-signature": [_hello(me), Entries([e.raw for e in chain[:2]] + [_forged(chain[2])])],
-        "gap": [_hello(me), Entries([chain[2].raw])],
-        "forked": [_hello(me), Entries([e.raw for e in chain]), Entries([rival.raw])],
-        "flood": [_hello(me), *([beat] * 200)],
-        "wrong-agent": [Hello(other, "mallory", "test", "", {})],
+        "bad-signature": [
+            _hello(me, cluster_id),
+            Entries([e.raw for e in chain[:2]] + [_forged(chain[2])]),
+        ],
+        "gap": [_hello(me, cluster_id), Entries([chain[2].raw])],
+        "forked": [_hello(me, cluster_id), Entries([e.raw for e in chain]), Entries([rival.raw])],
+        "flood": [_hello(me, cluster_id), *([beat] * 200)],
+        "wrong-agent": [Hello(other, "mallory", cluster_id, "", {})],
         "no-hello": [Entries([chain[0].raw])],
     }
 
@@ -100,7 +104,7 @@ def _cases(me: Identity) -> dict[str, list[bytes | Message]]:
 def test_misbehaving_member_is_refused_and_reported(honest: tuple[Agent, Agent], code: str) -> None:
     a, b = honest
     me = mallory()
-    hung_up = asyncio.run(_misbehave(a, me, _cases(me)[code]))
+    hung_up = asyncio.run(_misbehave(a, me, _cases(me, cluster_id_of(a))[code]))
     assert hung_up, "the honest node kept talking to a misbehaving peer"
     found_alert = wait_for(
         lambda: [x for x in alerts(a) if x["peer"] == {"$base64": _b64(me.public_key)}],
@@ -127,7 +131,7 @@ def test_misbehaving_member_is_refused_and_reported(honest: tuple[Agent, Agent],
 def test_fork_evidence_reaches_every_node(honest: tuple[Agent, Agent]) -> None:
     a, b = honest
     me = mallory()
-    asyncio.run(_misbehave(a, me, _cases(me)["forked"]))
+    asyncio.run(_misbehave(a, me, _cases(me, cluster_id_of(a))["forked"]))
 
     def frozen_at_b() -> bool:
         with open_home_store(b.home) as store:
@@ -147,5 +151,33 @@ def test_fork_evidence_reaches_every_node(honest: tuple[Agent, Agent]) -> None:
     ]
 
 
+def cluster_id_of(agent: Agent) -> bytes:
+    found = load_config(agent.home).mesh.cluster_id
+    assert found is not None
+    return bytes.fromhex(found)
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def test_a_member_cannot_plant_the_log_of_a_key_that_never_was_one(
+    honest: tuple[Agent, Agent],
+) -> None:
+    a, b = honest
+    me = mallory()
+    stranger = Ed25519Signer(os.urandom(32))
+    planted = build_chain(stranger, 3, start_lamport=30_000)
+    own = build_chain(me.signer, 1, start_lamport=30_000)
+    frames: list[bytes | Message] = [
+        _hello(me, cluster_id_of(a)),
+        Entries([e.raw for e in planted] + [own[0].raw]),
+    ]
+    asyncio.run(_misbehave(a, me, frames))
+    wait_for(lambda: a.heads().get(me.public_key.hex(), 0) >= 1, what="mallory's own entry")
+    with open_home_store(a.home) as store:
+        assert store.head(stranger.public_key) is None
+    seq = b.append(text="after the planted log")
+    wait_for(lambda: a.heads().get(b.agent_id, 0) >= seq, what="honest replication to go on")
+    with open_home_store(b.home) as store:
+        assert store.head(stranger.public_key) is None

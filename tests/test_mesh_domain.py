@@ -209,7 +209,7 @@ def test_garbage_bodies_are_ignored_not_fatal() -> None:
 
 
 def test_invite_token_round_trip_and_damage() -> None:
-    token = InviteToken("c", "127.0.0.1", 7420, A, SECRET, "developer", 123)
+    token = InviteToken("c", bytes(32), "127.0.0.1", 7420, A, SECRET, "developer", 123)
     text = encode_token(token)
     assert decode_token(text) == token and decode_token(f"  {text}\n") == token
     with pytest.raises(UsageError, match="not an invite token"):
@@ -222,7 +222,8 @@ def test_invite_token_round_trip_and_damage() -> None:
 
 def test_wire_round_trip() -> None:
     for message in (
-        Hello(A, "alpha", "c", "127.0.0.1:1", {B: 3}),
+        Hello(A, "alpha", b"c" * 32, "127.0.0.1:1", {B: 3}),
+        Hello(A, "alpha", b"", "127.0.0.1:1", {}),
         Entries([b"x" * 10]),
         Have({A: 1}),
         Ephemeral(b"sig"),
@@ -237,7 +238,9 @@ def test_wire_refuses_oversized_and_malformed() -> None:
         frame_length((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
     assert caught.value.code == "oversized-frame"
     for body in (
-        ["hello", [b"short", "n", "c", "l", {}]],
+        ["hello", [b"short", "n", b"", "l", {}]],
+        ["hello", [A, "n", "c", "l", {}]],
+        ["hello", [A, "n", b"short", "l", {}]],
         ["entries", []],
         ["entries", ["text"]],
         ["have", {A: -1}],

@@ -22,6 +22,7 @@ import sqlalchemy.exc
 from bzzz.audit.chunks import Chunk, check_chunk, close_worker_stores
 from bzzz.audit.reader import read_forks, read_heads, read_streams, scan
 from bzzz.audit.report import AuditReport
+from bzzz.domain import membership as ms
 from bzzz.domain.audit_rules import (
     ChunkResult,
     Finding,
@@ -35,11 +36,12 @@ from bzzz.domain.chain import Head, conflicts
 from bzzz.domain.entry import Entry, decode_entry, entry_hash
 from bzzz.domain.leadership_audit import KINDS as LEADERSHIP_KINDS
 from bzzz.domain.leadership_audit import audit_leadership
+from bzzz.domain.membership_audit import audit_membership
 from bzzz.domain.roles import Roles
 from bzzz.errors import BundleError, EntryError, NotABundleError, one_line
 from bzzz.home.roles import load_roles
 from bzzz.store import EventStore, StoredHead
-from bzzz.store.bundle import read_bundle
+from bzzz.store.bundle import bundle_cluster, read_bundle
 from bzzz.store.tables import originator_of
 from bzzz.store.urls import StoreUrl
 
@@ -70,8 +72,11 @@ def audit_store(
     workers: int | None = None,
     progress: Progress | None = None,
     roles: Roles | None = None,
+    founding: bytes | None = None,
 ) -> AuditReport:
-    """`roles` decide who votes (the node's project roles; the packaged ones if None)."""
+    """`roles` decide who votes (the node's project roles; the packaged ones if None);
+    `founding` is the cluster id the membership must follow from (None: the store's
+    only founding entry; several are then a finding)."""
     progress = progress or _NoProgress()
     started = time.perf_counter()
     report = AuditReport(source=url.display(), mode="full" if full else "fast")
@@ -79,7 +84,7 @@ def audit_store(
         try:
             _audit_opened(store, url, report, authors, full, workers, progress)
             if authors is None:  # leadership needs every log
-                _audit_leadership(store, report, roles or load_roles(None))
+                _audit_leadership(store, report, roles or load_roles(None), founding)
         except sqlalchemy.exc.DatabaseError as exc:
             report.findings.append(
                 Finding(
@@ -134,7 +139,9 @@ def _audit_opened(
     report.findings.extend(_fork_findings(store, recorded, authors))
 
 
-def _audit_leadership(store: EventStore, report: AuditReport, roles: Roles) -> None:
+def _audit_leadership(
+    store: EventStore, report: AuditReport, roles: Roles, founding: bytes | None
+) -> None:
     entries: list[Entry] = []
     after = 0
     while page := store.notifications(after=after, kinds=LEADERSHIP_KINDS, limit=10_000):
@@ -142,8 +149,10 @@ def _audit_leadership(store: EventStore, report: AuditReport, roles: Roles) -> N
             with contextlib.suppress(EntryError):  # the log checks report damaged rows
                 entries.append(stored.decode())
         after = page[-1].position
-    checked = audit_leadership(entries, roles)
+    checked = audit_leadership(entries, roles, founding)
     report.findings.extend(checked.findings)
+    acts = [ms.MembershipAct.of(e) for e in entries if e.kind in ms.KINDS]
+    report.findings.extend(audit_membership(acts, roles, founding, report.heads))
     report.leadership = checked.summary()
 
 
@@ -334,9 +343,13 @@ def audit_bundle(
     authors: set[bytes] | None = None,
     full: bool = False,
     progress: Progress | None = None,
+    roles: Roles | None = None,
+    founding: bytes | None = None,
 ) -> AuditReport:
     """Audit the logs in a bundle. A bundle has no store metadata, so what is checked is
-    the entries themselves, their chains, and conflicting copies (forks)."""
+    the entries themselves, their chains, conflicting copies (forks), and that its
+    membership follows from the founding entry `founding` (default: the cluster id the
+    bundle names, else its only founding entry)."""
     progress = progress or _NoProgress()
     started = time.perf_counter()
     report = AuditReport(source=str(path), mode="full" if full else "fast")
@@ -358,6 +371,16 @@ def audit_bundle(
     report.logs = len(copies)
     if damage is not None:
         report.findings.append(damage)
+    if authors is None:
+        acts = []
+        for by_seq in copies.values():
+            for raws in by_seq.values():
+                with contextlib.suppress(EntryError):  # the log checks report it
+                    entry = decode_entry(raws[0])
+                    if entry.kind in ms.KINDS:
+                        acts.append(ms.MembershipAct.of(entry))
+        anchor = founding if founding is not None else bundle_cluster(path)
+        report.findings.extend(audit_membership(acts, roles or load_roles(None), anchor, copies))
     report.seconds = time.perf_counter() - started
     return report
 

@@ -18,13 +18,13 @@ from bzzz.audit.runner import (
     compare_against,
     store_reference,
 )
+from bzzz.cli.authors import resolve_author
 from bzzz.cli.options import AuthorOption, HomeOption, JsonOption
 from bzzz.cli.render import err, out, print_json
 from bzzz.errors import UsageError
 from bzzz.home.config import CONFIG_FILE
 from bzzz.home.location import resolve_home
-from bzzz.runtime.authors import resolve_author
-from bzzz.runtime.node import open_config, roles_of, store_url_of
+from bzzz.home.node import cluster_id_of, open_config, roles_of, store_url_of
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl, resolve_store_url
 
@@ -93,6 +93,14 @@ def audit(
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Processes to use (default: cores).")
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="The cluster id (its founding entry's hash) membership must follow from "
+            "(default: the node's, the bundle's, or the store's only founding entry).",
+        ),
+    ] = None,
     json_: JsonOption = False,
 ) -> None:
     """Verify every log: encoding, signatures, links, seq, Lamport, metadata, forks."""
@@ -100,7 +108,8 @@ def audit(
         raise UsageError("give at most one of --home, --store and --bundle")
     progress = _RichProgress()
     try:
-        report, ours = _run(home, store, bundle, author, full, workers, progress)
+        founding = _cluster_id(cluster)
+        report, ours = _run(home, store, bundle, author, full, workers, progress, founding)
     finally:
         progress.stop()
     if against is not None:
@@ -119,11 +128,15 @@ def _run(
     full: bool,
     workers: int | None,
     progress: _RichProgress,
+    founding: bytes | None,
 ) -> tuple[AuditReport, Reference]:
     if bundle is not None:
         reference = bundle_reference(bundle)
         wanted = {resolve_author(author, reference[0])} if author else None
-        return audit_bundle(bundle, authors=wanted, full=full, progress=progress), reference
+        report = audit_bundle(
+            bundle, authors=wanted, full=full, progress=progress, founding=founding
+        )
+        return report, reference
     roles = None
     if store is not None:
         url = resolve_store_url(store)
@@ -131,13 +144,32 @@ def _run(
         where = resolve_home(home)
         config = open_config(where)
         url, roles = store_url_of(where, config), roles_of(where, config)
+        founding = founding or cluster_id_of(config)
     opened = EventStore(url, create=False)
     reference = store_reference(opened)
     wanted = {resolve_author(author, reference[0])} if author else None
     report = audit_store(
-        url, authors=wanted, full=full, workers=workers, progress=progress, roles=roles
+        url,
+        authors=wanted,
+        full=full,
+        workers=workers,
+        progress=progress,
+        roles=roles,
+        founding=founding,
     )
     return report, reference
+
+
+def _cluster_id(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        found = bytes.fromhex(text.strip())
+    except ValueError:
+        found = b""
+    if len(found) != 32:
+        raise UsageError(f"--cluster {text!r}: give the 64 hex digits of a cluster id")
+    return found
 
 
 def _print(report: AuditReport, as_json: bool) -> None:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from bzzz.cli.options import HomeOption, JsonOption
+from bzzz.agent.control import ask, notify_agent
+from bzzz.cli.options import HomeOption, JsonOption, check_address
 from bzzz.cli.render import err, iso_ms, out, print_json
 from bzzz.domain.identity import is_id_prefix
 from bzzz.domain.invite import decode_token, encode_token
 from bzzz.errors import UsageError
-from bzzz.home.location import resolve_home
+from bzzz.home.location import check_home_path, resolve_home
+from bzzz.home.node import Node, cluster_id_of, init_node, open_node
 from bzzz.projections.membership import read_membership
-from bzzz.runtime.control import notify_agent
-from bzzz.runtime.node import Node, init_node, open_node
 
 app = typer.Typer(help="Who belongs to the cluster.", no_args_is_help=True)
 
@@ -34,11 +37,14 @@ def invite(
     json_: JsonOption = False,
 ) -> None:
     """Print a one-time token that lets a new node join this cluster."""
-    from bzzz.runtime.members import create_invite  # the mesh's imports: only when needed
+    from bzzz.services.members import create_invite
 
+    if address is not None:
+        check_address("--address", address)
     where = resolve_home(home)
     with open_node(where) as node:
-        token = create_invite(node, role, expires, address)
+        reach = address or _daemon_address(where) or node.config.mesh.listen
+        token = create_invite(node, role, expires, reach)
     notify_agent(where)
     text = encode_token(token)
     if json_:
@@ -67,20 +73,35 @@ def join(
     json_: JsonOption = False,
 ) -> None:
     """Join a cluster with an invite token: get admitted and copy its logs."""
-    from bzzz.runtime.members import join_cluster
+    from bzzz.runtime.assembly import inviters_of  # the mesh's imports: only when needed
+    from bzzz.services.members import join_cluster
 
     parsed = decode_token(token)
+    if listen is not None:
+        check_address("--listen", listen)
     where = resolve_home(home)
+    check_home_path(where)
     node_name = name or socket.gethostname().split(".")[0] or "node"
+    made: set[Path] | None = None  # what this join created, to remove if it fails
     if (where / "config.yaml").exists():
         node = open_node(where)
         if node.config.mesh.cluster is not None:
             node.close()
             raise UsageError(f"{where} is already in cluster {node.config.mesh.cluster!r}")
     else:
+        before = set(where.iterdir()) if where.is_dir() else None
         node = init_node(where, name=node_name, role=parsed.role, listen=listen)
-    with node:
-        result = asyncio.run(join_cluster(node, parsed))
+        made = {where} if before is None else set(where.iterdir()) - before
+    try:
+        with node:
+            result = asyncio.run(join_cluster(node, parsed, inviters_of(node)))
+    except BaseException:
+        for path in made or ():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
     if json_:
         print_json(
             {
@@ -103,7 +124,7 @@ def join(
 def list_members(home: HomeOption = None, json_: JsonOption = False) -> None:
     """Members, removed members and open invites, as this node's logs say."""
     with open_node(resolve_home(home)) as node:
-        state = read_membership(node.store, node.roles)
+        state = read_membership(node.store, node.roles, cluster_id_of(node.config))
     rows = [
         {
             "agent_id": m.agent_id.hex(),
@@ -134,7 +155,7 @@ def set_role(
     home: HomeOption = None,
 ) -> None:
     """Give a member another role (your authority must cover both roles)."""
-    from bzzz.runtime.members import change_role
+    from bzzz.services.members import change_role
 
     where = resolve_home(home)
     with open_node(where) as node:
@@ -146,7 +167,7 @@ def set_role(
 def _one_member(node: Node, member: str) -> bytes:
     if not is_id_prefix(member):
         raise UsageError(f"{member!r} is not an agent id or a prefix of at least 4 hex digits")
-    state = read_membership(node.store, node.roles)
+    state = read_membership(node.store, node.roles, cluster_id_of(node.config))
     matches = [k for k in state.members if k.hex().startswith(member.strip().lower())]
     if len(matches) != 1:
         found = "no member" if not matches else f"{len(matches)} members"
@@ -159,12 +180,38 @@ def remove(
     member: Annotated[str, typer.Argument(help="The member's agent id or a unique prefix.")],
     home: HomeOption = None,
     reason: Annotated[str, typer.Option(help="Why, for the log.")] = "removed by an operator",
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Remove this node itself without asking.")
+    ] = False,
 ) -> None:
     """Remove a member: every node refuses its key from then on."""
-    from bzzz.runtime.members import remove_member
+    from bzzz.services.members import remove_member
 
     where = resolve_home(home)
     with open_node(where) as node:
-        gone = remove_member(node, _one_member(node, member), reason)
+        target = _one_member(node, member)
+        if target == node.identity.public_key and not yes:
+            _confirm_own_removal()
+        gone = remove_member(node, target, reason)
     notify_agent(where)
     out.print(f"removed {gone.name} {gone.agent_id.hex()}")
+
+
+def _confirm_own_removal() -> None:
+    """Removing this node itself: ask, or refuse where nobody can answer."""
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "that is this node itself: it would be shut out of the cluster; "
+            "add --yes if you mean it"
+        )
+    if not typer.confirm("Remove this node itself from the cluster?", default=False):
+        raise UsageError("not removed")
+
+
+def _daemon_address(home: Path) -> str | None:
+    """Where the running agent listens, if one runs on this home."""
+    answer = ask(home, {"op": "status"})
+    if answer is None or not answer.get("ok"):
+        return None
+    listen = answer["status"].get("listen")
+    return listen if isinstance(listen, str) else None

@@ -1,7 +1,8 @@
 """Invite tokens: what `bzzz invite` prints and `bzzz join` uses once.
 
-A token carries where to reach the inviter, the inviter's key (so the newcomer checks the
-SSH host key it meets), and a random secret. Only the secret's hash is logged, in the
+A token carries the cluster's id (its founding entry's hash) and name, where to reach
+the inviter, the inviter's key (so the newcomer checks the SSH host key it meets), and a
+random secret. Only the secret's hash is logged, in the
 inviter's `member.invited` entry; the newcomer proves it holds the secret at SSH login.
 """
 
@@ -14,18 +15,19 @@ from typing import Any
 
 import cbor2
 
-from bzzz.domain.limits import KEY_BYTES
+from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
 from bzzz.errors import UsageError
 
 TOKEN_PREFIX = "bzzz-invite-"
 SECRET_BYTES = 16
 _HASH_PREFIX = b"bzzz/invite/v1\n"
-_VERSION = 1
+_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
 class InviteToken:
     cluster: str
+    cluster_id: bytes
     host: str
     port: int
     inviter: bytes
@@ -47,6 +49,7 @@ def encode_token(token: InviteToken) -> str:
         [
             _VERSION,
             token.cluster,
+            token.cluster_id,
             token.host,
             token.port,
             token.inviter,
@@ -69,11 +72,15 @@ def decode_token(text: str) -> InviteToken:
         items: Any = cbor2.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
     except Exception:
         raise UsageError("the invite token is damaged: copy it again, whole") from None
-    if not isinstance(items, list) or len(items) != 8 or items[0] != _VERSION:
+    if isinstance(items, list) and items and items[0] == 1:
+        raise UsageError("this invite was made by an older bzzz: ask the inviter for a new one")
+    if not isinstance(items, list) or len(items) != 9 or items[0] != _VERSION:
         raise UsageError("the invite token is of an unknown version: upgrade bzzz") from None
-    _, cluster, host, port, inviter, secret, role, expires = items
+    _, cluster, cluster_id, host, port, inviter, secret, role, expires = items
     well_typed = (
         isinstance(cluster, str)
+        and type(cluster_id) is bytes
+        and len(cluster_id) == HASH_BYTES
         and isinstance(host, str)
         and type(port) is int
         and 0 < port < 65536
@@ -86,7 +93,7 @@ def decode_token(text: str) -> InviteToken:
     )
     if not well_typed:
         raise UsageError("the invite token is damaged: copy it again, whole")
-    return InviteToken(cluster, host, port, inviter, secret, role, expires)
+    return InviteToken(cluster, cluster_id, host, port, inviter, secret, role, expires)
 
 
 JOIN_USER_PREFIX = "join."

@@ -33,8 +33,11 @@ class LeadershipAudit:
         }
 
 
-def audit_leadership(entries: Iterable[Entry], roles: Roles) -> LeadershipAudit:
-    """`entries`: at least every entry of `KINDS` the store holds, in any order."""
+def audit_leadership(
+    entries: Iterable[Entry], roles: Roles, founding: bytes | None = None
+) -> LeadershipAudit:
+    """`entries`: at least every entry of `KINDS` the store holds, in any order;
+    `founding`: the cluster id (see `membership.fold_membership`)."""
     votes: list[lead.Vote] = []
     claims: list[lead.LeaderClaim] = []
     acts: list[ms.MembershipAct] = []
@@ -47,7 +50,7 @@ def audit_leadership(entries: Iterable[Entry], roles: Roles) -> LeadershipAudit:
             claims += [claim] if claim else []
         elif e.kind in ms.KINDS:
             acts.append(ms.MembershipAct.of(e))
-    electorates = _Electorates(acts, roles)
+    electorates = _Electorates(acts, roles, founding)
     judged: list[lead.LeaderClaim] = []
     unjudged: list[tuple[lead.LeaderClaim, str]] = []
     waiting = 0
@@ -91,10 +94,11 @@ class _Electorates:
     """The voters each claim is judged by: those of the membership cut it names, or,
     for a claim that names none, those of the acts with a lower Lamport time."""
 
-    def __init__(self, acts: list[ms.MembershipAct], roles: Roles):
+    def __init__(self, acts: list[ms.MembershipAct], roles: Roles, founding: bytes | None):
         self.acts, self.roles = acts, roles
+        self.founding = ms.founding_of(acts, founding)
         self.held = {(a.author, a.seq) for a in acts}
-        self.history = ms.voter_history(acts, roles)
+        self.history = ms.voter_history(acts, roles, self.founding)
         self._folded: dict[tuple[tuple[bytes, int], ...], frozenset[bytes]] = {}
         self._named: dict[bytes, dict[bytes, int]] = {}  # per leader, the most it named
 
@@ -120,6 +124,6 @@ class _Electorates:
         if cut is None:
             return ms.voters_at(self.history, claim.lamport)
         if cut not in self._folded:
-            state = ms.fold_cut(self.acts, dict(cut), self.roles)
+            state = ms.fold_cut(self.acts, dict(cut), self.roles, self.founding)
             self._folded[cut] = ms.voters_of(state, self.roles)
         return self._folded[cut]

@@ -2,9 +2,11 @@
 
 Membership is a fold over the membership entries of every log a node holds, taken in
 Lamport order (ties by author): the same entries (and the same roles) give the same
-members on every node. An act counts only if its author was a member when it acted and
-its role's authority allows it (`bzzz.domain.roles`). Entries that break a rule are
-ignored, and `Membership.ignored` says why.
+members on every node. A cluster is its founding entry: the fold starts from the one
+`cluster.founded` entry whose hash is the cluster id, and any other founding entry (any
+key can sign one, for any name) is ignored. An act counts only if its author was a
+member when it acted and its role's authority allows it (`bzzz.domain.roles`). Entries
+that break a rule are ignored, and `Membership.ignored` says why.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from typing import Any
 from bzzz.domain.entry import Entry
 from bzzz.domain.limits import HASH_BYTES, KEY_BYTES
 from bzzz.domain.payload import payload_map
-from bzzz.domain.roles import Role, Roles, may_change_role, may_invite, may_remove, may_vote
+from bzzz.domain.roles import (
+    Authority,
+    Role,
+    Roles,
+    may_change_role,
+    may_invite,
+    may_remove,
+    may_vote,
+)
 
 FOUNDED = "cluster.founded"
 INVITED = "member.invited"
@@ -37,10 +47,13 @@ class MembershipAct:
     ts: int
     kind: str
     body: bytes
+    hash: bytes = b""
 
     @classmethod
     def of(cls, entry: Entry) -> MembershipAct:
-        return cls(entry.author, entry.seq, entry.lamport, entry.ts, entry.kind, entry.body)
+        return cls(
+            entry.author, entry.seq, entry.lamport, entry.ts, entry.kind, entry.body, entry.hash
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,9 @@ class Member:
     name: str
     admitted_by: bytes | None
     since_lamport: int
+    # The seq of the admission in the admitter's log: a peer is sent a member's log
+    # only once it holds that admission (else it could not tell the log is a member's).
+    admitted_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +77,8 @@ class Invite:
 
 @dataclass
 class Membership:
-    cluster: str | None = None
+    cluster: str | None = None  # the founding entry's name for it: a label
+    cluster_id: bytes | None = None  # the founding entry's hash: the cluster's identity
     founder: bytes | None = None
     members: dict[bytes, Member] = field(default_factory=dict)
     removed: dict[bytes, Member] = field(default_factory=dict)
@@ -75,6 +92,18 @@ class Membership:
     def is_member(self, agent_id: bytes) -> bool:
         return agent_id in self.members
 
+    def ever_member(self, agent_id: bytes) -> bool:
+        """Whether the key is or was a member: only such logs belong in a store."""
+        return agent_id in self.members or agent_id in self.removed
+
+    def admission(self, agent_id: bytes) -> tuple[bytes, int] | None:
+        """Where a member's admission is: (admitter, seq in its log); None for the
+        founder and for keys that never were members."""
+        member = self.members.get(agent_id) or self.removed.get(agent_id)
+        if member is None or member.admitted_by is None:
+            return None
+        return member.admitted_by, member.admitted_seq
+
     def open_invite(self, secret_hash: bytes, inviter: bytes, now_ms: int) -> Invite | None:
         """The invite with this secret hash if `inviter` issued it and it can still be used."""
         invite = self.invites.get(secret_hash)
@@ -87,6 +116,12 @@ class Membership:
 
 def founded_body(cluster: str, name: str, role: str) -> dict[str, Any]:
     return {"cluster": cluster, "name": name, "role": role}
+
+
+def founded_name(body: bytes) -> str | None:
+    """The cluster name a founding entry's body gives, if it is well formed."""
+    data = payload_map(body)
+    return _text(data, "cluster") if data is not None else None
 
 
 def invited_body(secret_hash: bytes, role: str, expires_ms: int) -> dict[str, Any]:
@@ -119,20 +154,68 @@ def _ordered(acts: Iterable[MembershipAct]) -> list[MembershipAct]:
     return sorted(acts, key=lambda a: (a.lamport, a.author, a.seq))
 
 
-def fold_membership(acts: Iterable[MembershipAct], roles: Roles) -> Membership:
+NOT_OURS = "not this cluster's founding entry"
+NO_ANCHOR = "several founding entries and no cluster id to choose between them"
+
+
+def founding_of(acts: Iterable[MembershipAct], founding: bytes | None) -> bytes | None:
+    """The hash of the founding entry to fold from: `founding` when the cluster id is
+    known, else the only founding entry among the acts (none if there are several:
+    without an id nobody can tell the true one from a forgery)."""
+    if founding is not None:
+        return founding
+    candidates = {a.hash for a in acts if a.kind == FOUNDED}
+    return next(iter(candidates)) if len(candidates) == 1 else None
+
+
+def fold_membership(
+    acts: Iterable[MembershipAct], roles: Roles, founding: bytes | None = None
+) -> Membership:
+    """Membership from `acts`, anchored to the founding entry whose hash is `founding`
+    (the cluster id; see `founding_of` for None)."""
+    ordered = _ordered(acts)
+    anchor = founding_of(ordered, founding)
     state = Membership()
-    for act in _ordered(acts):
-        problem = _apply(state, roles, act)
+    for act in ordered:
+        if act.kind == FOUNDED and act.hash != anchor:
+            problem: str | None = NOT_OURS if anchor is not None else NO_ANCHOR
+        else:
+            problem = _apply(state, roles, act)
         if problem is not None:
             state.ignored.append((act, problem))
         state.cut[act.author] = max(state.cut.get(act.author, 0), act.seq)
     return state
 
 
-def fold_cut(acts: Iterable[MembershipAct], cut: dict[bytes, int], roles: Roles) -> Membership:
+def fold_cut(
+    acts: Iterable[MembershipAct],
+    cut: dict[bytes, int],
+    roles: Roles,
+    founding: bytes | None = None,
+) -> Membership:
     """The membership decided from the acts within `cut` alone: what a node that had
     folded exactly those acts decided, whatever else has arrived since."""
-    return fold_membership((a for a in acts if a.seq <= cut.get(a.author, 0)), roles)
+    return fold_membership((a for a in acts if a.seq <= cut.get(a.author, 0)), roles, founding)
+
+
+def can_administer(role: Role) -> bool:
+    """Whether a member of this role can both admit and remove members."""
+    return role.authority >= Authority.DECISION
+
+
+def leaves_an_administrator(
+    state: Membership, roles: Roles, member: bytes, new_role: str | None = None
+) -> bool:
+    """Whether, after `member` is removed (or given `new_role`), some member can still
+    admit and remove others: without one, nobody could ever join the cluster again."""
+    for other in state.members.values():
+        name = new_role if other.agent_id == member else other.role
+        if other.agent_id == member and new_role is None:
+            continue
+        role = roles.get(name) if name is not None else None
+        if role is not None and can_administer(role):
+            return True
+    return False
 
 
 def voters_of(state: Membership, roles: Roles) -> frozenset[bytes]:
@@ -143,12 +226,16 @@ def voters_of(state: Membership, roles: Roles) -> frozenset[bytes]:
 
 
 def voter_history(
-    acts: Iterable[MembershipAct], roles: Roles
+    acts: Iterable[MembershipAct], roles: Roles, founding: bytes | None = None
 ) -> list[tuple[int, frozenset[bytes]]]:
     """The voter set after each membership act, with the act's lamport: what the voters
     were when an entry with a given lamport was written (see `voters_at`)."""
+    ordered = _ordered(acts)
+    anchor = founding_of(ordered, founding)
     state, history = Membership(), []
-    for act in _ordered(acts):
+    for act in ordered:
+        if act.kind == FOUNDED and act.hash != anchor:
+            continue
         if _apply(state, roles, act) is None:
             history.append((act.lamport, voters_of(state, roles)))
     return history
@@ -194,7 +281,7 @@ def _found(state: Membership, roles: Roles, act: MembershipAct, data: dict[str, 
         return "cluster, name and role must be text"
     if role not in roles:
         return f"no role named {role!r}"
-    state.cluster, state.founder = cluster, act.author
+    state.cluster, state.cluster_id, state.founder = cluster, act.hash, act.author
     state.members[act.author] = Member(act.author, role, name, None, act.lamport)
     return None
 
@@ -233,7 +320,7 @@ def _admit(state: Membership, act: MembershipAct, data: dict[str, Any]) -> str |
         return "the role differs from the invite's"
     state.used_invites.add(token_hash)
     state.removed.pop(member, None)
-    state.members[member] = Member(member, role, name, act.author, act.lamport)
+    state.members[member] = Member(member, role, name, act.author, act.lamport, act.seq)
     return None
 
 
@@ -274,6 +361,11 @@ def _change_role(state: Membership, roles: Roles, actor: Role, data: dict[str, A
     if not may_change_role(actor, old, new):
         return f"a {actor.name} may not make a {old.name} a {new.name}"
     state.members[target.agent_id] = Member(
-        target.agent_id, new.name, target.name, target.admitted_by, target.since_lamport
+        target.agent_id,
+        new.name,
+        target.name,
+        target.admitted_by,
+        target.since_lamport,
+        target.admitted_seq,
     )
     return None

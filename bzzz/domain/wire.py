@@ -13,7 +13,7 @@ from typing import Any
 
 import cbor2
 
-from bzzz.domain.limits import KEY_BYTES, MAX_ENTRY_BYTES, MAX_UINT
+from bzzz.domain.limits import HASH_BYTES, KEY_BYTES, MAX_ENTRY_BYTES, MAX_UINT
 from bzzz.errors import ProtocolError
 
 LENGTH = struct.Struct(">I")
@@ -31,7 +31,7 @@ class Hello:
 
     agent: bytes
     name: str
-    cluster: str
+    cluster_id: bytes  # the cluster's founding entry's hash; empty when not yet known
     listen: str
     heads: dict[bytes, int]
 
@@ -73,7 +73,7 @@ def encode_message(message: Message) -> bytes:
     if isinstance(message, Hello):
         body = [
             "hello",
-            [message.agent, message.name, message.cluster, message.listen, message.heads],
+            [message.agent, message.name, message.cluster_id, message.listen, message.heads],
         ]
     elif isinstance(message, Entries):
         body = ["entries", message.raws]
@@ -129,13 +129,15 @@ def _text(value: Any, what: str) -> str:
 def _hello(body: Any) -> Hello:
     if not isinstance(body, list) or len(body) != 5:
         raise ProtocolError("malformed", "hello must have 5 fields")
-    agent, name, cluster, listen, heads = body
+    agent, name, cluster_id, listen, heads = body
     if type(agent) is not bytes or len(agent) != KEY_BYTES:
         raise ProtocolError("malformed", "hello: agent must be a 32-byte key")
+    if type(cluster_id) is not bytes or len(cluster_id) not in (0, HASH_BYTES):
+        raise ProtocolError("malformed", "hello: cluster id must be empty or a 32-byte hash")
     return Hello(
         agent,
         _text(name, "hello: name"),
-        _text(cluster, "hello: cluster"),
+        cluster_id,
         _text(listen, "hello: listen"),
         _heads(heads),
     )

@@ -1,18 +1,30 @@
-"""Reading the cluster's membership out of a store."""
+"""Reading the cluster's membership out of a store, anchored to the cluster's founding
+entry, and storing only the logs of its members."""
 
 from __future__ import annotations
 
-from bzzz.domain.membership import KINDS, Membership, MembershipAct, fold_membership
+from collections.abc import Callable
+
+from bzzz.domain.entry import Entry
+from bzzz.domain.membership import (
+    FOUNDED,
+    KINDS,
+    Membership,
+    MembershipAct,
+    fold_membership,
+)
 from bzzz.domain.roles import Roles
 from bzzz.errors import EntryError
 from bzzz.store import EventStore
+from bzzz.store.ingest import IngestReport, Refusal
 
 _PAGE = 10_000
+NOT_MEMBER = "not-member"
 
 
-def read_membership(store: EventStore, roles: Roles) -> Membership:
-    """Fold every membership entry the store holds. Damaged rows are skipped: the
-    audit reports them, and membership must still be decidable."""
+def membership_acts(store: EventStore) -> list[MembershipAct]:
+    """Every membership entry the store holds. Damaged rows are skipped: the audit
+    reports them, and membership must still be decidable."""
     acts: list[MembershipAct] = []
     after = 0
     while True:
@@ -24,5 +36,79 @@ def read_membership(store: EventStore, roles: Roles) -> Membership:
                 continue
             acts.append(MembershipAct.of(entry))
         if len(page) < _PAGE:
-            return fold_membership(acts, roles)
+            return acts
         after = page[-1].position
+
+
+def read_membership(store: EventStore, roles: Roles, founding: bytes | None) -> Membership:
+    """The membership that follows from the founding entry `founding` (the cluster id;
+    None only where no id is known, see `fold_membership`)."""
+    return fold_membership(membership_acts(store), roles, founding)
+
+
+def foundings(store: EventStore) -> list[Entry]:
+    """Every founding entry the store holds (one, unless someone forged another)."""
+    found = []
+    for stored in store.notifications(after=0, limit=_PAGE, kinds=[FOUNDED]):
+        try:
+            found.append(stored.decode())
+        except EntryError:
+            continue
+    return found
+
+
+Ingest = Callable[[list[bytes], Callable[[Entry], bool]], IngestReport]
+
+
+def of_members(members: Membership, cluster_id: bytes) -> Callable[[Entry], bool]:
+    """Whether an entry belongs in a store of this cluster: its author is or was a
+    member, or it is the cluster's founding entry itself (where every store starts)."""
+
+    def wanted(entry: Entry) -> bool:
+        return members.ever_member(entry.author) or entry.hash == cluster_id
+
+    return wanted
+
+
+def ingest_members_only(
+    ingest: Ingest,
+    raws: list[bytes],
+    cluster_id: bytes,
+    members: Membership,
+    reread: Callable[[], Membership],
+) -> IngestReport:
+    """Store only the entries of keys that are or were members of the cluster
+    `cluster_id` (`members` as known now). A batch may hold a key's admission beside
+    the key's own log: when membership entries were stored, the fold is read again
+    (`reread`) and the entries it now admits are stored too. What is left is refused
+    as `not-member`."""
+    report = ingest(raws, of_members(members, cluster_id))
+    held, report.unwanted = report.unwanted, []
+    last = report
+    while held and any(entry.kind in KINDS for entry in last.accepted):
+        members = reread()
+        wanted = of_members(members, cluster_id)
+        again = [e for e in held if wanted(e)]
+        if not again:
+            break
+        held = [e for e in held if not wanted(e)]
+        last = ingest([e.raw for e in again], wanted)
+        report.accepted += last.accepted
+        report.duplicates += last.duplicates
+        report.forks += last.forks
+        report.refused += last.refused
+        held += last.unwanted
+    counts: dict[bytes, int] = {}
+    for entry in held:
+        counts[entry.author] = counts.get(entry.author, 0) + 1
+    report.refused.extend(
+        Refusal(
+            author,
+            None,
+            NOT_MEMBER,
+            f"{count} entries by {author.hex()[:12]}, a key that is not and never was "
+            "a member of this cluster",
+        )
+        for author, count in counts.items()
+    )
+    return report

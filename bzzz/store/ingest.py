@@ -33,6 +33,9 @@ class IngestReport:
     duplicates: int = 0
     forks: list[Entry] = field(default_factory=list)
     refused: list[Refusal] = field(default_factory=list)
+    # Entries by authors the caller did not want (see `EventStore.ingest`): not stored,
+    # not judged; the caller decides what they are.
+    unwanted: list[Entry] = field(default_factory=list)
 
 
 @dataclass
