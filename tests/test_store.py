@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import event
 
@@ -290,3 +293,43 @@ def test_many_authors(store: EventStore) -> None:
     for n in range(3, 13):
         store.ingest(e.raw for e in build_chain(make_signer(n), 5))
     assert len(store.heads()) == 10 and store.count() == 50
+
+
+def test_a_large_own_batch_completes_while_other_logs_keep_arriving(
+    store: EventStore, alice: Ed25519Signer, bob: Ed25519Signer
+) -> None:
+    """Another process ingesting others' logs (with ever later clocks) must not make an
+    own batch conflict: its clock need only exceed what was stored when it was read."""
+    first = build_chain(bob, 1, start_lamport=1_000)[0]
+    store.ingest([first.raw])
+    done = threading.Event()
+    daemon = EventStore(store.url)  # the daemon's own connection, as another process has
+
+    def keep_ingesting() -> None:  # until the batch is stored, entries keep arriving
+        prev = first
+        while not done.is_set():
+            prev = create_entry(
+                bob,
+                seq=prev.seq + 1,
+                prev=prev.hash,
+                lamport=prev.lamport + 1_000,
+                ts=1,
+                kind="task.note",
+                body=BODY,
+            )
+            daemon.ingest([prev.raw])
+
+    ingester = threading.Thread(target=keep_ingesting)
+    ingester.start()
+    try:
+        began = time.monotonic()
+        batch = store.append_batch(alice, [("task.note", BODY)] * 5_000, 1)
+        took = time.monotonic() - began
+    finally:
+        done.set()
+        ingester.join()
+        daemon.close()
+    assert len(batch) == 5_000 and batch[0].lamport > 1_000
+    assert took < 30, f"the batch took {took:.1f} s: it kept conflicting with the ingests"
+    again = store.append(alice, "task.note", BODY, 2)  # the cached clock still guards
+    assert again.lamport > max(s.decode().lamport for s in store.entries(bob.public_key))

@@ -324,6 +324,11 @@ class EventStore:
         author = signer.public_key
 
         def attempt() -> list[Entry]:
+            # The clock must exceed every entry this process could have read before it
+            # decided to write. Read fresh, it does: entries stored while we sign were
+            # not seen, and may carry later clocks (ingest goes on; only another writer
+            # of our own log conflicts). Cached, it may be stale, so the write checks
+            # that no log has reached it, and a conflict drops the cache.
             cached = self._own.get(author)
             current: StoredHead | None
             if cached is not None:
@@ -348,7 +353,11 @@ class EventStore:
                 prev = entry.hash
             try:
                 self._write(
-                    batch, {author: (current, Head.of(batch[-1]))}, [], clock=batch[0].lamport
+                    batch,
+                    {author: (current, Head.of(batch[-1]))},
+                    [],
+                    own=True,
+                    clock=batch[0].lamport if cached is not None else None,
                 )
             except ConflictError:
                 self._own.pop(author, None)  # stale: read afresh on the next attempt
@@ -363,8 +372,12 @@ class EventStore:
 
         return _retrying(attempt, "append")
 
-    def ingest(self, raws: Iterable[bytes]) -> IngestReport:
-        """Verify and store entries from elsewhere; report what was refused and why."""
+    def ingest(
+        self, raws: Iterable[bytes], wanted: Callable[[Entry], bool] | None = None
+    ) -> IngestReport:
+        """Verify and store entries from elsewhere; report what was refused and why.
+        With `wanted`, only the entries it accepts are considered; the others are
+        handed back unjudged in `report.unwanted`."""
         decoded: list[Entry] = []
         early_refusals: list[Refusal] = []
         for raw in raws:
@@ -373,8 +386,12 @@ class EventStore:
             except EntryError as error:
                 early_refusals.append(Refusal(None, None, error.code, str(error)))
         by_author: dict[bytes, list[Entry]] = defaultdict(list)
+        unwanted: list[Entry] = []
         for entry in decoded:
-            by_author[entry.author].append(entry)
+            if wanted is None or wanted(entry):
+                by_author[entry.author].append(entry)
+            else:
+                unwanted.append(entry)
         for entries in by_author.values():
             entries.sort(key=lambda e: e.seq)
 
@@ -396,8 +413,9 @@ class EventStore:
                     )
             return plan.report
 
-        report = _retrying(attempt, "ingest")
+        report = _retrying(attempt, "ingest") if by_author else IngestReport()
         report.refused[:0] = early_refusals
+        report.unwanted = unwanted
         if report.accepted:
             self._seen_lamport = max(self._seen_lamport, *(e.lamport for e in report.accepted))
             for entry in report.accepted:
@@ -442,17 +460,19 @@ class EventStore:
         entries: list[Entry],
         heads: dict[bytes, tuple[StoredHead | None, Head]],
         fork_evidence: list[tuple[Entry, int]],
+        *,
+        own: bool = False,
         clock: int | None = None,
     ) -> None:
-        """Store entries, move heads and keep fork evidence in one transaction. With
-        `clock` (own entries), the write also fails if any log holds a lamport at or
-        above it, and it is durable at commit."""
+        """Store entries, move heads and keep fork evidence in one transaction. Our
+        `own` entries are durable at commit; with `clock`, the write also fails if any
+        log holds a lamport at or above it."""
         if not entries and not fork_evidence:
             return
         originators = {author: originator_of(author) for author in {e.author for e in entries}}
         stored_events = [StoredEvent(originators[e.author], e.seq, e.kind, e.raw) for e in entries]
         try:
-            with self._writing(durable=clock is not None) as conn:
+            with self._writing(durable=own) as conn:
                 positions = self.recorder.insert_rows(conn, stored_events)
                 forked_at: dict[bytes, int] = {}
                 for entry, seq in fork_evidence:
