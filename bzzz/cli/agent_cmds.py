@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from bzzz.cli.options import HomeOption, JsonOption
-from bzzz.cli.render import iso_ms, out, print_json
+from bzzz.agent.control import ask
+from bzzz.agent.logs import setup_logging
+from bzzz.cli.options import HomeOption, JsonOption, check_address
+from bzzz.cli.render import NO_CLUSTER, err, iso_ms, out, print_json, shown
+from bzzz.errors import BzzzError
 from bzzz.home.keys import load_identity
-from bzzz.home.location import resolve_home
-from bzzz.runtime.control import ask
-from bzzz.runtime.logs import setup_logging
-from bzzz.runtime.node import open_config, open_home_store
+from bzzz.home.location import private_file_problems, resolve_home, sqlite_files
+from bzzz.home.node import open_config, open_home_store, store_url_of
 
 
 def agent(
@@ -30,9 +33,13 @@ def agent(
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines.")] = False,
 ) -> None:
     """Run this node in the mesh until SIGINT or SIGTERM."""
+    if listen is not None:  # checked before anything starts
+        check_address("--listen", listen)
+    for address in peer or []:
+        check_address("--peer", address)
     import uvloop  # libuv's loop: a daemon's wake-ups and socket callbacks cost less
 
-    from bzzz.runtime.agent import run_agent  # asyncssh and zeroconf: only the daemon pays
+    from bzzz.agent.daemon import run_agent  # asyncssh and zeroconf: only the daemon pays
 
     where = resolve_home(home)
     config = open_config(where)
@@ -62,19 +69,36 @@ def status(home: HomeOption = None, json_: JsonOption = False) -> None:
             "heads": heads,
             "peers": [],
         }
+    _warn_not_private(where)
     if json_:
         print_json(data)
         return
     _render(data)
 
 
+def _warn_not_private(home: Path) -> None:
+    """One warning line on stderr per file or folder of the home that others may read."""
+    also: list[Path] = []
+    try:
+        url = store_url_of(home, open_config(home))
+        if url.is_sqlite and url.url.database:
+            also = sqlite_files(Path(url.url.database))
+    except BzzzError:
+        pass  # the status itself says what is wrong with the config
+    for problem in private_file_problems(home, also):
+        err.print(f"[yellow]warning:[/yellow] {escape(problem)}")
+
+
 def _render(data: dict[str, Any]) -> None:
     state = "[green]running[/green]" if data["running"] else "[yellow]not running[/yellow]"
     out.print(f"[bold]{data['name']}[/bold] {data['agent_id']}  {state}")
     authority = f" ({data['authority']})" if data.get("authority") else ""
-    out.print(
-        f"  role {data['role']}{authority}  cluster {data.get('cluster')}  listen {data['listen']}"
-    )
+    cluster = f"cluster {data['cluster']}" if data.get("cluster") else NO_CLUSTER
+    if data["running"]:
+        listen = f"listening on {shown(data.get('listen'), 'no address yet')}"
+    else:
+        listen = "not listening (the agent is not running)"
+    out.print(f"  role {data['role']}{authority}  {cluster}  {listen}")
     store = data["store"]
     out.print(f"  store {store['url']}: {store['entries']} entries in {store['logs']} logs")
     now = time.time() * 1000

@@ -2,13 +2,17 @@
 
 Exit codes: 0 success, 1 a finding (an audit that found problems, an import that refused
 entries), 2 a usage error (bad input, missing home, unreadable bundle), 130 interrupted.
+Every error is one line on stderr: `error: ...`.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib import metadata
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from bzzz.cli import (
     agent_cmds,
@@ -21,7 +25,15 @@ from bzzz.cli import (
     projection_cmds,
 )
 from bzzz.cli.render import err
-from bzzz.errors import BzzzError
+from bzzz.errors import BzzzError, one_line
+
+try:  # typer vendors click since 0.20; before, it used click itself
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import (  # type: ignore[import-not-found,no-redef,unused-ignore]
+        ClickException,
+        UsageError,
+    )
 
 app = typer.Typer(
     name="bzzz",
@@ -30,6 +42,36 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def version() -> str:
+    try:
+        return metadata.version("bzzz")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        print(f"bzzz {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            is_eager=True,
+            callback=_show_version,
+        ),
+    ] = False,
+) -> None:
+    """BZZZ: a peer-to-peer coordination network for AI coding agents and their humans."""
+
+
 app.command("init")(identity_cmds.init)
 app.command("id")(identity_cmds.show_id)
 app.add_typer(log_cmds.app, name="log")
@@ -44,11 +86,37 @@ app.add_typer(election_cmds.app, name="election")
 app.add_typer(claim_cmds.app, name="claim")
 
 
+def _usage_line(error: ClickException) -> str:
+    """A click/typer usage error as one line, with where to look for help."""
+    message = " ".join(error.format_message().split())
+    ctx: Any = getattr(error, "ctx", None)
+    if ctx is not None and isinstance(error, UsageError):
+        return f"{message} (see `{ctx.command_path} --help`)"
+    return message
+
+
 def main() -> None:
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="bzzz")
     except BzzzError as error:
-        err.print(f"[red]error:[/red] {error}", markup=True)
-        sys.exit(2)
+        _fail(str(error))
+    except UsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # the help is already printed
+            sys.exit(2)
+        _fail(_usage_line(error))
+    except ClickException as error:
+        _fail(_usage_line(error))
+    except typer.Abort:
+        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as error:  # the file system refused (typer handles a closed pipe)
+        _fail(one_line(error))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    """Print one error line and exit 2 (a usage error: nothing was changed)."""
+    text = " ".join(message.split()) or "failed"
+    err.print(f"[red]error:[/red] {escape(text)}", markup=True)
+    sys.exit(2)

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
+from bzzz.agent.control import ask
 from bzzz.cli.options import HomeOption, JsonOption
-from bzzz.cli.render import iso_ms, out, print_json
+from bzzz.cli.render import iso_ms, out, print_json, shown
 from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
-from bzzz.runtime.control import ask
 
 app = typer.Typer(help="Claims on tasks, granted by the elected admin.", no_args_is_help=True)
 
@@ -47,7 +47,7 @@ def request(
     elif answer["status"] == "granted":
         out.print(f"granted {task} with token {answer['token']}")
     else:
-        out.print(f"{answer['status']}: {answer.get('reason')}")
+        out.print(f"{answer['status']}: {shown(answer.get('reason'), 'no reason given')}")
     if answer["status"] != "granted":
         raise typer.Exit(1)
 

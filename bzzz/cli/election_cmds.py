@@ -6,11 +6,13 @@ from typing import Any
 
 import typer
 
+from bzzz.agent.control import ask
 from bzzz.cli.options import HomeOption, JsonOption
-from bzzz.cli.render import iso_ms, out, print_json
+from bzzz.cli.render import iso_ms, out, print_json, shown
+from bzzz.cli.views import election_json
 from bzzz.home.location import resolve_home
-from bzzz.runtime.control import ask
-from bzzz.runtime.node import open_node
+from bzzz.home.node import cluster_id_of, open_node
+from bzzz.projections.leadership import offline_view
 
 app = typer.Typer(help="The admin election.", no_args_is_help=True)
 
@@ -23,19 +25,19 @@ def status(home: HomeOption = None, json_: JsonOption = False) -> None:
     if answer is not None and answer.get("ok"):
         data: dict[str, Any] = {"running": True, **answer["election"]}
     else:
-        from bzzz.runtime.election import offline_status
-
         with open_node(where) as node:
-            data = {"running": False, **offline_status(node.store, node.roles)}
+            view = offline_view(node.store, node.roles, cluster_id_of(node.config))
+        data = {"running": False, **election_json(view)}
     if json_:
         print_json(data)
         return
-    leader = data["leader"] or "none"
+    leader = f"leader {data['leader']}" if data["leader"] else "no leader"
     proven = " (proven by the logs)" if data["leader_proven"] else ""
-    source = (
-        f"this node is {data['role']}" if data["running"] else "agent not running: from the logs"
-    )
-    out.print(f"term [bold]{data['term']}[/bold], leader {leader}{proven}; {source}")
+    if data["running"]:
+        source = f"this node is {shown(data.get('role'), 'not in the election')}"
+    else:
+        source = "agent not running: from the logs"
+    out.print(f"term [bold]{data['term']}[/bold], {leader}{proven}; {source}")
     for voter in data["voters"]:
         mark = {True: "[green]●[/green]", False: "[red]○[/red]", None: "·"}[voter["reachable"]]
         score = voter.get("score")

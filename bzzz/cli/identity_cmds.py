@@ -7,11 +7,15 @@ from typing import Annotated
 
 import typer
 
-from bzzz.cli.options import HomeOption, JsonOption
+from bzzz.cli.options import HomeOption, JsonOption, check_address
 from bzzz.cli.render import out, print_json
+from bzzz.errors import UsageError, one_line
 from bzzz.home.keys import Identity, load_identity
-from bzzz.home.location import resolve_home
-from bzzz.runtime.node import init_node, open_config
+from bzzz.home.location import (
+    check_home_path,
+    resolve_home,
+)
+from bzzz.home.node import init_node, open_config
 
 
 def _id_json(identity: Identity, name: str, role: str) -> dict[str, str]:
@@ -46,15 +50,22 @@ def init(
 ) -> None:
     """Create a node home: an agent key, an age identity, config.yaml and the store."""
     where = resolve_home(home)
+    check_home_path(where)  # a file, a path below one, a read-only folder: say so first
+    if listen is not None:
+        check_address("--listen", listen)
     node_name = name or socket.gethostname().split(".")[0] or "node"
-    with init_node(
-        where,
-        name=node_name,
-        role=role or ("admin" if new_cluster else "developer"),
-        store_url=store_url,
-        cluster=new_cluster,
-        listen=listen,
-    ) as node:
+    try:
+        node = init_node(  # the home 0700, its files 0600, whatever the umask
+            where,
+            name=node_name,
+            role=role or ("admin" if new_cluster else "developer"),
+            store_url=store_url,
+            cluster=new_cluster,
+            listen=listen,
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot create the node home {where}: {one_line(exc)}") from None
+    with node:
         info = _id_json(node.identity, node.config.name, node.config.role)
         if json_:
             print_json({**info, "home": str(where)})

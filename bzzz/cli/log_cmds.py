@@ -7,61 +7,94 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from bzzz.agent.control import notify_agent
+from bzzz.cli.authors import resolve_author
 from bzzz.cli.options import AuthorOption, HomeOption, JsonOption
 from bzzz.cli.render import entry_json, entry_line, err, out, print_json
 from bzzz.clock import now_ms
-from bzzz.domain.kinds import check_kind
+from bzzz.domain.kinds import check_hand_written, check_kind
+from bzzz.domain.limits import MAX_PAYLOAD_DEPTH
 from bzzz.domain.payload import encode_payload
-from bzzz.errors import EntryError, UsageError
+from bzzz.errors import EntryError, UsageError, one_line
 from bzzz.home.location import resolve_home
-from bzzz.runtime.authors import resolve_author
-from bzzz.runtime.control import notify_agent
-from bzzz.runtime.node import open_home_store, open_node
+from bzzz.home.node import cluster_id_of, open_config, open_home_store, open_node, roles_of
+from bzzz.services.bundle_import import import_bundle
 from bzzz.store import EventStore, StoredEntry
-from bzzz.store.bundle import check_bundle, read_bundle, write_bundle
+from bzzz.store.bundle import check_bundle, write_bundle
 
 app = typer.Typer(help="Read and write the signed logs.", no_args_is_help=True)
 
 FOLLOW_POLL_S = 0.25
-IMPORT_CHUNK = 10_000
+BATCH_FIELDS = ("kind", "data")
+
+
+def _load_json(text: str, what: str) -> Any:
+    """JSON text, or UsageError naming `what` (an option, a line) and the problem."""
+    try:
+        return json.loads(text)
+    except RecursionError:  # deeper than Python's parser goes: far past the limit anyway
+        raise UsageError(f"{what}: nested deeper than {MAX_PAYLOAD_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{what} is not valid JSON: {exc}") from None
+    except ValueError:  # Python refuses integers of more than 4300 digits
+        raise UsageError(f"{what}: a number is too long (integers fit in 64 bits)") from None
 
 
 def _parse_data(text: str) -> bytes:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--data is not valid JSON: {exc}") from None
+    data = _load_json(text, "--data")
     try:
         return encode_payload(data)
     except EntryError as exc:
         raise UsageError(f"--data: {exc}") from None
 
 
+def _batch_bytes(source: Path) -> bytes:
+    try:
+        if str(source) == "-":
+            return sys.stdin.buffer.read()
+        return source.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"--batch: cannot read {source}: {one_line(exc)}") from None
+
+
+def _batch_item(number: int, raw: bytes) -> tuple[str, bytes] | None:
+    """One line of a batch, checked; None for a blank line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"--batch line {number}: not UTF-8 text (byte {exc.start + 1}: "
+            f"{raw[exc.start : exc.start + 1]!r}); a batch is UTF-8 JSON lines"
+        ) from None
+    if not line.strip():
+        return None
+    record = _load_json(line, f"--batch line {number}")
+    if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+        raise UsageError(f'--batch line {number}: expected {{"kind": "...", "data": {{...}}}}')
+    unknown = [key for key in record if key not in BATCH_FIELDS]
+    if unknown:
+        raise UsageError(
+            f"--batch line {number}: unknown field {unknown[0]!a}; "
+            'a line has only "kind" and "data"'
+        )
+    try:
+        return check_hand_written(record["kind"]), encode_payload(record.get("data", {}))
+    except EntryError as exc:
+        raise UsageError(f"--batch line {number}: {exc}") from None
+
+
 def _read_batch(source: Path) -> list[tuple[str, bytes]]:
     """JSON lines of {"kind": ..., "data": {...}}; every line is checked before any is
     written, so a bad line changes nothing."""
-    try:
-        text = sys.stdin.read() if str(source) == "-" else source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--batch: cannot read {source}: {exc}") from None
     items: list[tuple[str, bytes]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--batch line {number}: not valid JSON: {exc}") from None
-        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
-            raise UsageError(f'--batch line {number}: expected {{"kind": "...", "data": {{...}}}}')
-        try:
-            items.append((check_kind(record["kind"]), encode_payload(record.get("data", {}))))
-        except EntryError as exc:
-            raise UsageError(f"--batch line {number}: {exc}") from None
+    for number, raw in enumerate(_batch_bytes(source).splitlines(), start=1):
+        item = _batch_item(number, raw)
+        if item is not None:
+            items.append(item)
     if not items:
         raise UsageError(f"--batch: {source} holds no entries")
     return items
@@ -92,7 +125,7 @@ def append(
     else:
         assert kind is not None
         try:
-            check_kind(kind)
+            check_hand_written(kind)
         except EntryError as exc:
             raise UsageError(f"--kind: {exc}") from None
         items = [(kind, _parse_data(data))]
@@ -193,13 +226,16 @@ def export(
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Write logs (and any fork evidence) to a portable bundle file."""
-    with open_home_store(resolve_home(home)) as store:
+    """Write logs (and any fork evidence) to a portable bundle file, labelled with this
+    node's cluster id."""
+    where = resolve_home(home)
+    cluster_id = cluster_id_of(open_config(where))
+    with open_home_store(where) as store:
         heads = store.heads()
         authors = [resolve_author(author, heads)] if author else sorted(heads)
         if author and authors[0] not in heads:
             raise UsageError(f"--author {author!r}: this store holds no log by that author")
-        count = write_bundle(file, _export_raws(store, authors))
+        count = write_bundle(file, _export_raws(store, authors), cluster_id)
     if json_:
         print_json({"file": str(file), "logs": len(authors), "entries": count})
     else:
@@ -212,22 +248,29 @@ def import_(
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Verify and store the entries of a bundle; report what was refused and why.
+    """Verify and store the entries of a bundle; report what was refused and why. A node
+    of a cluster stores only the logs of its members (the others are refused as
+    `not-member`), and refuses a bundle labelled with another cluster.
 
     Exits 1 when any entry was refused. A damaged bundle changes nothing."""
     total = check_bundle(file)
-    accepted = duplicates = 0
-    forks: list[dict[str, object]] = []
-    refused: list[dict[str, object]] = []
     where = resolve_home(home)
+    config = open_config(where)
     with open_home_store(where) as store:
-        chunk: list[bytes] = []
-        for raw in read_bundle(file):
-            chunk.append(raw)
-            if len(chunk) == IMPORT_CHUNK:
-                accepted, duplicates = _ingest(store, chunk, accepted, duplicates, forks, refused)
-                chunk = []
-        accepted, duplicates = _ingest(store, chunk, accepted, duplicates, forks, refused)
+        result = import_bundle(store, roles_of(where, config), cluster_id_of(config), file)
+    accepted, duplicates = result.accepted, result.duplicates
+    forks: list[dict[str, object]] = [
+        {"author": e.author.hex(), "seq": e.seq, "hash": e.hash.hex()} for e in result.forks
+    ]
+    refused: list[dict[str, object]] = [
+        {
+            "author": r.author.hex() if r.author else None,
+            "seq": r.seq,
+            "code": r.code,
+            "reason": r.reason,
+        }
+        for r in result.refused
+    ]
     if accepted:
         notify_agent(where)
     summary = {
@@ -254,29 +297,3 @@ def import_(
             out.print(f"  … and {len(refused) - 50} more (use --json for all)")
     if refused or forks:
         raise typer.Exit(1)
-
-
-def _ingest(
-    store: EventStore,
-    chunk: list[bytes],
-    accepted: int,
-    duplicates: int,
-    forks: list[dict[str, object]],
-    refused: list[dict[str, object]],
-) -> tuple[int, int]:
-    if not chunk:
-        return accepted, duplicates
-    report = store.ingest(chunk)
-    forks.extend(
-        {"author": e.author.hex(), "seq": e.seq, "hash": e.hash.hex()} for e in report.forks
-    )
-    refused.extend(
-        {
-            "author": r.author.hex() if r.author else None,
-            "seq": r.seq,
-            "code": r.code,
-            "reason": r.reason,
-        }
-        for r in report.refused
-    )
-    return accepted + len(report.accepted), duplicates + report.duplicates

@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from bzzz.errors import UsageError
+from bzzz.home.config import parse_address
+
 HomeOption = Annotated[
     Path | None,
     typer.Option(
@@ -20,3 +23,12 @@ AuthorOption = Annotated[
     str | None,
     typer.Option("--author", "-a", help="Only this author: an agent id or a unique prefix."),
 ]
+
+
+def check_address(option: str, value: str) -> str:
+    """A HOST:PORT option checked before anything starts; UsageError names the option."""
+    try:
+        parse_address(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    return value

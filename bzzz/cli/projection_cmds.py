@@ -11,9 +11,9 @@ from bzzz.cli.render import iso_ms, out, print_json
 from bzzz.domain.identity import short_id
 from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
+from bzzz.home.node import open_home_store
 from bzzz.projections import Projection, ProjectionRunner
 from bzzz.projections.authors import AuthorsProjection, read_authors
-from bzzz.runtime.node import open_home_store
 
 app = typer.Typer(help="Read models built from the logs.", no_args_is_help=True)
 

@@ -31,6 +31,15 @@ def iso_ms(ts: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts % 1000:03d}Z"
 
 
+NO_CLUSTER = "no cluster (bzzz init --new-cluster NAME or bzzz join TOKEN)"
+
+
+def shown(value: object, missing: str) -> str:
+    """A value for human output: `missing` (what is missing and what to do) instead of
+    Python's None or an empty string."""
+    return missing if value is None or value == "" else str(value)
+
+
 def entry_json(entry: Entry) -> dict[str, Any]:
     return {
         "author": entry.author.hex(),

@@ -39,3 +39,38 @@ def check_kind(kind: object) -> str:
         raise EntryError("bad-kind", problem)
     assert isinstance(kind, str)
     return kind
+
+
+# Kinds that only BZZZ's own services write: a person's `bzzz log append` (and the control
+# socket's `append`) must not forge them. An entry ending in "." is a prefix (a whole
+# family of kinds), anything else one exact kind. Extend this tuple, and only this tuple,
+# when a new service-written kind appears.
+SERVICE_ONLY_KINDS: tuple[str, ...] = (
+    "cluster.",
+    "member.",
+    "election.",
+    "key.",
+    "alert.",
+    "agent.profile",
+    "task.claim_granted",
+    "task.claim_refused",
+)
+
+
+def service_only(kind: str) -> bool:
+    """Whether `kind` is written only by BZZZ's services, never by hand."""
+    return any(
+        kind.startswith(rule) if rule.endswith(".") else kind == rule for rule in SERVICE_ONLY_KINDS
+    )
+
+
+def check_hand_written(kind: object) -> str:
+    """`check_kind`, and refuse the kinds only BZZZ's services write (code
+    ``service-only``): for entries a person or a script asks for."""
+    checked = check_kind(kind)
+    if service_only(checked):
+        raise EntryError(
+            "service-only",
+            f"kind {checked!r} is written by BZZZ's services, not by hand",
+        )
+    return checked

@@ -22,7 +22,10 @@ _INT_RANGE = 2**64
 def _check(value: Any, path: str, depth: int) -> None:
     if depth > MAX_PAYLOAD_DEPTH:
         raise EntryError("bad-body", f"{path}: nested deeper than {MAX_PAYLOAD_DEPTH} levels")
-    if value is None or isinstance(value, bool | str | bytes):
+    if isinstance(value, str):
+        _check_text(value, path)
+        return
+    if value is None or isinstance(value, bool | bytes):
         return
     if isinstance(value, int):
         if not -_INT_RANGE < value < _INT_RANGE:
@@ -40,9 +43,31 @@ def _check(value: Any, path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EntryError("bad-body", f"{path}: keys must be text")
-            _check(item, f"{path}.{key}", depth + 1)
+            _check_text(key, f"{path} (a key)")
+            name = key if key.isprintable() else ascii(key)  # keeps the message one line
+            _check(item, f"{path}.{name}", depth + 1)
         return
     raise EntryError("bad-body", f"{path}: unsupported value of type {type(value).__name__}")
+
+
+def _check_text(value: str, path: str) -> None:
+    """Text must be encodable as UTF-8: a lone surrogate (from JSON's "\\ud800", or from
+    bytes that were not UTF-8 in a command line) cannot be."""
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(value[exc.start])
+        what = (
+            f"byte 0x{code - 0xDC00:02x}, which is not UTF-8,"  # how Python keeps such bytes
+            if 0xDC80 <= code <= 0xDCFF
+            else f"a lone surrogate \\u{code:04x}"
+        )
+        raise EntryError(
+            "bad-body",
+            f"{path}: text must be valid Unicode; it has {what} at character {exc.start}",
+        ) from None
 
 
 def encode_payload(data: Any) -> bytes:

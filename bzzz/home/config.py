@@ -6,21 +6,32 @@ An override's name is the key's path in capitals joined by ``_``: ``store.url`` 
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from bzzz.errors import ConfigError
+from bzzz.errors import ConfigError, one_line
 
 CONFIG_FILE = "config.yaml"
 DEFAULT_STORE_URL = "sqlite:///store.db"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ROLE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 class _Section(BaseModel):
@@ -41,11 +52,32 @@ def parse_address(text: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7420)")
+    if not _valid_host(host):
+        raise ValueError(f"{text!r}: {host!r} is neither an IP address nor a host name")
     return host, int(port)
 
 
+def _valid_host(host: str) -> bool:
+    """An IPv4 or IPv6 address, or a DNS name (a name's last label is never all digits,
+    so 999.1.1.1 is a bad address rather than a name)."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is fine
+        return True
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    return (
+        len(host) <= 253
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    )
+
+
 class MeshConfig(_Section):
+    # The cluster's name is a label; its identity is the hash of its founding entry
+    # (64 hex digits): membership folds from that one entry and nothing else.
     cluster: str | None = None
+    cluster_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     listen: str = "0.0.0.0:7420"
     peers: list[str] = Field(default_factory=list)
     mdns: bool = True
@@ -81,6 +113,15 @@ class ElectionConfig(_Section):
     transfer_margin: float = Field(default=15.0, gt=0, le=100)
     transfer_sustain_s: float = Field(default=30.0, ge=0, le=86_400)
     min_tenure_s: float = Field(default=60.0, ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> ElectionConfig:
+        if not self.heartbeat_ms < self.election_min_ms <= self.election_max_ms:
+            raise ValueError(
+                "need heartbeat_ms < election_min_ms <= election_max_ms "
+                f"(have {self.heartbeat_ms}, {self.election_min_ms}, {self.election_max_ms})"
+            )
+        return self
 
 
 class AgentConfig(_Section):
@@ -118,32 +159,66 @@ class NodeConfig(_Section):
         return value
 
 
-def validate_config(data: object, source: str) -> NodeConfig:
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """What a YAML parser says is wrong, and where, in one line."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        return f"{exc.problem}{where}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def validate_config(
+    data: object, source: str, overrides: Mapping[tuple[str, ...], str] | None = None
+) -> NodeConfig:
+    """Validate a config; the error names the key, or the `BZZZ_*` variable (from
+    `overrides`: a key's path to the variable that set it) when one set that key."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping of keys to values")
     try:
         return NodeConfig.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        raise ConfigError(f"{source}: {key}: {message}") from None
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        else:
+            text = str(error["msg"]).removeprefix("Value error, ").strip()
+            message = text.splitlines()[0] if text else error["type"]
+        for end in range(len(loc), 0, -1):
+            variable = (overrides or {}).get(loc[:end])
+            if variable is not None:
+                raise ConfigError(
+                    f"{variable}: {message} (it overrides {'.'.join(loc[:end])} of {source})"
+                ) from None
+        involved = sorted(v for k, v in (overrides or {}).items() if k[: len(loc)] == loc)
+        also = f" (with {', '.join(involved)} from the environment)" if involved else ""
+        raise ConfigError(f"{source}: {key}: {message}{also}") from None
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+def _apply_env(
+    data: dict[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """`data` with every `BZZZ_<PATH>` override applied, and which variable set which key."""
     merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    overrides: dict[tuple[str, ...], str] = {}
     for name, field in NodeConfig.model_fields.items():
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             for sub in annotation.model_fields:
-                value = env.get(f"BZZZ_{name}_{sub}".upper())
+                variable = f"BZZZ_{name}_{sub}".upper()
+                value = env.get(variable)
                 if value is not None:
                     section = merged.setdefault(name, {})
                     if isinstance(section, dict):
                         section[sub] = value
-        elif (value := env.get(f"BZZZ_{name}".upper())) is not None:
+                        overrides[(name, sub)] = variable
+        elif (value := env.get(variable := f"BZZZ_{name}".upper())) is not None:
             merged[name] = value
-    return merged
+            overrides[(name,)] = variable
+    return merged, overrides
 
 
 def load_config(home: Path, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -159,18 +234,42 @@ def load_config(home: Path, env: Mapping[str, str] | None = None) -> NodeConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
-    return validate_config(_apply_env(data, os.environ if env is None else env), str(path))
+    merged, overrides = _apply_env(data, os.environ if env is None else env)
+    return validate_config(merged, str(path), overrides)
 
 
 def write_config(home: Path, config: NodeConfig) -> None:
+    """Write config.yaml with mode 0600, atomically: a reader sees the old file or the new
+    one, never half of one, and never a moment when others may read it."""
     body = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     text = (
         "# BZZZ node configuration. Every key can be overridden by BZZZ_<PATH>, e.g.\n"
         "# BZZZ_STORE_URL. A relative SQLite path is relative to this folder.\n" + body
     )
-    (home / CONFIG_FILE).write_text(text, encoding="utf-8")
+    path = home / CONFIG_FILE
+    try:
+        fd, temp = tempfile.mkstemp(dir=home, prefix=f".{CONFIG_FILE}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {one_line(exc)}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # mkstemp's mode, whatever the umask
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise ConfigError(f"cannot write {path}: {one_line(exc)}") from None
+    with contextlib.suppress(OSError):  # the rename is durable once the folder is synced
+        folder = os.open(home, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)

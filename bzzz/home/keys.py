@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bzzz.domain.identity import Ed25519Signer
-from bzzz.errors import ConfigError
+from bzzz.errors import ConfigError, one_line
 
 AGENT_KEY_FILE = "agent.key"
 AGE_KEY_FILE = "age.key"
@@ -50,11 +50,18 @@ class Identity:
 
 
 def _write_secret(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """A new file only its owner may read (0600 whatever the umask), never an old one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; refusing to overwrite a key") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {one_line(exc)}") from None
 
 
 def identity_exists(home: Path) -> bool:
