@@ -78,14 +78,19 @@ def ingest_members_only(
     reread: Callable[[], Membership],
 ) -> IngestReport:
     """Store only the entries of keys that are or were members of the cluster
-    `cluster_id` (`members` as known now). A batch may hold a key's admission beside
-    the key's own log: when membership entries were stored, the fold is read again
-    (`reread`) and the entries it now admits are stored too. What is left is refused
-    as `not-member`."""
+    `cluster_id` (`members` as the caller last knew it). Entries of other keys make
+    the fold be read again (`reread`): the store may hold their admission already, or
+    the batch may bring it beside the key's own log. What no fold admits is refused as
+    `not-member`."""
     report = ingest(raws, of_members(members, cluster_id))
     held, report.unwanted = report.unwanted, []
     last = report
-    while held and any(entry.kind in KINDS for entry in last.accepted):
+    # Read the fold again when something was held back: once at least, since `members`
+    # may be older than the store (another session stored an admission a moment ago),
+    # and again after each round that stored membership entries.
+    first = True
+    while held and (first or any(entry.kind in KINDS for entry in last.accepted)):
+        first = False
         members = reread()
         wanted = of_members(members, cluster_id)
         again = [e for e in held if wanted(e)]
