@@ -25,7 +25,7 @@ from bzzz.domain.payload import encode_payload
 from bzzz.store import EventStore
 from bzzz.store.tables import EVENTS_TABLE, TRACKING_TABLE, originator_of
 from bzzz.store.urls import resolve_store_url
-from tests.pg_server import create_database, postgres_cluster
+from tests.support.pg_server import create_database, postgres_cluster
 
 BODY = encode_payload({"task": "#42", "note": "progress report", "percent": 50})
 

@@ -33,7 +33,7 @@ from bzzz.agent.control import Control, ask
 from bzzz.home.config import load_config, write_config
 from bzzz.home.node import open_home_store
 from bzzz.store import EventStore
-from tests.agents import Agent, found, join, stop_all, wait_for
+from tests.support.agents import Agent, found, join, stop_all, wait_for
 
 
 def _unlimited(agent: Agent, max_tasks: int) -> Agent:

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.agents import free_port
+from tests.support.agents import free_port
 
 MISSING = "etcd is not installed (apt-get install etcd-server)"
 

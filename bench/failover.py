@@ -25,7 +25,7 @@ from typing import Any
 from bench.etcd import EtcdCluster
 from bench.stats import percentile
 from bzzz.agent.control import ask
-from tests.agents import Agent, found, join, stop_all
+from tests.support.agents import Agent, found, join, stop_all
 
 POLL_S = 0.01
 

@@ -30,7 +30,7 @@ from bzzz.domain.wire import Ephemeral
 from bzzz.home.keys import Identity
 from bzzz.mesh.framing import read_message, write_message
 from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
-from tests.agents import free_port
+from tests.support.agents import free_port
 
 BODY_BYTES = 150  # about a signed election beat
 PACE_S = 0.001

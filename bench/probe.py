@@ -13,7 +13,7 @@ from pathlib import Path
 from bzzz.domain.identity import Ed25519Signer
 from bzzz.store import EventStore
 from bzzz.store.urls import resolve_store_url
-from tests.helpers import build_chain
+from tests.support.builders import build_chain
 
 
 def ingest_us(entries: int = 400) -> float:

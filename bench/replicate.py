@@ -43,7 +43,7 @@ from bzzz.home.node import init_node, open_node
 from bzzz.mesh import transport
 from bzzz.runtime.assembly import inviters_of
 from bzzz.services.members import join_cluster
-from tests.agents import Agent, found, free_port, invite_token, join, stop_all, wait_for
+from tests.support.agents import Agent, found, free_port, invite_token, join, stop_all, wait_for
 
 BODY = encode_payload({"task": "#42", "note": "progress report", "percent": 50})
 

@@ -9,7 +9,7 @@ import pytest
 from bzzz.domain.identity import Ed25519Signer
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl, resolve_store_url
-from tests.pg_server import create_database, drop_database, postgres_cluster
+from tests.support.pg_server import create_database, drop_database, postgres_cluster
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ from bzzz.domain.identity import Ed25519Signer
 from bzzz.store import EventStore
 from bzzz.store.bundle import write_bundle
 from bzzz.store.urls import StoreUrl, resolve_store_url
-from tests import tamper
-from tests.helpers import build_chain
+from tests.support import tamper
+from tests.support.builders import build_chain
 
 
 def _fill(store: EventStore, *signers: Ed25519Signer, n: int = 10) -> None:

@@ -15,9 +15,9 @@ from bzzz.audit import audit_store
 from bzzz.audit.runner import seq_ranges
 from bzzz.store import EventStore
 from bzzz.store.urls import resolve_store_url
-from tests import tamper
 from tests.conftest import make_signer
-from tests.helpers import build_chain
+from tests.support import tamper
+from tests.support.builders import build_chain
 
 AUTHORS = [make_signer(n) for n in (11, 12, 13)]
 LENGTH = 8

@@ -17,7 +17,7 @@ import pytest
 from bzzz.cli.app import main
 from bzzz.store import EventStore
 from bzzz.store.urls import resolve_store_url
-from tests import tamper
+from tests.support import tamper
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bzzz.home.config import ElectionConfig, parse_address
-from tests.test_hardening_cli import assert_one_line_error, bzzz, make_home
+from tests.support.cli import assert_one_line_error, bzzz, make_home
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from bzzz.errors import ConfigError
 from bzzz.home.config import load_config, write_config
 from bzzz.home.location import make_private_home, private_file_problems
-from tests.test_hardening_cli import bzzz, make_home
+from tests.support.cli import bzzz, make_home
 
 SECRETS = ("agent.key", "age.key", "config.yaml", "store.db")
 

@@ -12,7 +12,7 @@ from bzzz.domain.kinds import kind_problem
 from bzzz.domain.payload import decode_payload, encode_payload
 from bzzz.errors import EntryError
 from tests.conftest import make_signer
-from tests.helpers import build_chain
+from tests.support.builders import build_chain
 
 
 def test_a_run_is_trusted_on_its_last_signature() -> None:

@@ -26,7 +26,7 @@ from bzzz.domain.election import (
     Trigger,
 )
 from bzzz.domain.payload import encode_payload
-from tests.election_sim import Faults, Sim
+from tests.support.election_sim import Faults, Sim
 
 RUNS = int(os.environ.get("BZZZ_SIM_RUNS", "1500"))
 

@@ -18,9 +18,9 @@ from bzzz.domain.entry import create_entry, decode_entry, decode_signed_entry, e
 from bzzz.domain.identity import Ed25519Signer
 from bzzz.domain.limits import MAX_ENTRY_BYTES
 from bzzz.errors import EntryError
-from tests.helpers import build_chain
+from tests.support.builders import build_chain
 
-VECTORS_DIR = Path(__file__).parent.parent / "fixtures" / "entries"
+VECTORS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "entries"
 VECTORS = json.loads((VECTORS_DIR / "vectors.json").read_text())
 
 

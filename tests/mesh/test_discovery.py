@@ -11,8 +11,8 @@ import pytest
 
 from bzzz.home.config import load_config, write_config
 from bzzz.home.node import init_node
-from tests.agents import Agent, invite_token, stop_all, wait_for
-from tests.netns import Host, lan
+from tests.support.agents import Agent, invite_token, stop_all, wait_for
+from tests.support.netns import Host, lan
 
 pytestmark = pytest.mark.slow
 

@@ -23,9 +23,16 @@ from bzzz.home.config import load_config
 from bzzz.home.keys import Identity
 from bzzz.home.node import open_home_store
 from bzzz.mesh.transport import dial
-from tests.agents import Agent, found, invite_token, join, stop_all, wait_for
-from tests.helpers import build_chain
-from tests.test_mesh import audit_findings
+from tests.support.agents import (
+    Agent,
+    audit_findings,
+    found,
+    invite_token,
+    join,
+    stop_all,
+    wait_for,
+)
+from tests.support.builders import build_chain
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,27 +17,19 @@ from bzzz.errors import PeerRefused, UsageError
 from bzzz.home.keys import Identity
 from bzzz.home.node import open_node
 from bzzz.mesh.transport import dial
-from tests.agents import Agent, converged, found, invite_token, join, stop_all, wait_for
+from tests.support.agents import (
+    Agent,
+    audit_clean,
+    converged,
+    found,
+    invite_token,
+    join,
+    stop_all,
+    wait_for,
+)
+from tests.support.cli import bzzz
 
 pytestmark = pytest.mark.slow
-
-
-def bzzz(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bzzz", *args], capture_output=True, text=True, timeout=60
-    )
-
-
-def audit_findings(agent: Agent) -> list[dict[str, object]]:
-    result = bzzz("audit", "--home", str(agent.home), "--json")
-    report = json.loads(result.stdout)
-    assert result.returncode == (0 if report["ok"] else 1), result.stderr
-    return list(report["findings"])
-
-
-def audit_clean(agent: Agent) -> None:
-    findings = audit_findings(agent)
-    assert not findings, findings[:5]
 
 
 @pytest.fixture
@@ -108,7 +98,7 @@ def test_late_joiner_catches_up_and_restart_resumes_after_kill_9(
         "".join(json.dumps({"kind": "task.note", "data": {"n": i}}) + "\n" for i in range(30_000))
     )
     b = join(tmp_path, "b", a)
-    assert bzzz("log", "append", "--home", str(a.home), "--batch", str(batch)).returncode == 0
+    assert bzzz("log", "append", "--home", str(a.home), "--batch", str(batch)).code == 0
     total = a.heads()[a.agent_id]
     agents.append(b.start())
     wait_for(lambda: b.heads().get(a.agent_id, 0) > 1000, what="catch-up to begin")
@@ -156,13 +146,13 @@ def test_a_removed_member_is_cut_off_everywhere(tmp_path: Path, agents: list[Age
     wait_for(lambda: len(c.connected()) == 2, what="c connected to a and b")
     c_id = c.agent_id
     refused = bzzz("member", "remove", c_id[:8], "--home", str(b.home))  # b: a developer
-    assert refused.returncode == 2 and "a developer may not remove a developer" in refused.stderr
+    assert refused.code == 2 and "a developer may not remove a developer" in refused.err
     promoted = bzzz("member", "role", b.agent_id[:8], "architect", "--home", str(a.home))
-    assert promoted.returncode == 0, promoted.stderr
-    listed = json.loads(bzzz("member", "list", "--home", str(a.home), "--json").stdout)
+    assert promoted.code == 0, promoted.err
+    listed = json.loads(bzzz("member", "list", "--home", str(a.home), "--json").out)
     assert {m["name"]: m["role"] for m in listed["members"]}["b"] == "architect"
     result = bzzz("member", "remove", c_id[:8], "--home", str(a.home))
-    assert result.returncode == 0, result.stderr
+    assert result.code == 0, result.err
     wait_for(lambda: c_id not in a.connected() and c_id not in b.connected(), what="c cut off")
     seq = c.append(text="after removal")
     for _ in range(20):  # c keeps redialing; nobody lets it in
@@ -196,13 +186,13 @@ def test_status_lock_and_clean_shutdown(tmp_path: Path, agents: list[Agent]) -> 
     b = join(tmp_path, "b", a)
     agents.append(b.start())
     wait_for(lambda: a.connected(), what="a connection")
-    status = json.loads(bzzz("status", "--home", str(a.home), "--json").stdout)
+    status = json.loads(bzzz("status", "--home", str(a.home), "--json").out)
     assert status["running"] and status["listen"] == a.address
     (peer,) = status["peers"]
     assert peer["agent_id"] == b.agent_id and peer["connected"]
     assert set(peer["heads"]) == {"ours", "theirs"} and peer["last_heard"] > 0
     second = bzzz("agent", "--home", str(a.home), "--no-mdns", "--listen", "127.0.0.1:0")
-    assert second.returncode == 2 and f"pid {a.proc.pid}" in second.stderr  # type: ignore[union-attr]
+    assert second.code == 2 and f"pid {a.proc.pid}" in second.err  # type: ignore[union-attr]
     held = Control.connect(a.home)  # a client that keeps its connection open
     assert held is not None and held.ask({"op": "status"})["ok"]  # type: ignore[index]
     assert a.stop(timeout=5) == 0
@@ -210,7 +200,7 @@ def test_status_lock_and_clean_shutdown(tmp_path: Path, agents: list[Agent]) -> 
     assert "Traceback" not in a.log_text()  # the held connection was hung up on, not cut
     agents.remove(a)
     assert not (a.home / "agent.sock").exists()
-    offline = json.loads(bzzz("status", "--home", str(a.home), "--json").stdout)
+    offline = json.loads(bzzz("status", "--home", str(a.home), "--json").out)
     assert offline["running"] is False and offline["store"]["entries"] > 0
 
 

@@ -14,9 +14,17 @@ from bzzz.domain import claims as cl
 from bzzz.domain.payload import decode_payload
 from bzzz.home.config import load_config, write_config
 from bzzz.home.node import init_node, open_home_store
-from tests.agents import Agent, converged, join_in, stop_all, wait_for
-from tests.netns import Lan, lan
-from tests.test_coordination_daemons import claim, claims_of, proven_leader
+from tests.support.agents import (
+    Agent,
+    claim,
+    claims_of,
+    converged,
+    join_in,
+    proven_leader,
+    stop_all,
+    wait_for,
+)
+from tests.support.netns import Lan, lan
 
 pytestmark = pytest.mark.slow
 

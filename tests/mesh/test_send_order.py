@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 from bzzz.home.node import open_node
 from bzzz.runtime.assembly import mesh_of
-from tests.agents import found
+from tests.support.agents import found
 
 
 def test_an_entry_wakes_the_senders_of_the_peers_waiting_for_it_first(tmp_path: Path) -> None:

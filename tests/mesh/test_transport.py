@@ -14,7 +14,7 @@ import pytest
 from bzzz.domain.identity import Ed25519Signer
 from bzzz.home.keys import Identity
 from bzzz.mesh.transport import CIPHERS, Gate, Login, Streams, dial, start_server
-from tests.agents import free_port
+from tests.support.agents import free_port
 
 
 def _identity() -> Identity:

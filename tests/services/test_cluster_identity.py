@@ -7,24 +7,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bzzz.domain import membership as ms
-from bzzz.domain.entry import Entry, create_entry
+from bzzz.domain.entry import Entry
 from bzzz.domain.identity import Ed25519Signer
-from bzzz.domain.invite import decode_token, encode_token, secret_hash
+from bzzz.domain.invite import decode_token, encode_token
 from bzzz.domain.membership_audit import audit_membership
-from bzzz.domain.payload import encode_payload
 from bzzz.errors import PeerRefused
 from bzzz.home.config import load_config
 from bzzz.home.keys import load_identity
@@ -36,42 +32,11 @@ from bzzz.services.bundle_import import import_bundle
 from bzzz.store import EventStore
 from bzzz.store.bundle import write_bundle
 from bzzz.store.urls import resolve_store_url
-from tests.agents import found, invite_token, join, stop_all, wait_for
+from tests.support.agents import found, invite_token, join, stop_all, wait_for
+from tests.support.cli import bzzz
+from tests.support.logs import Logs
 
 ROLES = load_roles(None)
-
-
-class Logs:
-    """Signed entries of several authors, with one Lamport clock across them."""
-
-    def __init__(self) -> None:
-        self.lamport = 0
-        self.tips: dict[bytes, tuple[int, bytes | None]] = {}
-        self.entries: list[Entry] = []
-
-    def add(self, signer: Ed25519Signer, kind: str, body: dict[str, Any]) -> Entry:
-        self.lamport += 1
-        seq, prev = self.tips.get(signer.public_key, (0, None))
-        entry = create_entry(
-            signer,
-            seq=seq + 1,
-            prev=prev,
-            lamport=self.lamport,
-            ts=1000,
-            kind=kind,
-            body=encode_payload(body),
-        )
-        self.tips[signer.public_key] = (seq + 1, entry.hash)
-        self.entries.append(entry)
-        return entry
-
-    def admit(self, inviter: Ed25519Signer, member: bytes, name: str, role: str) -> None:
-        token = secret_hash(name.encode().ljust(16, b"."))
-        self.add(inviter, ms.INVITED, ms.invited_body(token, role, 10**12))
-        self.add(inviter, ms.ADMITTED, ms.admitted_body(member, name, role, token))
-
-    def of(self, signer: Ed25519Signer) -> list[Entry]:
-        return [e for e in self.entries if e.author == signer.public_key]
 
 
 def _signer() -> Ed25519Signer:
@@ -185,13 +150,6 @@ def test_importing_any_bundle_changes_membership_only_by_valid_acts(
 # Through the command line and real daemons
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "BZZZ_HOME"}
-    return subprocess.run(
-        [sys.executable, "-m", "bzzz", *args], capture_output=True, text=True, env=env, timeout=60
-    )
-
-
 def _cluster_id(home: Path) -> bytes:
     found_id = load_config(home).mesh.cluster_id
     assert found_id is not None
@@ -203,10 +161,10 @@ def _forger(tmp_path: Path, below: bytes | None = None) -> Path:
     `below` when given, and a note in its log."""
     while True:
         home = tmp_path / f"forger-{os.urandom(3).hex()}"
-        assert _cli("init", "--home", str(home), "--new-cluster", "test").returncode == 0
+        assert bzzz("init", "--home", str(home), "--new-cluster", "test").code == 0
         if below is None or load_identity(home).public_key < below:
             break
-    assert _cli("log", "append", "--home", str(home), "--kind", "task.note").returncode == 0
+    assert bzzz("log", "append", "--home", str(home), "--kind", "task.note").code == 0
     return home
 
 
@@ -217,21 +175,21 @@ def test_import_refuses_a_forged_cluster_and_audit_reports_what_slipped_in(
     me = load_identity(home).public_key
     forger = _forger(tmp_path, below=me)
     bundle = tmp_path / "forged.bundle"
-    assert _cli("log", "export", str(bundle), "--home", str(forger)).returncode == 0
+    assert bzzz("log", "export", str(bundle), "--home", str(forger)).code == 0
     # The bundle names the forger's cluster: refused whole, with the reason.
-    result = _cli("log", "import", str(bundle), "--home", str(home))
-    assert result.returncode == 2 and "nothing imported" in result.stderr, result
+    result = bzzz("log", "import", str(bundle), "--home", str(home))
+    assert result.code == 2 and "nothing imported" in result.err, result
     # The same logs in a bundle that claims our cluster: each log refused as not-member.
     raws = bundle.read_bytes()
     relabelled = tmp_path / "relabelled.bundle"
     relabelled.write_bytes(raws[:12] + _cluster_id(home) + raws[44:])
-    result = _cli("log", "import", str(relabelled), "--home", str(home), "--json")
-    assert result.returncode == 1, result
-    summary = json.loads(result.stdout)
+    result = bzzz("log", "import", str(relabelled), "--home", str(home), "--json")
+    assert result.code == 1, result
+    summary = json.loads(result.out)
     assert summary["accepted"] == 0 and {r["code"] for r in summary["refused"]} == {"not-member"}
-    listed = json.loads(_cli("member", "list", "--home", str(home), "--json").stdout)
+    listed = json.loads(bzzz("member", "list", "--home", str(home), "--json").out)
     assert [m["agent_id"] for m in listed["members"]] == [me.hex()]
-    assert _cli("audit", "--home", str(home)).returncode == 0
+    assert bzzz("audit", "--home", str(home)).code == 0
     # A store that holds the forged log anyway (an older bzzz took it): membership stays
     # anchored, and the audit reports the log and its founding entry.
     with open_home_store(home) as store, open_home_store(forger) as theirs:
@@ -239,9 +197,9 @@ def test_import_refuses_a_forged_cluster_and_audit_reports_what_slipped_in(
     with open_node(home) as node:
         state = read_membership(node.store, node.roles, _cluster_id(home))
     assert set(state.members) == {me}
-    audit = _cli("audit", "--home", str(home), "--json")
-    assert audit.returncode == 1
-    codes = sorted(f["code"] for f in json.loads(audit.stdout)["findings"])
+    audit = bzzz("audit", "--home", str(home), "--json")
+    assert audit.code == 1
+    codes = sorted(f["code"] for f in json.loads(audit.out)["findings"])
     assert codes == ["foreign-founding", "not-member"]
 
 
@@ -283,16 +241,16 @@ def test_a_tampered_invite_spends_nothing_and_leaves_nothing(tmp_path: Path) -> 
         ids = token.cluster_id
         forged = encode_token(replace(token, cluster_id=bytes([ids[0] ^ 1]) + ids[1:]))
         joiner = tmp_path / "b"
-        result = _cli("join", forged, "--home", str(joiner), "--name", "b")
-        assert result.returncode == 2, result
-        assert "ask the inviter for a new one" in result.stderr, result.stderr
-        assert "Traceback" not in result.stderr
+        result = bzzz("join", forged, "--home", str(joiner), "--name", "b")
+        assert result.code == 2, result
+        assert "ask the inviter for a new one" in result.err, result.err
+        assert "Traceback" not in result.err
         assert not joiner.exists(), "a failed join left files behind"
-        listed = json.loads(_cli("member", "list", "--home", str(a.home), "--json").stdout)
+        listed = json.loads(bzzz("member", "list", "--home", str(a.home), "--json").out)
         assert len(listed["members"]) == 1
-        genuine = _cli("join", encode_token(token), "--home", str(joiner), "--name", "b")
-        assert genuine.returncode == 0, genuine.stderr
-        listed = json.loads(_cli("member", "list", "--home", str(a.home), "--json").stdout)
+        genuine = bzzz("join", encode_token(token), "--home", str(joiner), "--name", "b")
+        assert genuine.code == 0, genuine.err
+        listed = json.loads(bzzz("member", "list", "--home", str(a.home), "--json").out)
         assert len(listed["members"]) == 2
         assert load_config(joiner).mesh.cluster_id == token.cluster_id.hex()
     finally:

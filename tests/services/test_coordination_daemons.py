@@ -10,10 +10,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bzzz.agent.control import ask
-from tests.agents import Agent, found, join, stop_all, wait_for
-from tests.helpers import run_in_threads
-from tests.test_mesh import bzzz
+from tests.support.agents import (
+    Agent,
+    claim,
+    claims_of,
+    found,
+    join,
+    proven_leader,
+    stop_all,
+    wait_for,
+)
+from tests.support.builders import run_in_threads
+from tests.support.cli import bzzz
 
 pytestmark = pytest.mark.slow
 
@@ -30,15 +38,6 @@ def trio(tmp_path: Path) -> Iterator[list[Agent]]:
         yield agents
     finally:
         stop_all(agents)
-
-
-def proven_leader(agents: list[Agent]) -> str | None:
-    """The leader every running agent agrees on and can prove from its logs."""
-    views = [a.election() for a in agents if a.running()]
-    leaders = {v["leader"] for v in views}
-    if len(leaders) == 1 and None not in leaders and all(v["leader_proven"] for v in views):
-        return leaders.pop()
-    return None
 
 
 def test_leader_kill_gives_a_new_proven_leader(trio: list[Agent]) -> None:
@@ -64,26 +63,14 @@ def test_leader_kill_gives_a_new_proven_leader(trio: list[Agent]) -> None:
     assert old.election()["role"] == "follower"
     for agent in trio:
         assert not agent.election()["split_brain"]
-    offline = json.loads(bzzz("election", "status", "--home", str(old.home), "--json").stdout)
+    offline = json.loads(bzzz("election", "status", "--home", str(old.home), "--json").out)
     assert offline["running"] and offline["leader"] == second
     assert {"term", "leader", "voters", "history"} <= set(offline)
     # The audit checks the same proofs from the store alone, while the agent runs.
-    audited = json.loads(bzzz("audit", "--home", str(old.home), "--json").stdout)
+    audited = json.loads(bzzz("audit", "--home", str(old.home), "--json").out)
     assert audited["ok"], audited["findings"]
     assert audited["leadership"]["proven_terms"] >= 2
     assert audited["leadership"]["latest_leader"] == second
-
-
-def claim(agent: Agent, task: str) -> dict[str, object]:
-    answer = ask(agent.home, {"op": "claim", "task": task, "needs": [], "wait": 20}, timeout=30)
-    assert answer is not None
-    return answer
-
-
-def claims_of(agent: Agent) -> dict[str, dict[str, object]]:
-    answer = ask(agent.home, {"op": "claims"})
-    assert answer is not None
-    return {row["task"]: row for row in answer["claims"]}
 
 
 def test_racing_agents_get_one_grant_and_a_new_leader_reissues_it(trio: list[Agent]) -> None:

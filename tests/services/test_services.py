@@ -25,7 +25,7 @@ from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica
 from bzzz.store import EventStore
 from bzzz.store.urls import resolve_store_url
-from tests.agents import found
+from tests.support.agents import found
 from tests.support.memory_replica import Hub, MemoryReplica
 
 ROLES = load_roles(None)

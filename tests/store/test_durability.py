@@ -14,7 +14,7 @@ import pytest
 from bzzz.audit import audit_store
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl
-from tests.append_worker import SIGNER
+from tests.support.append_worker import SIGNER
 
 
 def _kill_after(url: StoreUrl, batch: int, lines_before_kill: int, extra_delay: float) -> int:
@@ -23,7 +23,7 @@ def _kill_after(url: StoreUrl, batch: int, lines_before_kill: int, extra_delay: 
         [
             sys.executable,
             "-m",
-            "tests.append_worker",
+            "tests.support.append_worker",
             url.url.render_as_string(hide_password=False),
             str(batch),
             "400",

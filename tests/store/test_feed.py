@@ -14,7 +14,7 @@ from bzzz.store import EventStore
 from bzzz.store import feed as arrivals_module
 from bzzz.store.feed import Arrivals
 from bzzz.store.records import StoredEntry
-from tests.helpers import build_chain
+from tests.support.builders import build_chain
 
 BODY = encode_payload({"k": "v"})
 

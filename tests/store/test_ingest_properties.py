@@ -14,7 +14,7 @@ from bzzz.domain.entry import create_entry
 from bzzz.store import EventStore
 from bzzz.store.urls import resolve_store_url
 from tests.conftest import make_signer
-from tests.helpers import build_chain
+from tests.support.builders import build_chain
 
 ALICE, BOB = make_signer(21), make_signer(22)
 CHAIN = build_chain(ALICE, 8)

@@ -9,7 +9,7 @@ from bzzz.projections.authors import AuthorsProjection, read_authors
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl
 from tests.conftest import make_signer
-from tests.helpers import run_in_threads
+from tests.support.builders import run_in_threads
 
 BODY = encode_payload({})
 

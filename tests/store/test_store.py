@@ -15,7 +15,7 @@ from bzzz.errors import EntryError, StoreError
 from bzzz.store import EventStore
 from bzzz.store.urls import StoreUrl, resolve_store_url
 from tests.conftest import make_signer
-from tests.helpers import build_chain, run_in_threads
+from tests.support.builders import build_chain, run_in_threads
 
 BODY = encode_payload({"k": "v"})
 

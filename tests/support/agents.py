@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from bzzz.domain.invite import decode_token, encode_token
 from bzzz.home.node import init_node, open_node
 from bzzz.runtime.assembly import inviters_of
 from bzzz.services.members import create_invite, join_cluster
+from tests.support.cli import bzzz
 
 START_TIMEOUT_S = 30.0
 
@@ -181,3 +183,39 @@ def join_in(host_wrap: list[str], address: str, root: Path, name: str, inviter: 
     )
     assert result.returncode == 0, result.stderr
     return Agent(home, 7420, host=address, wrap=host_wrap)
+
+
+# What a running cluster says: its audit, its leader, its claims.
+
+
+def audit_findings(agent: Agent) -> list[dict[str, Any]]:
+    result = bzzz("audit", "--home", str(agent.home), "--json")
+    report = json.loads(result.out)
+    assert result.code == (0 if report["ok"] else 1), result.err
+    return list(report["findings"])
+
+
+def audit_clean(agent: Agent) -> None:
+    findings = audit_findings(agent)
+    assert not findings, findings[:5]
+
+
+def proven_leader(agents: list[Agent]) -> str | None:
+    """The leader every running agent agrees on and can prove from its logs."""
+    views = [a.election() for a in agents if a.running()]
+    leaders = {v["leader"] for v in views}
+    if len(leaders) == 1 and None not in leaders and all(v["leader_proven"] for v in views):
+        return leaders.pop()
+    return None
+
+
+def claim(agent: Agent, task: str) -> dict[str, object]:
+    answer = ask(agent.home, {"op": "claim", "task": task, "needs": [], "wait": 20}, timeout=30)
+    assert answer is not None
+    return answer
+
+
+def claims_of(agent: Agent) -> dict[str, dict[str, object]]:
+    answer = ask(agent.home, {"op": "claims"})
+    assert answer is not None
+    return {row["task"]: row for row in answer["claims"]}

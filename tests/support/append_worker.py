@@ -1,6 +1,6 @@
 """A process that appends until killed, reporting each write as it returns.
 
-    python -m tests.append_worker STORE_URL BATCH_SIZE MAX_BATCHES
+    python -m tests.support.append_worker STORE_URL BATCH_SIZE MAX_BATCHES
 
 Prints ``writing`` before each batch and ``done N`` (entries so far) after it returns.
 Stops by itself after MAX_BATCHES, so a test that fails to kill it cannot hang.
