@@ -54,9 +54,11 @@ log = logging.getLogger("bzzz.mesh")
 
 # Refusals an honest peer can cause: it has not heard of a fork yet, or our own store
 # is damaged. Anything else from a peer is a protocol violation.
-# A member's log that reaches us before its admission is refused as not-member: the
-# senders' order (admissions first) makes that rare, and a reconnection resends it.
+# A member's log that reaches us before its admission is refused as not-member (the
+# senders' order, admissions first, makes that rare) and parked until the fold admits
+# its author: its sender will not send it again on this link.
 BENIGN_REFUSALS = frozenset({"frozen", "store-damaged", NOT_MEMBER})
+PARKED_BYTES = 8 * 1024 * 1024
 # Writers in other processes poke the agent (`notify_agent`); polling is the fallback.
 POLL_S = 1.0
 # Hashes of entries stored lately, so duplicates (a full mesh forwards every entry to
@@ -138,6 +140,8 @@ class Mesh:
         self._election_handler: Callable[[ElectionMsg], None] | None = None
         self._link_lost_handler: Callable[[bytes], None] | None = None
         self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._parked: OrderedDict[bytes, Entry] = OrderedDict()  # not-member, by hash
+        self._parked_bytes = 0
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
 
     # Life cycle
@@ -190,6 +194,8 @@ class Mesh:
             session.wake.set()
         if changed:
             self._enforce_membership()
+            if self._parked:
+                self._spawn(self._unpark())
         self._heads_moved()
 
     def _read_state(
@@ -468,6 +474,7 @@ class Mesh:
                     self._read_membership,
                 )
             self._publish()
+        self._park(report.unwanted)
         self._remember(report.accepted)
         touched: dict[bytes, int] = {}
         for entry in report.accepted:
@@ -508,6 +515,31 @@ class Mesh:
         if any(fork.author == session.peer for fork in report.forks):
             raise PeerMisbehaved("forked", "it signed two different entries at one seq")
         return touched
+
+    def _park(self, entries: list[Entry]) -> None:
+        """Keep entries refused as not-member, the oldest dropped past PARKED_BYTES."""
+        for entry in entries:
+            if entry.hash not in self._parked:
+                self._parked[entry.hash] = entry
+                self._parked_bytes += len(entry.raw)
+        while self._parked_bytes > PARKED_BYTES:
+            _, dropped = self._parked.popitem(last=False)
+            self._parked_bytes -= len(dropped.raw)
+
+    async def _unpark(self) -> None:
+        """Store the parked entries whose authors the fold now admits."""
+        ready = [e for e in self._parked.values() if self.membership.ever_member(e.author)]
+        if not ready:
+            return
+        for entry in ready:
+            del self._parked[entry.hash]
+            self._parked_bytes -= len(entry.raw)
+        async with self._write_lock:
+            report = await asyncio.to_thread(self.store.ingest, [e.raw for e in ready])
+            self._publish()
+        if report.accepted:
+            log.info("stored %d entries held back until their authors' admission", len(ready))
+            await self.refresh()
 
     # Sessions
 

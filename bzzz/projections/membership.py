@@ -81,7 +81,7 @@ def ingest_members_only(
     `cluster_id` (`members` as the caller last knew it). Entries of other keys make
     the fold be read again (`reread`): the store may hold their admission already, or
     the batch may bring it beside the key's own log. What no fold admits is refused as
-    `not-member`."""
+    `not-member` and handed back in `report.unwanted`."""
     report = ingest(raws, of_members(members, cluster_id))
     held, report.unwanted = report.unwanted, []
     last = report
@@ -116,4 +116,5 @@ def ingest_members_only(
         )
         for author, count in counts.items()
     )
+    report.unwanted = held  # not stored: a caller may keep them until the fold changes
     return report
