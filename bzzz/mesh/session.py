@@ -313,10 +313,12 @@ class PeerSession:
             known = max(self.their_heads.get(author, 0), self.sent.get(author, 0))
             if seq <= known or (author != self.mesh.me and author in self.their_links):
                 continue
-            admission = membership.admission(author)
+            # A log the peer has none of goes only after the entry that admitted its
+            # author (the peer would refuse it before); one it holds part of, it took.
+            admission = membership.admission(author) if known == 0 else None
             if admission is not None and self._known(admission[0]) < admission[1]:
                 self._waiting_admission = True  # a `Have` of the admitter's wakes us
-                continue  # its admitter's log goes first: the peer refuses it before
+                continue
             room = MAX_BATCH_ENTRIES - len(raws)
             if room <= 0 or size >= BATCH_TARGET_BYTES:
                 break
