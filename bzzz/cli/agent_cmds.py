@@ -64,6 +64,7 @@ def status(home: HomeOption = None, json_: JsonOption = False) -> None:
             "name": config.name,
             "role": config.role,
             "cluster": config.mesh.cluster,
+            "cluster_id": config.mesh.cluster_id,
             "listen": None,
             "store": {"url": store.url.display(), "entries": entries, "logs": len(heads)},
             "heads": heads,
@@ -94,6 +95,8 @@ def _render(data: dict[str, Any]) -> None:
     out.print(f"[bold]{data['name']}[/bold] {data['agent_id']}  {state}")
     authority = f" ({data['authority']})" if data.get("authority") else ""
     cluster = f"cluster {data['cluster']}" if data.get("cluster") else NO_CLUSTER
+    if data.get("cluster") and data.get("cluster_id"):
+        cluster += f" ({str(data['cluster_id'])[:12]})"
     if data["running"]:
         listen = f"listening on {shown(data.get('listen'), 'no address yet')}"
     else:

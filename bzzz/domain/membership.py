@@ -158,6 +158,16 @@ NOT_OURS = "not this cluster's founding entry"
 NO_ANCHOR = "several founding entries and no cluster id to choose between them"
 
 
+def founding_problem(state: Membership, cluster_id: bytes) -> str | None:
+    """Why the membership did not start from the founding entry `cluster_id`, if not."""
+    if state.cluster_id == cluster_id:
+        return None
+    for act, why in state.ignored:
+        if act.hash == cluster_id:
+            return f"the cluster's founding entry was not taken: {why}"
+    return "the store holds no founding entry with this cluster id"
+
+
 def founding_of(acts: Iterable[MembershipAct], founding: bytes | None) -> bytes | None:
     """The hash of the founding entry to fold from: `founding` when the cluster id is
     known, else the only founding entry among the acts (none if there are several:

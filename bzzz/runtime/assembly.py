@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from bzzz.domain.election import Settings
 from bzzz.domain.invite import InviteToken
+from bzzz.domain.membership import founding_problem
 from bzzz.domain.profile import Profile
 from bzzz.domain.standing import TransferPolicy
 from bzzz.errors import ConfigError, UsageError
@@ -151,6 +152,14 @@ def assemble(
                 "this node is in no cluster: found one with `bzzz init --new-cluster NAME`, "
                 "or join one with `bzzz join TOKEN`"
             )
+        problem = founding_problem(mesh.membership, mesh.cluster_id)
+        if problem is not None and "no role named" in problem:
+            raise ConfigError(
+                f"{problem}: every node of a cluster must use the same roles file "
+                f"(config key `project`; now {node.config.project or 'the packaged roles'})"
+            )
+        if problem is not None:
+            raise ConfigError(f"{problem}; `bzzz audit` says what the store holds")
         try:
             await mesh.start([*config.mesh.peers, *(peers or [])])
         except OSError as error:

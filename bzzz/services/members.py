@@ -28,14 +28,23 @@ from bzzz.services.ports import Inviters
 log = logging.getLogger("bzzz.join")
 
 
+MAX_INVITE_DAYS = 30  # a token is a secret on the loose until it is used
+
+
 def parse_duration(text: str) -> int:
-    """'90s', '30m', '1h', '2d' in milliseconds."""
+    """'90s', '30m', '1h', '2d' in milliseconds, at most MAX_INVITE_DAYS."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     cleaned = text.strip().lower()
     number, unit = cleaned[:-1], cleaned[-1:]
     if unit not in units or not number.isdigit() or int(number) <= 0:
         raise UsageError(f"--expires {text!r}: expected a duration such as 90s, 30m, 1h or 2d")
-    return int(number) * units[unit] * 1000
+    seconds = int(number) * units[unit]
+    if seconds > MAX_INVITE_DAYS * 86400:
+        raise UsageError(
+            f"--expires {text!r}: an invite lasts at most {MAX_INVITE_DAYS} days; "
+            "make a new one when it runs out"
+        )
+    return seconds * 1000
 
 
 def create_invite(node: Node, role: str, expires: str, reach: str) -> InviteToken:

@@ -135,3 +135,15 @@ def test_a_project_without_roles_uses_the_packaged_roles(home: Path, tmp_path: P
     project.mkdir()
     set_in_config(home, f"project: {project}\n")
     assert bzzz("log", "append", "--home", str(home), "-k", "task.note").code == 0
+
+
+def test_a_roles_file_without_the_founders_role_is_named(tmp_path: Path) -> None:
+    home = make_home(tmp_path / "node", "--new-cluster", "c", "--listen", "127.0.0.1:0")
+    project = tmp_path / "project"
+    (project / ".ucxl").mkdir(parents=True)
+    (project / ".ucxl" / "roles.yaml").write_text(
+        "roles:\n  developer:\n    authority: coordination\n"
+    )
+    set_in_config(home, f"project: {project}\n")
+    result = bzzz("agent", "--home", str(home), "--no-mdns", timeout=30)
+    assert_one_line_error(result, "no role named 'admin'", "same roles file")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import replace
@@ -255,3 +256,31 @@ def test_a_tampered_invite_spends_nothing_and_leaves_nothing(tmp_path: Path) -> 
         assert load_config(joiner).mesh.cluster_id == token.cluster_id.hex()
     finally:
         stop_all([a])
+
+
+def test_a_home_from_before_cluster_ids_is_pinned_only_when_unambiguous(tmp_path: Path) -> None:
+    home = found(tmp_path, "a").home
+    cluster_id = _cluster_id(home)
+    config = home / "config.yaml"
+    unpinned = re.sub(r"\n +cluster_id: [0-9a-f]+", "", config.read_text())
+    config.write_text(unpinned)
+    with open_node(home) as node:
+        assert node.config.mesh.cluster_id == cluster_id.hex()
+    assert _cluster_id(home) == cluster_id  # written back
+    forger = _forger(tmp_path)
+    with open_home_store(home) as store, open_home_store(forger) as theirs:
+        store.ingest(s.raw for s in theirs.notifications(after=0))
+    config.write_text(unpinned)
+    result = bzzz("member", "list", "--home", str(home))
+    assert result.code == 2 and "2 founding entries" in result.err, result
+
+
+def test_a_join_that_cannot_reach_its_inviter_leaves_nothing(tmp_path: Path) -> None:
+    a = found(tmp_path, "a")  # its agent is not running
+    joiner = tmp_path / "b"
+    result = bzzz("join", invite_token(a), "--home", str(joiner), "--name", "b")
+    assert result.code == 2 and "cannot reach the inviter" in result.err, result
+    assert not joiner.exists()
+    joiner.mkdir()  # an empty folder given as the home stays, empty
+    result = bzzz("join", invite_token(a), "--home", str(joiner), "--name", "b")
+    assert result.code == 2 and list(joiner.iterdir()) == []

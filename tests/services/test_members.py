@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from bzzz.errors import UsageError
 from bzzz.home.keys import load_identity
+from bzzz.services.members import parse_duration
 from tests.support.agents import found, join, stop_all
 from tests.support.cli import bzzz
 
@@ -32,3 +36,10 @@ def test_the_last_administrator_cannot_leave_or_be_demoted(tmp_path: Path) -> No
         assert status == {me: "removed", other: "member"}
     finally:
         stop_all([a])
+
+
+def test_an_invite_lasts_at_most_thirty_days() -> None:
+    assert parse_duration("30d") == 30 * 86_400_000 and parse_duration(" 90S ") == 90_000
+    for text in ("99999999d", "31d", "721h", "0m", "1w", "d", "-5m"):
+        with pytest.raises(UsageError, match="--expires"):
+            parse_duration(text)
