@@ -166,6 +166,15 @@ $BZZZ log show --home "$work/m3" --limit 3
 step "Every node's store audits clean"
 for n in 1 2 3; do $BZZZ audit --home "$work/m$n"; done
 
+step "A forger founds its own cluster named demo: its logs are refused, membership unchanged"
+$BZZZ init --home "$work/forger" --name forger --new-cluster demo >/dev/null
+$BZZZ log export "$work/forger.bundle" --home "$work/forger"
+set +e
+$BZZZ log import "$work/forger.bundle" --home "$work/m1"
+echo "(import exit code: $?)"
+set -e
+$BZZZ member list --home "$work/m1"
+
 step "The admin election: a Raft leader among the voters, proven by vote entries in the logs"
 leader_of() {  # leader_of HOME [OTHER_THAN]: wait until HOME follows a proven leader, print its id
   if $PY - "$@" <<'PYEOF'
