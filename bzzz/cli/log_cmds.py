@@ -21,7 +21,7 @@ from bzzz.domain.limits import MAX_PAYLOAD_DEPTH
 from bzzz.domain.payload import encode_payload
 from bzzz.errors import EntryError, UsageError, one_line
 from bzzz.home.location import resolve_home
-from bzzz.home.node import cluster_id_of, open_config, open_home_store, open_node, roles_of
+from bzzz.home.node import cluster_id_of, open_config, open_home_store, open_node
 from bzzz.services.bundle_import import import_bundle
 from bzzz.store import EventStore, StoredEntry
 from bzzz.store.bundle import check_bundle, write_bundle
@@ -255,9 +255,8 @@ def import_(
     Exits 1 when any entry was refused. A damaged bundle changes nothing."""
     total = check_bundle(file)
     where = resolve_home(home)
-    config = open_config(where)
-    with open_home_store(where) as store:
-        result = import_bundle(store, roles_of(where, config), cluster_id_of(config), file)
+    with open_node(where) as node:  # opening pins a cluster id a home predates
+        result = import_bundle(node.store, node.roles, cluster_id_of(node.config), file)
     accepted, duplicates = result.accepted, result.duplicates
     forks: list[dict[str, object]] = [
         {"author": e.author.hex(), "seq": e.seq, "hash": e.hash.hex()} for e in result.forks

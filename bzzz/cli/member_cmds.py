@@ -17,6 +17,7 @@ from bzzz.cli.render import err, iso_ms, out, print_json
 from bzzz.domain.identity import is_id_prefix
 from bzzz.domain.invite import decode_token, encode_token
 from bzzz.errors import UsageError
+from bzzz.home.config import load_config
 from bzzz.home.location import check_home_path, resolve_home
 from bzzz.home.node import Node, cluster_id_of, init_node, open_node
 from bzzz.projections.membership import read_membership
@@ -96,6 +97,8 @@ def join(
         with node:
             result = asyncio.run(join_cluster(node, parsed, inviters_of(node)))
     except BaseException:
+        if _joined(where):  # admitted, config written: a member that must keep its key
+            raise
         for path in made or ():
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -215,3 +218,11 @@ def _daemon_address(home: Path) -> str | None:
         return None
     listen = answer["status"].get("listen")
     return listen if isinstance(listen, str) else None
+
+
+def _joined(home: Path) -> bool:
+    """Whether the home's config names a cluster id (a join wrote it)."""
+    try:
+        return load_config(home).mesh.cluster_id is not None
+    except UsageError:
+        return False

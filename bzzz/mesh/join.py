@@ -51,12 +51,14 @@ class MeshInviters:
 
 
 def _caught_up(mesh: Mesh, session: PeerSession) -> bool:
-    """Whether we hold every log the inviter holds, as far as it does. Its hello and its
-    acknowledgements say how far; the admission it writes after the hellos is among
-    them only once it says so, so an empty membership is never taken for done."""
-    theirs = session.their_heads
-    return (
-        bool(theirs)
-        and all(mesh.heads.get(a, 0) >= s for a, s in theirs.items())
-        and (mesh.membership.is_member(mesh.me))
+    """Whether we are admitted and hold the log of every member the inviter holds, as
+    far as it does (its hello and what it sent say how far). Logs of keys that never
+    were members it does not send, and we would not store."""
+    membership = mesh.membership
+    if not membership.is_member(mesh.me):
+        return False
+    return all(
+        mesh.heads.get(author, 0) >= seq
+        for author, seq in session.their_heads.items()
+        if membership.ever_member(author)
     )

@@ -142,6 +142,10 @@ class Mesh:
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._parked: OrderedDict[bytes, Entry] = OrderedDict()  # not-member, by hash
         self._parked_bytes = 0
+        # Membership entries stored by this process, counted, and the count the folded
+        # membership has seen: the fold is read again only when they differ.
+        self._acts_stored = 0
+        self._acts_folded = 0
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
 
     # Life cycle
@@ -184,7 +188,9 @@ class Mesh:
 
     async def refresh(self) -> None:
         """Re-read heads, fork evidence and membership (after writes by any process)."""
+        acts = self._acts_stored
         heads, forks, position, membership = await asyncio.to_thread(self._read_state)
+        self._acts_folded = max(self._acts_folded, acts)
         self.arrivals.note_unknown()
         self.heads = heads
         self._forks = forks
@@ -207,6 +213,14 @@ class Mesh:
 
     def _read_membership(self) -> ms.Membership:
         return read_membership(self.store, self.roles, self.cluster_id)
+
+    def _membership_now(self) -> ms.Membership:
+        """The fold as the store has it: read again only if this process stored
+        membership entries since it was folded (others' writes come with the poll)."""
+        acts = self._acts_stored
+        if acts == self._acts_folded:
+            return self.membership
+        return self._read_membership()
 
     def _set_membership(self, membership: ms.Membership) -> bool:
         before = set(self.membership.members)
@@ -404,6 +418,8 @@ class Mesh:
         """The store's write listener; runs where the write ran (the loop or a worker
         thread), under our write lock."""
         self._written += written
+        if any(entry.kind in ms.KINDS for _, entry in written):
+            self._acts_stored += 1
 
     def _publish(self) -> None:
         """Hand what our last write stored to the readers in this process. If its
@@ -464,6 +480,9 @@ class Mesh:
             if self.cluster_id is None:
                 report = await self._store_call(len(fresh), self.store.ingest, fresh)
             else:
+                # Parked entries whose authors are admitted by now go in with this
+                # batch: it may continue their logs.
+                fresh = [e.raw for e in self._take_parked(self.membership)] + fresh
                 report = await self._store_call(
                     len(fresh),
                     ingest_members_only,
@@ -471,10 +490,11 @@ class Mesh:
                     fresh,
                     self.cluster_id,
                     self.membership,
-                    self._read_membership,
+                    self._membership_now,
+                    self._take_parked,
                 )
             self._publish()
-        self._park(report.unwanted)
+            self._park(report.unwanted)
         self._remember(report.accepted)
         touched: dict[bytes, int] = {}
         for entry in report.accepted:
@@ -517,7 +537,8 @@ class Mesh:
         return touched
 
     def _park(self, entries: list[Entry]) -> None:
-        """Keep entries refused as not-member, the oldest dropped past PARKED_BYTES."""
+        """Keep entries refused as not-member, the oldest dropped past PARKED_BYTES.
+        The parked entries change only under the write lock."""
         for entry in entries:
             if entry.hash not in self._parked:
                 self._parked[entry.hash] = entry
@@ -525,16 +546,23 @@ class Mesh:
         while self._parked_bytes > PARKED_BYTES:
             _, dropped = self._parked.popitem(last=False)
             self._parked_bytes -= len(dropped.raw)
+        if any(self.membership.ever_member(e.author) for e in entries):
+            self._spawn(self._unpark())  # admitted meanwhile (a refresh came first)
 
-    async def _unpark(self) -> None:
-        """Store the parked entries whose authors the fold now admits."""
-        ready = [e for e in self._parked.values() if self.membership.ever_member(e.author)]
-        if not ready:
-            return
+    def _take_parked(self, membership: ms.Membership) -> list[Entry]:
+        """The parked entries whose authors `membership` admits, no longer parked."""
+        ready = [e for e in self._parked.values() if membership.ever_member(e.author)]
         for entry in ready:
             del self._parked[entry.hash]
             self._parked_bytes -= len(entry.raw)
+        return ready
+
+    async def _unpark(self) -> None:
+        """Store the parked entries whose authors the fold now admits."""
         async with self._write_lock:
+            ready = self._take_parked(self.membership)
+            if not ready:
+                return
             report = await asyncio.to_thread(self.store.ingest, [e.raw for e in ready])
             self._publish()
         if report.accepted:

@@ -313,12 +313,16 @@ class PeerSession:
             known = max(self.their_heads.get(author, 0), self.sent.get(author, 0))
             if seq <= known or (author != self.mesh.me and author in self.their_links):
                 continue
-            # A log the peer has none of goes only after the entry that admitted its
-            # author (the peer would refuse it before); one it holds part of, it took.
-            admission = membership.admission(author) if known == 0 else None
-            if admission is not None and self._known(admission[0]) < admission[1]:
-                self._waiting_admission = True  # a `Have` of the admitter's wakes us
-                continue
+            # A log the peer has none of goes only if its author is or was a member,
+            # and only after the entry that admitted it (the peer would refuse it
+            # before); one it holds part of, it took.
+            if known == 0 and author != self.mesh.me and self.mesh.cluster_id is not None:
+                if not membership.ever_member(author):
+                    continue  # a log that does not belong here (an older bzzz kept it)
+                admission = membership.admission(author)
+                if admission is not None and self._known(admission[0]) < admission[1]:
+                    self._waiting_admission = True  # a `Have` of the admitter's wakes us
+                    continue
             room = MAX_BATCH_ENTRIES - len(raws)
             if room <= 0 or size >= BATCH_TARGET_BYTES:
                 break

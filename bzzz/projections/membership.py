@@ -76,12 +76,15 @@ def ingest_members_only(
     cluster_id: bytes,
     members: Membership,
     reread: Callable[[], Membership],
+    kept: Callable[[Membership], list[Entry]] | None = None,
 ) -> IngestReport:
     """Store only the entries of keys that are or were members of the cluster
     `cluster_id` (`members` as the caller last knew it). Entries of other keys make
     the fold be read again (`reread`): the store may hold their admission already, or
     the batch may bring it beside the key's own log. What no fold admits is refused as
-    `not-member` and handed back in `report.unwanted`."""
+    `not-member` and handed back in `report.unwanted`. `kept` hands over entries held
+    back earlier (parked) whose authors a fold now admits: they go in with the batch's,
+    so that a log's start and its continuation are stored together."""
     report = ingest(raws, of_members(members, cluster_id))
     held, report.unwanted = report.unwanted, []
     last = report
@@ -94,6 +97,8 @@ def ingest_members_only(
         members = reread()
         wanted = of_members(members, cluster_id)
         again = [e for e in held if wanted(e)]
+        if kept is not None:
+            again = kept(members) + again
         if not again:
             break
         held = [e for e in held if not wanted(e)]

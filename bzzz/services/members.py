@@ -153,38 +153,42 @@ async def join_cluster(node: Node, token: InviteToken, inviters: Inviters) -> Jo
     """Log in to the inviter with the token, get admitted, and copy every log it holds;
     then this node's config names the cluster. A join that fails writes no config."""
     began = time.monotonic()
+    failure: str | None = None
     try:
         await inviters.join(token, node.config.name)
     except PeerRefused:
-        raise UsageError(
+        failure = (
             "the inviter refused the token: it was used already, has expired, "
             "or belongs to another node"
-        ) from None
+        )
     except PeerUnreachable as error:
-        raise UsageError(
-            f"cannot reach the inviter: {error}; is its `bzzz agent` running?"
-        ) from None
+        failure = f"cannot reach the inviter: {error}; is its `bzzz agent` running?"
     except ProtocolError as error:
-        if error.code != "wrong-cluster":
-            raise UsageError(f"the inviter broke the protocol: {error}") from None
-        raise UsageError(
-            f"the inviter is not in the cluster the token names ({error}): the token "
-            "was changed or is for another cluster; ask the inviter for a new one"
-        ) from None
+        failure = f"the inviter broke the protocol: {error}"
+        if error.code == "wrong-cluster":
+            failure = (
+                f"the inviter is not in the cluster the token names ({error}): the token "
+                "was changed or is for another cluster; ask the inviter for a new one"
+            )
     except (ConnectionClosed, TimeoutError):
-        raise UsageError(
+        failure = (
             "the inviter closed the connection before we were admitted and caught up: the "
             "token was used already, has expired, or names another cluster"
-        ) from None
+        )
     membership = read_membership(node.store, node.roles, token.cluster_id)
     me = membership.members.get(node.identity.public_key)
     if me is None:
-        raise UsageError("the inviter let us in but its logs do not show our admission")
+        raise UsageError(failure or "the inviter let us in but its logs do not show our admission")
     peers = list(dict.fromkeys([*node.config.mesh.peers, f"{token.host}:{token.port}"]))
     settings = node.config.mesh.model_copy(
         update={"cluster": token.cluster, "cluster_id": token.cluster_id.hex(), "peers": peers}
     )
     write_config(node.home, node.config.model_copy(update={"role": me.role, "mesh": settings}))
+    if failure is not None:  # admitted: the node is a member; its agent catches up
+        raise UsageError(
+            f"admitted to cluster {token.cluster}, but copying its logs did not finish "
+            f"({failure}); start `bzzz agent` on this home: it catches up"
+        )
     log.info("joined %s via %s", token.cluster, short_id(token.inviter))
     heads = node.store.heads()
     return JoinResult(

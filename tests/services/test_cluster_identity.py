@@ -284,3 +284,29 @@ def test_a_join_that_cannot_reach_its_inviter_leaves_nothing(tmp_path: Path) -> 
     joiner.mkdir()  # an empty folder given as the home stays, empty
     result = bzzz("join", invite_token(a), "--home", str(joiner), "--name", "b")
     assert result.code == 2 and list(joiner.iterdir()) == []
+
+
+def test_a_join_completes_when_the_inviter_holds_a_log_that_does_not_belong(
+    tmp_path: Path,
+) -> None:
+    """An older bzzz may have stored a non-member's log: it is neither sent nor waited
+    for, and the newcomer is admitted and caught up as usual."""
+    a = found(tmp_path, "a")
+    stranger = _signer()
+    with open_home_store(a.home) as store:
+        store.ingest([_note(stranger).raw])
+    a.start()
+    try:
+        began = time.monotonic()
+        b = join(tmp_path, "b", a)
+        assert time.monotonic() - began < 20
+        with open_home_store(b.home) as store:
+            assert store.head(stranger.public_key) is None
+            assert store.head(load_identity(a.home).public_key) is not None
+    finally:
+        stop_all([a])
+
+
+def _note(signer: Ed25519Signer) -> Entry:
+    logs = Logs()
+    return logs.add(signer, "task.note", {"text": "a log that does not belong here"})
