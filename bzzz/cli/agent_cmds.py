@@ -77,16 +77,18 @@ def status(home: HomeOption = None, json_: JsonOption = False) -> None:
     _render(data)
 
 
-def _warn_not_private(home: Path) -> None:
-    """One warning line on stderr per file or folder of the home that others may read."""
-    also: list[Path] = []
+def _store_files(home: Path) -> list[Path]:
+    """The SQLite store's files, when the home's store is SQLite."""
     try:
         url = store_url_of(home, open_config(home))
-        if url.is_sqlite and url.url.database:
-            also = sqlite_files(Path(url.url.database))
     except BzzzError:
-        pass  # the status itself says what is wrong with the config
-    for problem in private_file_problems(home, also):
+        return []  # the status itself says what is wrong with the config
+    return sqlite_files(Path(url.url.database)) if url.is_sqlite and url.url.database else []
+
+
+def _warn_not_private(home: Path) -> None:
+    """One warning line on stderr per file or folder of the home that others may read."""
+    for problem in private_file_problems(home, _store_files(home)):
         err.print(f"[yellow]warning:[/yellow] {escape(problem)}")
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bzzz.mesh.mesh import MeshView
-from bzzz.mesh.session import PeerView
+from bzzz.mesh.views import MeshView, PeerView
 from bzzz.projections.leadership import ElectionView
 
 

@@ -60,11 +60,9 @@ def parse_address(text: str) -> tuple[str, int]:
 def _valid_host(host: str) -> bool:
     """An IPv4 or IPv6 address, or a DNS name (a name's last label is never all digits,
     so 999.1.1.1 is a bad address rather than a name)."""
-    try:
+    with contextlib.suppress(ValueError):
         ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is fine
         return True
-    except ValueError:
-        pass
     labels = host.removesuffix(".").split(".")
     return (
         len(host) <= 253

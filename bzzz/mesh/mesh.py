@@ -42,9 +42,11 @@ from bzzz.errors import (
 )
 from bzzz.home.config import MeshConfig, parse_address
 from bzzz.home.keys import Identity
+from bzzz.mesh.parking import Parking
 from bzzz.mesh.resources import load_permille, mem_free_mb
-from bzzz.mesh.session import PeerSession, PeerView
+from bzzz.mesh.session import PeerSession
 from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
+from bzzz.mesh.views import DialedView, MeshView
 from bzzz.projections.membership import NOT_MEMBER, ingest_members_only, read_membership
 from bzzz.store import EventStore
 from bzzz.store.event_store import Written
@@ -55,10 +57,8 @@ log = logging.getLogger("bzzz.mesh")
 # Refusals an honest peer can cause: it has not heard of a fork yet, or our own store
 # is damaged. Anything else from a peer is a protocol violation.
 # A member's log that reaches us before its admission is refused as not-member (the
-# senders' order, admissions first, makes that rare) and parked until the fold admits
-# its author: its sender will not send it again on this link.
+# senders' order, admissions first, makes that rare) and parked (`parking.py`).
 BENIGN_REFUSALS = frozenset({"frozen", "store-damaged", NOT_MEMBER})
-PARKED_BYTES = 8 * 1024 * 1024
 # Writers in other processes poke the agent (`notify_agent`); polling is the fallback.
 POLL_S = 1.0
 # Hashes of entries stored lately, so duplicates (a full mesh forwards every entry to
@@ -140,8 +140,7 @@ class Mesh:
         self._election_handler: Callable[[ElectionMsg], None] | None = None
         self._link_lost_handler: Callable[[bytes], None] | None = None
         self._recent: OrderedDict[bytes, None] = OrderedDict()
-        self._parked: OrderedDict[bytes, Entry] = OrderedDict()  # not-member, by hash
-        self._parked_bytes = 0
+        self._parked = Parking()  # changed only under the write lock
         # Membership entries stored by this process, counted, and the count the folded
         # membership has seen: the fold is read again only when they differ.
         self._acts_stored = 0
@@ -480,9 +479,8 @@ class Mesh:
             if self.cluster_id is None:
                 report = await self._store_call(len(fresh), self.store.ingest, fresh)
             else:
-                # Parked entries whose authors are admitted by now go in with this
-                # batch: it may continue their logs.
-                fresh = [e.raw for e in self._take_parked(self.membership)] + fresh
+                if self._parked:  # admitted by now: this batch may continue their logs
+                    fresh = [e.raw for e in self._take_parked(self.membership)] + fresh
                 report = await self._store_call(
                     len(fresh),
                     ingest_members_only,
@@ -537,25 +535,13 @@ class Mesh:
         return touched
 
     def _park(self, entries: list[Entry]) -> None:
-        """Keep entries refused as not-member, the oldest dropped past PARKED_BYTES.
-        The parked entries change only under the write lock."""
-        for entry in entries:
-            if entry.hash not in self._parked:
-                self._parked[entry.hash] = entry
-                self._parked_bytes += len(entry.raw)
-        while self._parked_bytes > PARKED_BYTES:
-            _, dropped = self._parked.popitem(last=False)
-            self._parked_bytes -= len(dropped.raw)
+        """Keep entries refused as not-member (under the write lock)."""
+        self._parked.add(entries)
         if any(self.membership.ever_member(e.author) for e in entries):
             self._spawn(self._unpark())  # admitted meanwhile (a refresh came first)
 
     def _take_parked(self, membership: ms.Membership) -> list[Entry]:
-        """The parked entries whose authors `membership` admits, no longer parked."""
-        ready = [e for e in self._parked.values() if membership.ever_member(e.author)]
-        for entry in ready:
-            del self._parked[entry.hash]
-            self._parked_bytes -= len(entry.raw)
-        return ready
+        return self._parked.take(membership.ever_member)
 
     async def _unpark(self) -> None:
         """Store the parked entries whose authors the fold now admits."""
@@ -762,33 +748,6 @@ class Mesh:
             peers=[s.view() for s in self.sessions.values()],
             unreached=unreached,
         )
-
-
-@dataclass(frozen=True)
-class DialedView:
-    """An address we dial and are not connected to."""
-
-    agent_id: bytes | None
-    address: str
-    last_error: str | None
-
-
-@dataclass(frozen=True)
-class MeshView:
-    agent_id: bytes
-    name: str
-    role: str
-    authority: str | None
-    cluster: str | None
-    cluster_id: bytes | None
-    member: bool
-    listen: str
-    started_ms: int
-    store: str
-    heads: dict[bytes, int]
-    members: int
-    peers: list[PeerView]
-    unreached: list[DialedView]
 
 
 _LOCAL = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}

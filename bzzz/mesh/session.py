@@ -36,6 +36,7 @@ from bzzz.domain.wire import (
 from bzzz.errors import PeerDown, ProtocolError
 from bzzz.home.config import MeshConfig
 from bzzz.mesh.framing import ByteReader, ByteWriter, read_message, write_message
+from bzzz.mesh.views import PeerView
 
 log = logging.getLogger("bzzz.mesh")
 
@@ -92,22 +93,6 @@ class SessionHost(Protocol):
     async def read_entries(
         self, author: bytes, after: int, limit: int
     ) -> list[tuple[int, bytes]]: ...
-
-
-@dataclass(frozen=True)
-class PeerView:
-    """A connected peer as a session sees it, for status."""
-
-    agent_id: bytes
-    name: str
-    address: str
-    listen: str | None
-    outbound: bool
-    connected_at_ms: int
-    last_heard_ms: int
-    ours: dict[bytes, int]
-    theirs: dict[bytes, int]
-    availability: Availability | None
 
 
 class PeerSession:

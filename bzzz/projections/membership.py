@@ -103,11 +103,9 @@ def ingest_members_only(
             break
         held = [e for e in held if not wanted(e)]
         last = ingest([e.raw for e in again], wanted)
-        report.accepted += last.accepted
-        report.duplicates += last.duplicates
-        report.forks += last.forks
-        report.refused += last.refused
         held += last.unwanted
+        last.unwanted = []
+        report.merge(last)
     counts: dict[bytes, int] = {}
     for entry in held:
         counts[entry.author] = counts.get(entry.author, 0) + 1

@@ -37,6 +37,14 @@ class IngestReport:
     # not judged; the caller decides what they are.
     unwanted: list[Entry] = field(default_factory=list)
 
+    def merge(self, other: IngestReport) -> None:
+        """Add what another ingest of the same batch stored, found and refused."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.forks += other.forks
+        self.refused += other.refused
+        self.unwanted += other.unwanted
+
 
 @dataclass
 class IngestPlan:
