@@ -8,6 +8,7 @@
     ├── EntryError (code)      an entry breaks the format or a chain rule
     ├── StoreError             the event store could not be opened or written
     │   └── ConflictError      another writer won a race; retrying is safe
+    ├── SourceError            a task source (GitHub, Hive) failed as a whole
     └── PeerError              a connection to a peer failed or ended
         ├── PeerUnreachable    it could not be dialed
         ├── PeerRefused        it refused our login (not a member, a spent token)
@@ -19,7 +20,8 @@
 Front ends catch `BzzzError` and print its message as one line; anything else escaping
 is a bug, not a user error. Errors of the libraries underneath (asyncssh, the OS's
 sockets) become `PeerError`s where the mesh touches them (`bzzz.mesh.transport` and
-`bzzz.mesh.framing`), and database errors become `StoreError`s in `bzzz.store`.
+`bzzz.mesh.framing`), database errors become `StoreError`s in `bzzz.store`, and HTTP
+errors of task sources become `SourceError`s in `bzzz.tasks`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,16 @@ class StoreError(BzzzError):
 
 class ConflictError(StoreError):
     """Another writer changed a log between our read and our write; retrying is safe."""
+
+
+class SourceError(BzzzError):
+    """A task source failed as a whole (a refused token, an unreachable server, its
+    errors); the message names the source and never holds a secret. `retry_after_s`:
+    how long to wait before the next try, when the source said or it is a 5xx."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class PeerError(BzzzError):

@@ -13,7 +13,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -128,6 +128,77 @@ class AgentConfig(_Section):
     max_tasks: int = Field(default=1, ge=0, le=1000)
     # A granted claim lapses this long after the grant or the holder's last progress.
     claim_lease_ms: int = Field(default=60_000, ge=1000, le=86_400_000)
+    # Pick the next task from the board and ask for it, up to max_tasks at once.
+    auto_claim: bool = False
+
+
+_REPO_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_SOURCE_NAME = re.compile(r"[a-z][a-z0-9_.:/-]{0,127}")
+
+
+def _http_url(value: str) -> str:
+    if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
+class _SourceBase(_Section):
+    # Names the source's cursor in the log; every node that may become admin must give a
+    # source the same name (and see the same folder, repositories or server).
+    name: str | None = Field(default=None, pattern=_SOURCE_NAME.pattern)
+
+
+class LocalSourceConfig(_SourceBase):
+    type: Literal["local"]
+    path: str = Field(default="tasks", min_length=1)  # relative to the node home
+
+
+class GitHubSourceConfig(_SourceBase):
+    type: Literal["github"]
+    repos: list[str] = Field(min_length=1, max_length=100)
+    api_url: str = "https://api.github.com"
+    # The token: from this environment variable, or from a file (mode 0600) named here.
+    token_env: str | None = Field(default="GITHUB_TOKEN", pattern=_ENV_NAME.pattern)
+    token_file: str | None = None
+    label: str = Field(default="bzzz-task", min_length=1, max_length=50)
+    mirror: bool = True  # show claims on the issues (a label and comments)
+
+    @field_validator("repos")
+    @classmethod
+    def _repos(cls, value: list[str]) -> list[str]:
+        for repo in value:
+            if not _REPO_NAME.fullmatch(repo):
+                raise ValueError(f"{repo!r} is not OWNER/REPO")
+        if len(set(value)) != len(value):
+            raise ValueError("a repository is listed twice")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class HiveSourceConfig(_SourceBase):
+    type: Literal["hive"]
+    url: str
+    token_env: str | None = Field(default=None, pattern=_ENV_NAME.pattern)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+SourceConfig = Annotated[
+    LocalSourceConfig | GitHubSourceConfig | HiveSourceConfig, Field(discriminator="type")
+]
+
+
+class TasksConfig(_Section):
+    poll_s: float = Field(default=60.0, gt=0, le=86_400)
+    sources: list[SourceConfig] = Field(default_factory=list, max_length=20)
 
 
 class NodeConfig(_Section):
@@ -141,6 +212,7 @@ class NodeConfig(_Section):
     mesh: MeshConfig = MeshConfig()
     election: ElectionConfig = ElectionConfig()
     agent: AgentConfig = AgentConfig()
+    tasks: TasksConfig = TasksConfig()
 
     @field_validator("name")
     @classmethod

@@ -4,11 +4,13 @@ mesh's `Mesh` is the `Replica`), and that a test can implement in memory."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bzzz.domain.election import Message as ElectionMessage
 from bzzz.domain.entry import Entry
+from bzzz.domain.intake import SourcePoll
 from bzzz.domain.invite import InviteToken
 from bzzz.domain.membership import Membership
 from bzzz.domain.roles import Roles
@@ -92,3 +94,53 @@ class Inviters(Protocol):
     `ProtocolError` (code `wrong-cluster` when the inviter is of another cluster)."""
 
     async def join(self, token: InviteToken, name: str) -> None: ...
+
+
+class TaskSource(Protocol):
+    """Where tasks come from (`bzzz.tasks`): a local folder, GitHub, a Hive API. Only the
+    elected admin polls, so one poll per cluster reaches the outside world."""
+
+    @property
+    def name(self) -> str:
+        """Stable across the cluster and across restarts: the log records this source's
+        cursor under it, and a new admin resumes from there."""
+        ...
+
+    async def poll(self, cursor: Mapping[str, Any] | None) -> SourcePoll:
+        """What changed since `cursor` (None: list everything). Raises `SourceError`
+        when the source fails as a whole; a part that fails (one file, one repository)
+        is a line in `SourcePoll.problems` and the rest is reported."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tenure:
+    """One agent's uninterrupted hold on a task, as a mirror shows it to people."""
+
+    task: str
+    agent_id: str  # hex
+    agent_name: str | None
+    claim: str  # hex hash of the grant entry that began the hold: the mirror's marker
+    token: tuple[int, int]
+
+
+class TaskMirror(Protocol):
+    """Shows claims where people look (GitHub labels and comments). The log is the
+    truth; every call is idempotent (a marker is looked for before anything is posted),
+    so a crash between two calls, or a new admin repeating them, never posts twice."""
+
+    def mirrors(self, task: str) -> bool:
+        """Whether this mirror shows `task` (e.g. a GitHub issue of a configured repo)."""
+        ...
+
+    async def claimed(self, tenure: Tenure) -> None:
+        """Label the task in progress; comment who holds it, the claim and the token."""
+        ...
+
+    async def released(self, tenure: Tenure) -> None:
+        """Remove the in-progress label (a release, a lapsed lease, a failure)."""
+        ...
+
+    async def completed(self, tenure: Tenure, result: str, link: str | None) -> None:
+        """Remove the label; comment the result and the pull request or branch."""
+        ...
