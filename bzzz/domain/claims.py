@@ -289,7 +289,7 @@ def _grants(
         return []
     grants = []
     for item in items:
-        grant = _grant(entry, item, leaders)
+        grant = parse_grant(entry.author, entry.ts, item, leaders)
         if isinstance(grant, str):
             book.ignored.append((entry.kind, grant))
         else:
@@ -297,7 +297,10 @@ def _grants(
     return grants
 
 
-def _grant(entry: ClaimEntry, data: Mapping[str, Any], leaders: Mapping[int, bytes]) -> Grant | str:
+def parse_grant(
+    author: bytes, ts: int, data: Mapping[str, Any], leaders: Mapping[int, bytes]
+) -> Grant | str:
+    """One grant of a `task.claim_granted` entry by `author`, or why it does not count."""
     task = _task(data)
     if task is None:
         return "no task"
@@ -305,10 +308,10 @@ def _grant(entry: ClaimEntry, data: Mapping[str, Any], leaders: Mapping[int, byt
     lease = data.get("lease_ms")
     if token is None or claimant is None or type(lease) is not int or lease <= 0:
         return f"{task}: not a grant (token, claimant and lease_ms are required)"
-    if leaders.get(token[0]) != entry.author:
+    if leaders.get(token[0]) != author:
         return f"{task}: not a grant by that term's leader"
     request = _key(data.get("request"), HASH_BYTES)
-    return Grant(entry.author, task, claimant, token, lease, request, entry.ts)
+    return Grant(author, task, claimant, token, lease, request, ts)
 
 
 def _renew_or_release(book: ClaimBook, entry: ClaimEntry) -> None:
@@ -335,7 +338,8 @@ def may_take(role: Role | None, needs: Iterable[str]) -> str | None:
         return "its role is not defined"
     if role.authority == Authority.READ_ONLY:
         return f"role {role.name} is read_only"
-    missing = [n for n in needs if n not in role.capabilities]
+    # A need is a capability, or the name of the role itself.
+    missing = [n for n in needs if n not in role.capabilities and n != role.name]
     if missing:
         return f"role {role.name} lacks {', '.join(missing)}"
     return None

@@ -54,6 +54,13 @@ SERVICE_ONLY_KINDS: tuple[str, ...] = (
     "agent.profile",
     "task.claim_granted",
     "task.claim_refused",
+    "task.opened",
+    "task.updated",
+    "task.closed",
+    "task.synced",
+    "task.mirrored",
+    "task.completed",
+    "task.failed",
 )
 
 

@@ -1,6 +1,6 @@
 """The task model (issue 18): what a task is, where it comes from, and the states it
-moves through. Pure: the sources (`bzzz/tasks`, to come) read GitHub issues, a local
-folder or a Hive API and hand their fields here; the task board (a projection, to come)
+moves through. Pure: the sources (`bzzz.tasks`) read GitHub issues, a local
+folder or a Hive API and hand their fields here; the task board (`bzzz.domain.board`)
 folds entries into states with `step`.
 
 A task's id names its source: ``github:OWNER/REPO#N``, ``local:SLUG``,
@@ -257,6 +257,7 @@ _NEXT: dict[tuple[TaskState, TaskEvent], TaskState] = {
     (S.REVIEW, E.WORKING): S.WORKING,
     (S.REVIEW, E.REVIEW): S.REVIEW,  # more pushed to the same review
     (S.WORKING, E.COMPLETED): S.DONE,
+    (S.CLAIMED, E.COMPLETED): S.DONE,  # done without a plan (a person's, a trivial task)
     (S.REVIEW, E.COMPLETED): S.DONE,
     (S.ESCALATED, E.RESOLVED): S.CLAIMED,  # the holder plans again
     **{(s, E.ESCALATED): S.ESCALATED for s in _HELD - {S.ESCALATED}},
