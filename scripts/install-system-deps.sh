@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install what BZZZ's tests need from the OS, on a fresh Debian machine: PostgreSQL's
 # server binaries (the tests start their own cluster on 127.0.0.1), Python's venv, and
-# iproute2 (the mDNS test makes two network namespaces joined by a veth pair).
+# iproute2 (the mDNS test makes two network namespaces joined by a veth pair), and
+# Node.js with npm, to install GitHub's OpenAPI description (npm's @octokit/openapi,
+# pinned in fixtures/github-openapi) that the GitHub stand-in is checked against.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -12,15 +14,23 @@ fi
 command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${need[*]}; install them (e.g. sudo apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+  echo "installing system packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "missing system packages: ${need[*]}; install them (e.g. sudo apt-get install ${need[*]})" >&2
-  exit 1
+
+# GitHub's OpenAPI description, at the version package-lock.json pins.
+openapi="$(cd "$(dirname "$0")/.." && pwd)/fixtures/github-openapi"
+if [ ! -d "$openapi/node_modules/@octokit/openapi" ]; then
+  echo "installing GitHub's OpenAPI description in $openapi"
+  (cd "$openapi" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-echo "installing system packages: ${need[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

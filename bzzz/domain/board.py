@@ -44,20 +44,8 @@ MAX_IGNORED = 1000
 MAX_ENDED = 20  # per task: earlier holds kept for the mirror
 
 
-@dataclass(frozen=True, slots=True)
-class BoardEntry:
-    """A task or claim entry reduced to what the board needs."""
-
-    author: bytes
-    kind: str
-    body: bytes
-    hash: bytes
-    ts: int
-    lamport: int
-
-    @property
-    def order(self) -> tuple[int, bytes, bytes]:
-        return (self.lamport, self.author, self.hash)
+# A task or claim entry reduced to what the board needs: the claim rules' own.
+BoardEntry = cl.ClaimEntry
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,11 @@ class ClaimEntry:
     ts: int
     lamport: int
 
+    @property
+    def order(self) -> tuple[int, bytes, bytes]:
+        """Causal order across logs: Lamport clock, then author, then hash."""
+        return (self.lamport, self.author, self.hash)
+
 
 def _task(data: Mapping[str, Any]) -> str | None:
     task = data.get("task")

@@ -49,6 +49,17 @@ class SourcePoll:
 
 
 @dataclass(frozen=True, slots=True)
+class Tenure:
+    """One agent's uninterrupted hold on a task, as a mirror shows it to people."""
+
+    task: str
+    agent_id: str  # hex
+    agent_name: str | None
+    claim: str  # hex hash of the grant entry that began the hold: the mirror's marker
+    token: tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
 class SyncPlan:
     """What the admin writes for one poll of one source."""
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bzzz.domain.election import Message as ElectionMessage
 from bzzz.domain.entry import Entry
-from bzzz.domain.intake import SourcePoll
+from bzzz.domain.intake import SourcePoll, Tenure
 from bzzz.domain.invite import InviteToken
 from bzzz.domain.membership import Membership
 from bzzz.domain.roles import Roles
@@ -111,17 +110,6 @@ class TaskSource(Protocol):
         when the source fails as a whole; a part that fails (one file, one repository)
         is a line in `SourcePoll.problems` and the rest is reported."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class Tenure:
-    """One agent's uninterrupted hold on a task, as a mirror shows it to people."""
-
-    task: str
-    agent_id: str  # hex
-    agent_name: str | None
-    claim: str  # hex hash of the grant entry that began the hold: the mirror's marker
-    token: tuple[int, int]
 
 
 class TaskMirror(Protocol):
