@@ -161,6 +161,17 @@ def ask(home: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, 
         return control.ask(request)
 
 
+def ask_running(home: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """The running daemon's answer to a request it must carry out; `UsageError` when no
+    daemon runs on this home or it refused."""
+    answer = ask(home, request, timeout=timeout)
+    if answer is None:
+        raise UsageError(f"no agent is running on {home}: start it with `bzzz agent`")
+    if not answer.get("ok"):
+        raise UsageError(str(answer.get("error", "the agent refused the request")))
+    return answer
+
+
 def notify_agent(home: Path) -> None:
     """Tell a running agent that this process wrote to the store, so it replicates now
     instead of at its next poll. Best effort: no agent, no harm."""

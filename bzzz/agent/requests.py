@@ -6,19 +6,19 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bzzz.agent.arguments import Answer, seconds
+from bzzz.agent.task_requests import TaskRequests
 from bzzz.cli.views import election_json, mesh_json
 from bzzz.domain.identity import parse_agent_id
 from bzzz.domain.kinds import check_hand_written
 from bzzz.errors import EntryError, UsageError
 from bzzz.runtime.assembly import NodeRuntime
 
-MAX_WAIT_S = 600.0
-Answer = dict[str, Any]
-
 
 class Requests:
     def __init__(self, runtime: NodeRuntime) -> None:
         self.mesh, self.election, self.claims = runtime.mesh, runtime.election, runtime.claims
+        board = TaskRequests(runtime.board, runtime.mesh)
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Answer]]] = {
             "status": self.status,
             "append": self.append,
@@ -29,6 +29,10 @@ class Requests:
             "claim": self.claim,
             "claims": self.claim_list,
             "release": self.release,
+            "tasks": board.tasks,
+            "task": board.task,
+            "task_sync": board.task_sync,
+            "task_report": board.task_report,
         }
 
     async def handle(self, request: dict[str, Any]) -> Answer:
@@ -60,7 +64,7 @@ class Requests:
             key = parse_agent_id(author) if isinstance(author, str) else b""
         except UsageError:
             key = b""
-        timeout = _seconds(request.get("timeout", 30))
+        timeout = seconds(request.get("timeout", 30))
         if not key or type(seq) is not int:
             raise UsageError('wait needs {"author": agent id, "seq": int, "timeout": seconds}')
         reached = await self.mesh.wait_for_head(key, seq, timeout)
@@ -80,14 +84,14 @@ class Requests:
             old = parse_agent_id(other) if isinstance(other, str) else None
         except UsageError:
             raise UsageError("other_than must be an agent id") from None
-        leader = await self.election.wait_leader(old, _seconds(request.get("timeout", 30)))
+        leader = await self.election.wait_leader(old, seconds(request.get("timeout", 30)))
         return {"ok": True, "leader": leader.hex() if leader else None}
 
     async def claim(self, request: dict[str, Any]) -> Answer:
         task, needs = request.get("task"), request.get("needs", [])
         if not isinstance(task, str) or not isinstance(needs, list):
             raise UsageError('claim needs {"task": str, "needs": [str], "wait": seconds}')
-        wait = _seconds(request.get("wait", 10))
+        wait = seconds(request.get("wait", 10))
         return await self.claims.request(task, [str(n) for n in needs], wait)
 
     async def claim_list(self, _: dict[str, Any]) -> Answer:
@@ -98,13 +102,3 @@ class Requests:
         if not isinstance(task, str):
             raise UsageError('release needs {"task": str}')
         return await self.claims.release(task)
-
-
-def _seconds(value: object) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not 0 <= value <= MAX_WAIT_S
-    ):
-        raise UsageError(f"a wait is 0 to {MAX_WAIT_S:.0f} seconds")
-    return float(value)

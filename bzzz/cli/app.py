@@ -23,6 +23,7 @@ from bzzz.cli import (
     log_cmds,
     member_cmds,
     projection_cmds,
+    task_cmds,
 )
 from bzzz.cli.render import err
 from bzzz.errors import BzzzError, one_line
@@ -84,6 +85,7 @@ app.command("join")(member_cmds.join)
 app.add_typer(member_cmds.app, name="member")
 app.add_typer(election_cmds.app, name="election")
 app.add_typer(claim_cmds.app, name="claim")
+app.add_typer(task_cmds.app, name="task")
 
 
 def _usage_line(error: ClickException) -> str:

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from bzzz.agent.control import ask
+from bzzz.agent.control import ask_running
 from bzzz.cli.options import HomeOption, JsonOption
 from bzzz.cli.render import iso_ms, out, print_json, shown
-from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
 
 app = typer.Typer(help="Claims on tasks, granted by the elected admin.", no_args_is_help=True)
-
-
-def _agent(home: Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-    answer = ask(home, request, timeout=timeout)
-    if answer is None:
-        raise UsageError(f"no agent is running on {home}: start it with `bzzz agent`")
-    if not answer.get("ok"):
-        raise UsageError(str(answer.get("error", "the agent refused the request")))
-    return answer
 
 
 @app.command("request")
@@ -37,7 +26,7 @@ def request(
     json_: JsonOption = False,
 ) -> None:
     """Ask the admin for a claim on a task. Exits 0 granted, 1 refused or no answer."""
-    answer = _agent(
+    answer = ask_running(
         resolve_home(home),
         {"op": "claim", "task": task, "needs": needs or [], "wait": wait},
         timeout=wait + 5,
@@ -55,7 +44,7 @@ def request(
 @app.command("list")
 def list_claims(home: HomeOption = None, json_: JsonOption = False) -> None:
     """Every task's latest grant, as this node's logs prove it."""
-    answer = _agent(resolve_home(home), {"op": "claims"})
+    answer = ask_running(resolve_home(home), {"op": "claims"})
     if json_:
         print_json(
             {"term": answer["term"], "claims": answer["claims"], "pending": answer["pending"]}
@@ -78,5 +67,5 @@ def release(
     home: HomeOption = None,
 ) -> None:
     """Give up this agent's claim on a task."""
-    answer = _agent(resolve_home(home), {"op": "release", "task": task})
+    answer = ask_running(resolve_home(home), {"op": "release", "task": task})
     out.print(f"released {task} (token {answer['released']})")

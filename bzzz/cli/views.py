@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bzzz.domain.board import Cursor, TaskView
+from bzzz.domain.tasks import TaskState, source_of
 from bzzz.mesh.views import MeshView, PeerView
 from bzzz.projections.leadership import ElectionView
 
@@ -106,3 +108,60 @@ def election_json(view: ElectionView) -> dict[str, Any]:
         {"term": c.term, "leader": c.leader.hex(), "problem": why} for c, why in proof.unproven
     ]
     return data
+
+
+def task_json(view: TaskView, names: dict[bytes, str]) -> dict[str, Any]:
+    """A task as `bzzz task list --json` shows it."""
+    t, spec = view.task, view.task.spec
+    done_by = t.hold.holder if t.hold is not None and view.state is TaskState.DONE else None
+    return {
+        "id": spec.id,
+        "title": spec.title,
+        "state": view.state.value,
+        "priority": spec.priority,
+        "type": spec.type,
+        "needs": list(spec.needs),
+        "source": source_of(spec.id),
+        "scope": t.scope,
+        "holder": view.holder.hex() if view.holder else None,
+        "holder_name": names.get(view.holder) if view.holder else None,
+        "token": list(view.token) if view.token else None,
+        "done_by": done_by.hex() if done_by else None,
+        "url": spec.url,
+        "repo": spec.repo,
+        "labels": list(spec.labels),
+        "depends_on": list(spec.depends_on),
+        "waiting_for": list(view.waiting_for),
+        "opened": t.opened_ts,
+        "result": t.result,
+        "link": t.link,
+        "reason": t.reason,
+    }
+
+
+def task_detail_json(view: TaskView, names: dict[bytes, str]) -> dict[str, Any]:
+    """`bzzz task show --json`: the task, its body and its history from the entries."""
+    return {
+        **task_json(view, names),
+        "body": view.task.spec.body,
+        "history": [
+            {
+                "ts": e.ts,
+                "author": e.author.hex(),
+                "author_name": names.get(e.author),
+                "kind": e.kind,
+                "what": e.what,
+                "entry": e.entry.hex(),
+            }
+            for e in view.task.history
+        ],
+    }
+
+
+def cursor_json(cursor: Cursor) -> dict[str, Any]:
+    return {
+        "source": cursor.source,
+        "synced": cursor.ts,
+        "problems": list(cursor.problems),
+        "retry_at": cursor.retry_at,
+    }

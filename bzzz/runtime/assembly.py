@@ -9,6 +9,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bzzz.domain.election import Settings
 from bzzz.domain.invite import InviteToken
@@ -21,10 +22,16 @@ from bzzz.home.node import Node
 from bzzz.mesh.discovery import Discovery
 from bzzz.mesh.join import MeshInviters
 from bzzz.mesh.mesh import Mesh
+from bzzz.services.board import BoardService
+from bzzz.services.chooser import AutoClaim
 from bzzz.services.claims import ClaimService
 from bzzz.services.election import ElectionRunner
-from bzzz.services.ports import Inviters
+from bzzz.services.intake import IntakeService
+from bzzz.services.ports import Inviters, TaskMirror, TaskSource
 from bzzz.services.profile import record_profile
+from bzzz.tasks.github_source import github_source_of
+from bzzz.tasks.hive import hive_source_of
+from bzzz.tasks.local import LocalFolderSource
 
 log = logging.getLogger("bzzz.runtime")
 STOP_GRACE_S = 5.0  # per step
@@ -61,6 +68,35 @@ def mesh_of(node: Node, listen: str | None = None, token: InviteToken | None = N
     )
 
 
+def sources_of(node: Node) -> tuple[list[TaskSource], list[TaskMirror]]:
+    """The task sources of the node's config, and those of them that mirror claims."""
+    sources: list[TaskSource] = []
+    mirrors: list[TaskMirror] = []
+    for config in node.config.tasks.sources:
+        if config.type == "local":
+            folder = node.home / config.path
+            sources.append(LocalFolderSource(folder.resolve(), config.name))
+        elif config.type == "github":
+            github = github_source_of(config, node.home)
+            sources.append(github)
+            if config.mirror:
+                mirrors.append(github)
+        else:
+            hive = hive_source_of(config, node.home)
+            sources.append(hive)
+            mirrors.append(hive)  # claims and status reported to Hive, as the original did
+    return sources, mirrors
+
+
+def local_task_folder(node: Node) -> Path | None:
+    """The folder of the node's first local task source (where `bzzz task add`
+    writes), or None."""
+    for config in node.config.tasks.sources:
+        if config.type == "local":
+            return (node.home / config.path).resolve()
+    return None
+
+
 def inviters_of(node: Node) -> Inviters:
     return MeshInviters(lambda token: mesh_of(node, token=token))
 
@@ -73,6 +109,9 @@ class NodeRuntime:
     mesh: Mesh
     election: ElectionRunner
     claims: ClaimService
+    board: BoardService
+    intake: IntakeService
+    chooser: AutoClaim | None
     steps: list[Step] = field(default_factory=list)
     _started: list[Step] = field(default_factory=list)
 
@@ -129,7 +168,8 @@ def assemble(
     peers: list[str] | None = None,
     mdns: bool | None = None,
 ) -> NodeRuntime:
-    """The node's steps: mesh, profile, claims, election, discovery."""
+    """The node's steps: mesh, profile, claims, board, intake, election, auto-claim,
+    discovery."""
     config = node.config
     mesh = mesh_of(node, listen)
     e = config.election
@@ -142,8 +182,20 @@ def assemble(
         policy if e.transfer else None,
     )
     claims = ClaimService(mesh, election, config.agent.claim_lease_ms)
-    election.on_admin = claims.set_admin  # the admin's duties: granting claims
-    runtime = NodeRuntime(node, mesh, election, claims)
+    board = BoardService(mesh, election, claims)
+    claims.vet = board.vet  # no grant for a task the board shows done, closed or blocked
+    sources, mirrors = sources_of(node)
+    intake = IntakeService(mesh, election, board, sources, mirrors, config.tasks.poll_s)
+    chooser = (
+        AutoClaim(mesh, board, claims, config.agent.max_tasks) if config.agent.auto_claim else None
+    )
+
+    async def admin_duties(on: bool) -> None:
+        await claims.set_admin(on)  # granting claims
+        await intake.set_admin(on)  # polling task sources, mirroring claims
+
+    election.on_admin = admin_duties
+    runtime = NodeRuntime(node, mesh, election, claims, board, intake, chooser)
 
     async def start_mesh() -> None:
         await mesh.refresh()
@@ -186,7 +238,11 @@ def assemble(
     runtime.add("mesh", start_mesh, mesh.stop)
     runtime.add("profile", start_profile, _nothing)
     runtime.add("claims", claims.start, claims.stop)
+    runtime.add("board", board.start, board.stop)
+    runtime.add("intake", intake.start, intake.stop)
     runtime.add("election", election.start, election.stop)
+    if chooser is not None:
+        runtime.add("auto-claim", chooser.start, chooser.stop)
     if config.mesh.mdns if mdns is None else mdns:
         discovery = Discovery(mesh)
         runtime.add("discovery", discovery.start, discovery.stop)

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bzzz.clock import now_ms, until_tick
@@ -50,6 +51,9 @@ class ClaimService:
         self._next_renew = 0.0
         self._reading = asyncio.Lock()
         self._urgent = asyncio.Event()  # a request of ours, or admin duties: no idling
+        # Why a task must not be granted now beyond the claim book's rules (the task
+        # board's: done, closed, blocked), or None; set by the runtime.
+        self.vet: Callable[[str], str | None] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
@@ -82,7 +86,7 @@ class ClaimService:
             self._wake.clear()
             try:
                 if woke:  # claim or election entries came: read them, answer what is pending
-                    await self._refresh()
+                    await self.refresh()
                     if self._admin:
                         await self._answer()
                 if time.monotonic() >= self._next_renew:
@@ -99,7 +103,7 @@ class ClaimService:
                         await self._urgent.wait()
             self._urgent.clear()
 
-    async def _refresh(self) -> None:
+    async def refresh(self) -> None:
         async with self._reading:  # the loop and a request may both ask; read once
             await self._refresh_book()
 
@@ -139,15 +143,20 @@ class ClaimService:
         roles, members = self.replica.roles, self.replica.membership.members
         for request in self.book.pending()[:MAX_ANSWERS]:
             member = members.get(request.author)
-            answer = cl.decide(
-                self.book,
-                request,
-                leader=self.replica.me,
-                term=term,
-                now=now,
-                max_tasks=self.claims.max_tasks.get(request.author, 1),
-                role=roles.get(member.role) if member else None,
-                lease_ms=self.lease_ms,
+            problem = self.vet(request.task) if self.vet is not None else None
+            answer: cl.Grant | cl.Refusal = (
+                cl.Refusal(request.task, request.author, problem, request.hash)
+                if problem is not None
+                else cl.decide(
+                    self.book,
+                    request,
+                    leader=self.replica.me,
+                    term=term,
+                    now=now,
+                    max_tasks=self.claims.max_tasks.get(request.author, 1),
+                    role=roles.get(member.role) if member else None,
+                    lease_ms=self.lease_ms,
+                )
             )
             if isinstance(answer, cl.Grant):
                 grants.append(answer)
@@ -185,7 +194,7 @@ class ClaimService:
             raise UsageError(f"a task name is 1 to {cl.MAX_TASK} characters")
         # Asking for what our own book shows another agent holding would only earn a
         # refusal, after two entries every node stores: say so at once instead.
-        await self._refresh()
+        await self.refresh()
         held = self.book.live(task, now_ms())
         if held is not None and held.claimant != self.replica.me:
             whose = held.claimant.hex()[:12]

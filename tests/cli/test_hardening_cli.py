@@ -45,10 +45,13 @@ SERVICE_KINDS = [
     "alert.peer_refused",
     "alert.split_brain",
     "agent.profile",
+    "task.opened",
+    "task.closed",
+    "task.completed",
     "task.claim_granted",
     "task.claim_refused",
 ]
-HAND_KINDS = ["task.note", "task.opened", "task.updated", "task.closed", "hmmm.message"]
+HAND_KINDS = ["task.note", "task.progress", "task.sync_requested", "hmmm.message"]
 
 
 def test_service_only_is_one_pure_rule() -> None:
