@@ -2,7 +2,8 @@
 # `make demo`: BZZZ's main job on embedded defaults, in a throwaway folder.
 # Two nodes record a few hundred signed entries of several kinds; one imports the other's
 # log; we show and audit them; then we damage the store as an attacker would and audit
-# again. Uses only the real `bzzz` command.
+# again. Then a cluster of three daemons: replication, the admin election, claims, and
+# tasks from a shared folder chosen by the agents. Uses only the real `bzzz` command.
 set -euo pipefail
 
 BZZZ=${BZZZ:-bzzz}
@@ -218,6 +219,72 @@ $BZZZ claim list --home "$work/m$survivor"
 start "m$victim"
 leader_of "$work/m$victim" >/dev/null
 echo "m$victim is back and follows the new admin"
+
+step "Tasks: every node gets one shared task folder; m2 and m3 choose tasks themselves"
+for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
+wait 2>/dev/null || true
+pids=()
+mkdir -p "$work/tasks"
+for n in 1 2 3; do
+  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" <<'PYEOF'
+import sys, yaml
+path, folder, n = sys.argv[1], sys.argv[2], sys.argv[3]
+data = yaml.safe_load(open(path))
+data["tasks"] = {"poll_s": 2, "sources": [{"type": "local", "path": folder, "name": "team"}]}
+if n != "1":
+    data.setdefault("agent", {}).update({"auto_claim": True, "max_tasks": 2})
+yaml.safe_dump(data, open(path, "w"), sort_keys=False)
+PYEOF
+done
+grep -A4 '^tasks:' "$work/m2/config.yaml"
+start m1
+start m2 --peer "127.0.0.1:$p1"
+start m3 --peer "127.0.0.1:$p1"
+leader_of "$work/m1" >/dev/null
+$BZZZ task add --home "$work/m1" --title "Fix the login timeout" --priority 0 --type bug \
+  --body "Users are logged out after 5 minutes instead of 30."
+$BZZZ task add --home "$work/m1" --title "Add a health endpoint" --priority 1
+$BZZZ task add --home "$work/m1" --title "Document the config keys" --type docs
+$BZZZ task add --home "$work/m1" --title "Port the CLI to Go" --needs golang
+$BZZZ task add --home "$work/m1" --title "Release notes" --depends-on add-a-health-endpoint
+printf -- '---\ntitle: [unclosed\n---\n' > "$work/tasks/broken.md"
+$BZZZ task sync --home "$work/m3"
+board() {  # board N HOMES...: wait until every node shows the same board, N or more held
+  $PY - "$@" <<'PYEOF'
+import sys, time
+from pathlib import Path
+from bzzz.agent.control import ask
+want, homes = int(sys.argv[1]), [Path(h) for h in sys.argv[2:]]
+for _ in range(600):
+    boards = [ask(h, {"op": "tasks"}, timeout=10)["tasks"] for h in homes]
+    held = sum(1 for t in boards[0] if t["holder"])
+    if all(b == boards[0] for b in boards) and held >= want:
+        print(f"converged: the same board of {len(boards[0])} tasks on {len(homes)} nodes, {held} held")
+        break
+    time.sleep(0.1)
+else:
+    sys.exit("the boards did not converge")
+PYEOF
+}
+board 2 "$work/m1" "$work/m2" "$work/m3"
+$BZZZ task list --home "$work/m3"
+
+step "m2 reports the phases of one of its tasks and marks it done, on every node's board"
+mine=$($BZZZ task list --home "$work/m2" --json | $PY -c '
+import json, sys
+me = sys.argv[1]
+print(next(t["id"] for t in json.load(sys.stdin)["tasks"] if t["holder"] == me))' \
+  "$($BZZZ id --home "$work/m2" --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["agent_id"])')")
+$BZZZ task progress "$mine" --phase planning --home "$work/m2"
+$BZZZ task progress "$mine" --phase working --home "$work/m2"
+$BZZZ task done "$mine" --result "timeout read from config; test added" --link https://example.org/pr/1 --home "$work/m2"
+sleep 2
+$BZZZ task list --home "$work/m1"
+$BZZZ task show "$mine" --home "$work/m3"
+echo
+echo "Not built yet: agents discussing a plan (HMMM, issue 19) and doing the work in a"
+echo "sandbox with a model and a pull request (issue 20); today a task is done when its"
+echo "holder says so."
 
 step "Stop the daemons (SIGTERM): each finishes its write, closes connections, exits"
 for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
