@@ -191,6 +191,7 @@ class HiveSourceConfig(_SourceBase):
         return _http_url(value)
 
 
+SOURCE_TYPES = ("local", "github", "hive")
 SourceConfig = Annotated[
     LocalSourceConfig | GitHubSourceConfig | HiveSourceConfig, Field(discriminator="type")
 ]
@@ -250,7 +251,14 @@ def validate_config(
         return NodeConfig.model_validate(data)
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(str(part) for part in error["loc"])
+        # A tagged union adds its tag to the path (tasks.sources.0.github.repos): a key
+        # path names keys only.
+        raw = error["loc"]
+        loc = tuple(
+            str(part)
+            for i, part in enumerate(raw)
+            if not (i and isinstance(raw[i - 1], int) and part in SOURCE_TYPES)
+        )
         key = ".".join(loc) or "(top level)"
         if error["type"] == "extra_forbidden":
             message = "unknown key"
