@@ -8,7 +8,7 @@ from typing import Any
 from bzzz.agent.arguments import Answer, seconds
 from bzzz.cli.views import cursor_json, task_detail_json, task_json
 from bzzz.domain import task_entries as te
-from bzzz.domain.tasks import TaskState
+from bzzz.domain.tasks import MAX_LINK, TaskState
 from bzzz.errors import UsageError
 from bzzz.mesh.mesh import Mesh
 from bzzz.services.board import BoardService
@@ -69,6 +69,6 @@ class TaskRequests:
             raise UsageError(f"a phase is one of: {', '.join(te.PHASES)}")
         if what == "done" and len(fields.get("result", "")) > te.MAX_TEXT:
             raise UsageError(f"a result is at most {te.MAX_TEXT} characters")
-        if len(fields.get("link") or "") > te.MAX_LINK:
-            raise UsageError(f"a link is at most {te.MAX_LINK} characters")
+        if len(fields.get("link") or "") > MAX_LINK:
+            raise UsageError(f"a link is at most {MAX_LINK} characters")
         return await self.board.report(task, REPORTS[what], **fields)

@@ -27,7 +27,7 @@ from typing import Any
 from bzzz.domain import claims as cl
 from bzzz.domain import task_entries as te
 from bzzz.domain.payload import payload_map
-from bzzz.domain.tasks import TaskEvent, TaskSpec, TaskState, is_claimable, step
+from bzzz.domain.tasks import MAX_LINK, TaskEvent, TaskSpec, TaskState, is_claimable, step
 
 S, E = TaskState, TaskEvent
 HELD = frozenset({S.CLAIMED, S.PLANNING, S.WORKING, S.REVIEW, S.ESCALATED})
@@ -310,7 +310,7 @@ def _holders(board: Board, entry: BoardEntry, data: Mapping[str, Any]) -> None:
     elif entry.kind == te.COMPLETED:
         if _step(board, task, entry, E.COMPLETED, "completed"):
             task.result = te.text_field(data, "result")
-            task.link = te.text_field(data, "link", te.MAX_LINK)
+            task.link = te.text_field(data, "link", MAX_LINK)
     elif entry.kind == te.FAILED:
         if _step(board, task, entry, E.FAILED, "failed"):
             task.reason = te.text_field(data, "reason")

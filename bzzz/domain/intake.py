@@ -17,7 +17,7 @@ from typing import Any
 
 from bzzz.domain import task_entries as te
 from bzzz.domain.board import Board
-from bzzz.domain.tasks import TaskSpec, TaskState
+from bzzz.domain.tasks import TaskSpec, TaskState, fit
 
 S = TaskState
 
@@ -76,7 +76,7 @@ def plan_sync(board: Board, source: str, poll: SourcePoll, term: int) -> SyncPla
     problems = list(poll.problems)
     for change in poll.changes:
         seen: set[str] = set()
-        for spec in change.specs:
+        for spec in map(fit, change.specs):
             if spec.id in seen:
                 problems.append(f"{change.scope}: {spec.id} is listed twice")
                 continue

@@ -31,7 +31,10 @@ from typing import Any
 from bzzz.domain.claims import Token
 from bzzz.domain.tasks import (
     MAX_BODY,
+    MAX_DEPENDS,
+    MAX_LABEL,
     MAX_LABELS,
+    MAX_LINK,
     MAX_NAME,
     MAX_PRIORITY,
     MAX_TITLE,
@@ -52,7 +55,6 @@ MIRROR_STEPS = ("claimed", "released", "completed")
 HOLDER_KINDS = (COMPLETED, FAILED)
 PHASES = ("planning", "working", "review")
 MAX_TEXT = 4096  # a result, a reason
-MAX_LINK = 2048
 MAX_SCOPE = 256
 MAX_PROBLEMS = 20
 # Task entries of one sync go in batches of this many: a batch is one write.
@@ -140,14 +142,16 @@ def parse_spec(data: object) -> TaskSpec | str:
         return f"spec.id: {problem}"
     assert isinstance(task, str)
     title, body = _text(data.get("title"), MAX_TITLE, False), _text(data.get("body"), MAX_BODY)
+    if body is not None and len(body.encode("utf-8", "replace")) > MAX_BODY:
+        body = None
     if title is None or body is None:
         return f"{task}: title (1 to {MAX_TITLE} characters) and body (text) are required"
     priority = data.get("priority")
     if type(priority) is not int or not 0 <= priority <= MAX_PRIORITY:
         return f"{task}: priority must be 0 to {MAX_PRIORITY}"
-    labels, needs = _names(data.get("labels"), 100), _names(data.get("needs"), MAX_NAME)
+    labels, needs = _names(data.get("labels"), MAX_LABEL), _names(data.get("needs"), MAX_NAME)
     depends = _names(data.get("depends_on"), 200)
-    if labels is None or needs is None or depends is None:
+    if labels is None or needs is None or depends is None or len(depends) > MAX_DEPENDS:
         return f"{task}: labels, needs and depends_on must be lists of text"
     if any(task_id_problem(d) for d in depends):
         return f"{task}: depends_on must list task ids"

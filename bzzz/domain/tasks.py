@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -28,9 +28,12 @@ from bzzz.domain.claims import MAX_TASK
 
 DEFAULT_PRIORITY = 3  # 0 is the most urgent
 MAX_PRIORITY = 9
-MAX_TITLE = 256
-MAX_BODY = 32 * 1024
+MAX_TITLE = 256  # characters
+MAX_BODY = 32 * 1024  # bytes of UTF-8: a spec fits an entry's body with room to spare
 MAX_LABELS = 50
+MAX_LABEL = 50  # characters, as GitHub's own limit
+MAX_DEPENDS = 20
+MAX_LINK = 2048
 MAX_NAME = 64  # a label's value: a type, a capability
 
 _OWNER = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})"
@@ -89,6 +92,28 @@ class TaskSpec:
     url: str | None = None
 
 
+def cut_utf8(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, on a character boundary."""
+    if len(text) * 4 <= limit:
+        return text
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def fit(spec: TaskSpec) -> TaskSpec:
+    """A spec cut to the limits every node enforces, so that it fits one entry whatever
+    a source sent (a hostile server, a huge issue)."""
+    return replace(
+        spec,
+        title=spec.title[:MAX_TITLE],
+        body=cut_utf8(spec.body, MAX_BODY),
+        labels=tuple(label[:MAX_LABEL] for label in spec.labels[:MAX_LABELS]),
+        needs=spec.needs[:MAX_LABELS],
+        depends_on=spec.depends_on[:MAX_DEPENDS],
+        repo=spec.repo[:MAX_LINK] if spec.repo is not None else None,
+        url=spec.url[:MAX_LINK] if spec.url is not None else None,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LabelFields:
     priority: int | None
@@ -138,10 +163,10 @@ def spec_from_github(
     """A GitHub issue as a task; the repository it changes is its own."""
     kept = tuple(labels)[:MAX_LABELS]
     fields = fields_of_labels(kept)
-    return TaskSpec(
+    spec = TaskSpec(
         id=github_id(owner, repo, number),
-        title=title[:MAX_TITLE],
-        body=body[:MAX_BODY],
+        title=title,
+        body=body,
         labels=kept,
         priority=DEFAULT_PRIORITY if fields.priority is None else fields.priority,
         type=fields.type,
@@ -150,6 +175,7 @@ def spec_from_github(
         depends_on=dependencies_in(body, owner, repo),
         url=url,
     )
+    return fit(spec)
 
 
 def spec_from_front_matter(slug: str, data: Mapping[str, Any], body: str) -> TaskSpec | str:
@@ -181,8 +207,10 @@ def spec_from_front_matter(slug: str, data: Mapping[str, Any], body: str) -> Tas
     repo = data.get("repo")
     if repo is not None and (not isinstance(repo, str) or not repo.strip()):
         return "repo: a git URL or a path"
-    if len(body) > MAX_BODY:
-        return f"the body is {len(body)} characters; at most {MAX_BODY}"
+    if len(body.encode("utf-8", "replace")) > MAX_BODY:
+        return f"the body is longer than {MAX_BODY} bytes"
+    if len(ids) > MAX_DEPENDS:
+        return f"depends_on: at most {MAX_DEPENDS} tasks"
     return TaskSpec(
         id=local_id(slug),
         title=title.strip(),

@@ -15,13 +15,14 @@ from bzzz.domain import claims as cl
 from bzzz.domain import leadership as lead
 from bzzz.domain import task_entries as te
 from bzzz.domain.tasks import TaskEvent, TaskState, step, task_id_problem
-from bzzz.errors import StoreError, UsageError
+from bzzz.errors import BzzzError, UsageError
 from bzzz.projections.board import KINDS as WATCHED
 from bzzz.projections.board import BoardProjection
 from bzzz.services.claims import ClaimService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica
 
+ERROR_PAUSE_S = 1.0  # after an unexpected error, before the loop goes on
 log = logging.getLogger("bzzz.board")
 REPORTED = {te.COMPLETED: TaskEvent.COMPLETED, te.FAILED: TaskEvent.FAILED}
 REFRESH_S = 1.0  # with nothing new, how often leases are looked at again
@@ -70,8 +71,11 @@ class BoardService:
             try:
                 await self.refresh()
                 await self._let_go()
-            except StoreError as error:
+            except BzzzError as error:  # this round failed; the next may not
                 log.error("board: %s", error)
+            except Exception:  # a bug must not end the duty for the node's lifetime
+                log.exception("board: unexpected error; going on")
+                await asyncio.sleep(ERROR_PAUSE_S)
 
     async def refresh(self) -> None:
         async with self._reading:

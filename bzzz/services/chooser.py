@@ -21,11 +21,12 @@ from bzzz.clock import now_ms
 from bzzz.domain import board as bd
 from bzzz.domain.claims import may_take
 from bzzz.domain.roles import Role
-from bzzz.errors import StoreError
+from bzzz.errors import BzzzError
 from bzzz.services.board import BoardService
 from bzzz.services.claims import ClaimService
 from bzzz.services.ports import Replica
 
+ERROR_PAUSE_S = 1.0  # after an unexpected error, before the loop goes on
 log = logging.getLogger("bzzz.chooser")
 SPREAD = 4  # the pick is random among this many of the most urgent candidates
 REST_S = 30.0  # a refused task is not asked for again before this
@@ -86,8 +87,11 @@ class AutoClaim:
             try:
                 while await self.pick_one():
                     pass
-            except StoreError as error:
+            except BzzzError as error:  # this round failed; the next may not
                 log.error("auto-claim: %s", error)
+            except Exception:  # a bug must not end the duty for the node's lifetime
+                log.exception("auto-claim: unexpected error; going on")
+                await asyncio.sleep(ERROR_PAUSE_S)
 
     async def pick_one(self) -> bool:
         """Ask for one task if we have room and there is one; True when granted."""

@@ -22,11 +22,12 @@ from bzzz.domain import board as bd
 from bzzz.domain import task_entries as te
 from bzzz.domain.intake import SourcePoll, Tenure, plan_sync
 from bzzz.domain.tasks import TaskState
-from bzzz.errors import ConfigError, SourceError, StoreError
+from bzzz.errors import BzzzError, ConfigError, SourceError
 from bzzz.services.board import BoardService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica, TaskMirror, TaskSource
 
+ERROR_PAUSE_S = 1.0  # after an unexpected error, before the loop goes on
 log = logging.getLogger("bzzz.intake")
 IDLE_S = 1.0  # an admin looks at least this often for due polls and mirror work
 MIRROR_RETRY_S = 30.0  # after a mirror failed
@@ -113,8 +114,11 @@ class IntakeService:
                         await self._sync(source)
                 if self.mirrors and time.monotonic() >= self._mirror_after:
                     await self._mirror()
-            except StoreError as error:
+            except BzzzError as error:  # this round failed; the next may not
                 log.error("intake: %s", error)
+            except Exception:  # a bug must not end the duty for the node's lifetime
+                log.exception("intake: unexpected error; going on")
+                await asyncio.sleep(ERROR_PAUSE_S)
 
     def _is_due(self, name: str) -> bool:
         cursor = self.board.board.cursors.get(name)

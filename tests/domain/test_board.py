@@ -309,3 +309,20 @@ def test_a_request_to_sync_or_a_new_cursor_is_noted_even_without_changes() -> No
     board.sync_requested = board.cursors["gh"].lamport + 1
     asked = plan_sync(board, "gh", poll(), 1)
     assert asked.synced is not None and asked.synced["cursor"] == {"etag": "1"}  # kept
+
+
+def test_a_huge_hostile_spec_is_cut_to_fit_one_entry() -> None:
+    huge = TaskSpec(
+        id="github:octo/app#1",
+        title="t" * 10_000,
+        body="€" * 100_000,  # three bytes each in UTF-8
+        labels=tuple("l" * 500 + str(n) for n in range(500)),
+        depends_on=tuple(f"github:octo/app#{n}" for n in range(2, 200)),
+        url="u" * 100_000,
+    )
+    plan = plan_sync(bd.Board(), "gh", poll(ScopeChanges("github:octo/app", (huge,))), 1)
+    ((kind, body),) = plan.entries
+    encoded = encode_payload(body)  # raises if it would not fit an entry
+    assert kind == te.OPENED and len(encoded) < 64 * 1024
+    spec = te.parse_spec(body["spec"])
+    assert isinstance(spec, TaskSpec) and spec.body.startswith("€") and len(spec.labels) == 50
