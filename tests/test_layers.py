@@ -14,13 +14,13 @@ LAYERS = [
     ("bzzz.store",),
     ("bzzz.projections",),
     ("bzzz.home",),
-    ("bzzz.mesh", "bzzz.tasks"),  # adapters, one package each: see ADAPTERS
+    ("bzzz.mesh", "bzzz.tasks", "bzzz.notify"),  # adapters, one package each: see ADAPTERS
     ("bzzz.services",),
     ("bzzz.runtime",),
     ("bzzz.agent", "bzzz.audit", "bzzz.cli"),  # front ends
 ]
 # Each adapter is one outside world behind a seam; the runtime is what puts them together.
-ADAPTERS = ("bzzz.mesh", "bzzz.tasks")
+ADAPTERS = ("bzzz.mesh", "bzzz.tasks", "bzzz.notify")
 ROOT = Path(__file__).resolve().parents[1]
 
 
