@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bzzz.errors import UsageError
+from bzzz.errors import BzzzError, UsageError
 
 SOCKET_FILE = "agent.sock"
 MAX_REQUEST = 256 * 1024
@@ -93,7 +93,7 @@ async def _answer(line: bytes, handle: Handler) -> dict[str, Any]:
         if not isinstance(request, dict):
             raise ValueError("a request is a JSON object")
         return await handle(request)
-    except (ValueError, UsageError) as error:
+    except (ValueError, BzzzError) as error:
         return {"ok": False, "error": str(error)}
 
 

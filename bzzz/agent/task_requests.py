@@ -67,8 +67,15 @@ class TaskRequests:
                 fields[key] = value
         if what == "phase" and fields.get("phase") not in te.PHASES:
             raise UsageError(f"a phase is one of: {', '.join(te.PHASES)}")
-        if what == "done" and len(fields.get("result", "")) > te.MAX_TEXT:
-            raise UsageError(f"a result is at most {te.MAX_TEXT} characters")
+        for key in ("result", "reason"):
+            if len(fields.get(key, "")) > te.MAX_TEXT:
+                raise UsageError(f"a {key} is at most {te.MAX_TEXT} characters")
+        for key, value in fields.items():
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise UsageError(f"{key}: not valid text (a lone surrogate)") from None
         if len(fields.get("link") or "") > MAX_LINK:
             raise UsageError(f"a link is at most {MAX_LINK} characters")
         return await self.board.report(task, REPORTS[what], **fields)

@@ -21,7 +21,9 @@ def request(
     needs: Annotated[
         list[str] | None, typer.Option("--needs", help="A capability the task needs.")
     ] = None,
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the admin's answer.")] = 10,
+    wait: Annotated[
+        float, typer.Option(min=0, max=600, help="Seconds to wait for the admin's answer.")
+    ] = 10,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:

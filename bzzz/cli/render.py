@@ -14,8 +14,9 @@ from bzzz.domain.entry import Entry
 from bzzz.domain.identity import short_id
 from bzzz.domain.payload import decode_payload
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: ":x:" in a task title or an error must print as typed.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def print_json(data: Any) -> None:

@@ -38,7 +38,7 @@ def _offline(home: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], di
     with open_node(home) as node:
         view = offline_view(node.store, node.roles, cluster_id_of(node.config))
         leaders = {term: p.leader for term, p in view.proof.proven.items()}
-        board, book = offline_board(node.store, leaders)
+        board, book = offline_board(node.store, leaders, view.proof.ends())
     now = now_ms()
     views = board.views(now, lambda task: book.live(task, now))
     rows = [task_json(v, view.names) for v in views]
@@ -132,7 +132,9 @@ def show(
 
 @app.command("sync")
 def sync(
-    wait: Annotated[float, typer.Option(help="Seconds to wait for the admin's poll.")] = 30,
+    wait: Annotated[
+        float, typer.Option(min=0, max=600, help="Seconds to wait for the admin's poll.")
+    ] = 30,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:

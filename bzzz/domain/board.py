@@ -84,6 +84,7 @@ class BoardTask:
     history: list[Event] = field(default_factory=list)
     ended: list[Hold] = field(default_factory=list)  # earlier holds, the latest last
     mirrored: set[tuple[bytes, str]] = field(default_factory=set)  # (claim, step) shown
+    top: cl.Token | None = None  # the newest grant's token, as the claim book keeps it
 
     def end_hold(self) -> None:
         if self.hold is not None:
@@ -169,16 +170,33 @@ class Board:
         return [self.view(t.spec.id, now, live) for t in ordered]
 
 
-def fold_board(entries: Iterable[BoardEntry], leaders: Mapping[int, bytes]) -> Board:
-    """The board from task and claim entries (any order) and the proven leaders."""
+def fold_board(
+    entries: Iterable[BoardEntry],
+    leaders: Mapping[int, bytes],
+    ends: Mapping[int, int] | None = None,
+) -> Board:
+    """The board from task and claim entries (any order), the proven leaders and when
+    each term's authority ended (`Leadership.ends`)."""
     board = Board()
-    apply_board(board, sorted(entries, key=lambda e: e.order), leaders)
+    apply_board(board, sorted(entries, key=lambda e: e.order), leaders, ends)
     return board
 
 
-def apply_board(board: Board, ordered: Iterable[BoardEntry], leaders: Mapping[int, bytes]) -> None:
+def apply_board(
+    board: Board,
+    ordered: Iterable[BoardEntry],
+    leaders: Mapping[int, bytes],
+    ends: Mapping[int, int] | None = None,
+) -> None:
     """Fold more entries, which must come after every entry folded so far (in
-    `BoardEntry.order`); otherwise fold anew."""
+    `BoardEntry.order`); otherwise fold anew.
+
+    An admin entry counts when its author proved leadership of the term it names and it
+    does not come (in causal order) after the proof of a newer term: a deposed admin
+    cannot go on writing the board in its old term's name. An honest entry that loses
+    that race is only a delay: the new admin's next sync or mirror pass writes it again.
+    """
+    ends = ends or {}
     for entry in ordered:
         assert board.last is None or entry.order > board.last, "entries out of order"
         board.last = entry.order
@@ -187,7 +205,7 @@ def apply_board(board: Board, ordered: Iterable[BoardEntry], leaders: Mapping[in
             board.ignore(entry, "the body is not a map")
             continue
         if entry.kind in te.ADMIN_KINDS:
-            _admin(board, entry, data, leaders)
+            _admin(board, entry, data, leaders, ends)
         elif entry.kind == te.SYNC_REQUESTED:
             board.sync_requested = entry.lamport
         elif entry.kind == cl.GRANTED:
@@ -197,11 +215,19 @@ def apply_board(board: Board, ordered: Iterable[BoardEntry], leaders: Mapping[in
 
 
 def _admin(
-    board: Board, entry: BoardEntry, data: Mapping[str, Any], leaders: Mapping[int, bytes]
+    board: Board,
+    entry: BoardEntry,
+    data: Mapping[str, Any],
+    leaders: Mapping[int, bytes],
+    ends: Mapping[int, int],
 ) -> None:
     term = te.term_of(data)
     if term is None or leaders.get(term) != entry.author:
         board.ignore(entry, "not written by a proven leader of its term")
+        return
+    end = ends.get(term)
+    if end is not None and entry.lamport > end:
+        board.ignore(entry, f"written after a newer term than {term} was proven")
         return
     if entry.kind == te.MIRRORED:
         shown = board.tasks.get(te.text_field(data, "task", 200) or "")
@@ -275,6 +301,9 @@ def _granted(
         task = board.tasks.get(grant.task)
         if task is None:
             continue  # a claim on something that is not on the board
+        if task.top is not None and grant.token <= task.top:
+            continue  # an older grant that arrived late: the newest token wins
+        task.top = grant.token
         hold = task.hold
         if task.state in HELD and hold is not None and hold.holder == grant.claimant:
             if grant.token > hold.token:

@@ -100,6 +100,7 @@ def plan_sync(board: Board, source: str, poll: SourcePoll, term: int) -> SyncPla
             found = board.tasks.get(task_id)
             if found is not None and found.scope == change.scope and found.state is not S.CLOSED:
                 entries.append((te.CLOSED, te.closed_body(term, source, change.scope, task_id)))
+    problems = [p[: te.MAX_TEXT] for p in problems[: te.MAX_PROBLEMS]]  # as the log keeps them
     last = board.cursors.get(source)
     cursor = poll.cursor if poll.cursor is not None else (last.cursor if last else None)
     asked = last is None or board.sync_requested > last.lamport

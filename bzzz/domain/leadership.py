@@ -60,6 +60,7 @@ class ProvenLeader:
     trigger: str
     leaderless_ms: int
     ts: int
+    lamport: int = 0  # of its `election.leader` entry
 
 
 @dataclass
@@ -72,6 +73,19 @@ class Leadership:
     @property
     def latest(self) -> ProvenLeader | None:
         return self.proven[max(self.proven)] if self.proven else None
+
+    def ends(self) -> dict[int, int]:
+        """Per proven term, the Lamport clock of the first proof of a newer term: an
+        admin's entry of that term written after it (in causal order) is not its
+        term's any more."""
+        out: dict[int, int] = {}
+        later: int | None = None
+        for term in sorted(self.proven, reverse=True):
+            if later is not None:
+                out[term] = later
+            lamport = self.proven[term].lamport
+            later = lamport if later is None else min(later, lamport)
+        return out
 
 
 def vote_body(term: int, candidate: bytes) -> dict[str, Any]:
@@ -175,7 +189,13 @@ def prove_leadership(
             continue
         if held is None:
             result.proven[claim.term] = ProvenLeader(
-                claim.term, claim.leader, backers, claim.trigger, claim.leaderless_ms, claim.ts
+                claim.term,
+                claim.leader,
+                backers,
+                claim.trigger,
+                claim.leaderless_ms,
+                claim.ts,
+                claim.lamport,
             )
     return result
 

@@ -92,8 +92,17 @@ class TaskSpec:
     url: str | None = None
 
 
+def clean(text: str) -> str:
+    """`text` as valid UTF-8: a lone surrogate (from JSON's "\\ud800", from YAML, from
+    bytes that were not UTF-8) becomes "?", so that every node can encode it."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
 def cut_utf8(text: str, limit: int) -> str:
     """`text` cut to at most `limit` bytes of UTF-8, on a character boundary."""
+    text = clean(text)
     if len(text) * 4 <= limit:
         return text
     return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
@@ -104,13 +113,14 @@ def fit(spec: TaskSpec) -> TaskSpec:
     a source sent (a hostile server, a huge issue)."""
     return replace(
         spec,
-        title=spec.title[:MAX_TITLE],
+        title=clean(spec.title[:MAX_TITLE]),
         body=cut_utf8(spec.body, MAX_BODY),
-        labels=tuple(label[:MAX_LABEL] for label in spec.labels[:MAX_LABELS]),
-        needs=spec.needs[:MAX_LABELS],
+        labels=tuple(clean(label[:MAX_LABEL]) for label in spec.labels[:MAX_LABELS]),
+        needs=tuple(clean(n) for n in spec.needs[:MAX_LABELS]),
+        type=clean(spec.type) if spec.type is not None else None,
         depends_on=spec.depends_on[:MAX_DEPENDS],
-        repo=spec.repo[:MAX_LINK] if spec.repo is not None else None,
-        url=spec.url[:MAX_LINK] if spec.url is not None else None,
+        repo=clean(spec.repo[:MAX_LINK]) if spec.repo is not None else None,
+        url=clean(spec.url[:MAX_LINK]) if spec.url is not None else None,
     )
 
 
@@ -131,7 +141,7 @@ def fields_of_labels(labels: Iterable[str]) -> LabelFields:
     for label in labels:
         name = label.strip().lower()
         kind, _, value = name.partition("-")
-        if kind == "priority" and value.isdigit() and int(value) <= MAX_PRIORITY:
+        if kind == "priority" and re.fullmatch(r"[0-9]", value) and int(value) <= MAX_PRIORITY:
             priorities.append(int(value))
         elif kind == "type" and _NAME.fullmatch(value):
             types.append(value)
@@ -207,6 +217,8 @@ def spec_from_front_matter(slug: str, data: Mapping[str, Any], body: str) -> Tas
     repo = data.get("repo")
     if repo is not None and (not isinstance(repo, str) or not repo.strip()):
         return "repo: a git URL or a path"
+    if clean(title) != title or clean(body) != body:
+        return "not valid text (a lone surrogate, or bytes that were not UTF-8)"
     if len(body.encode("utf-8", "replace")) > MAX_BODY:
         return f"the body is longer than {MAX_BODY} bytes"
     if len(ids) > MAX_DEPENDS:

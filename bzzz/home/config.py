@@ -139,14 +139,17 @@ _SOURCE_NAME = re.compile(r"[a-z][a-z0-9_.:/-]{0,127}")
 
 def _http_url(value: str) -> str:
     if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
-        raise ValueError(f"{value!r} is not an http(s) URL")
+        raise ValueError("not an http(s) URL")
+    if "@" in value.split("/")[2]:
+        # A user or token in the URL would reach logs and entries through every error.
+        raise ValueError("no user or password in the URL: give a token with token_env")
     return value.rstrip("/")
 
 
 class _SourceBase(_Section):
     # Names the source's cursor in the log; every node that may become admin must give a
     # source the same name (and see the same folder, repositories or server).
-    name: str | None = Field(default=None, pattern=_SOURCE_NAME.pattern)
+    name: str | None = Field(default=None, pattern=rf"^{_SOURCE_NAME.pattern}$")
 
 
 class LocalSourceConfig(_SourceBase):
@@ -159,7 +162,7 @@ class GitHubSourceConfig(_SourceBase):
     repos: list[str] = Field(min_length=1, max_length=100)
     api_url: str = "https://api.github.com"
     # The token: from this environment variable, or from a file (mode 0600) named here.
-    token_env: str | None = Field(default="GITHUB_TOKEN", pattern=_ENV_NAME.pattern)
+    token_env: str | None = Field(default="GITHUB_TOKEN", pattern=rf"^{_ENV_NAME.pattern}$")
     token_file: str | None = None
     label: str = Field(default="bzzz-task", min_length=1, max_length=50)
     mirror: bool = True  # show claims on the issues (a label and comments)
@@ -183,7 +186,7 @@ class GitHubSourceConfig(_SourceBase):
 class HiveSourceConfig(_SourceBase):
     type: Literal["hive"]
     url: str
-    token_env: str | None = Field(default=None, pattern=_ENV_NAME.pattern)
+    token_env: str | None = Field(default=None, pattern=rf"^{_ENV_NAME.pattern}$")
 
     @field_validator("url")
     @classmethod
@@ -201,6 +204,53 @@ class TasksConfig(_Section):
     poll_s: float = Field(default=60.0, gt=0, le=86_400)
     sources: list[SourceConfig] = Field(default_factory=list, max_length=20)
 
+    @field_validator("sources")
+    @classmethod
+    def _distinct(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        seen: set[str] = set()
+        for source in sources:
+            # Unnamed sources are named by what they read: a folder, an API, a server.
+            where = getattr(source, "path", None) or getattr(source, "api_url", None)
+            name = source.name or f"{source.type}:{where or getattr(source, 'url', '')}"
+            if name in seen:
+                raise ValueError(f"two sources are named {name!r}: give each a name")
+            seen.add(name)
+        return sources
+
+
+class WebhookConfig(_Section):
+    url: str
+    # The HMAC-SHA256 secret comes from this environment variable (never from the file).
+    secret_env: str | None = Field(default=None, pattern=rf"^{_ENV_NAME.pattern}$")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class EscalationConfig(_Section):
+    webhooks: list[WebhookConfig] = Field(default_factory=list, max_length=10)
+
+
+class HmmmConfig(_Section):
+    objection_window_s: float = Field(default=30.0, ge=0, le=86_400)
+    max_hops: int = Field(default=3, ge=1, le=20)
+    max_participants: int = Field(default=5, ge=2, le=50)
+    max_messages: int = Field(default=10, ge=2, le=500)
+    ttl_s: float = Field(default=1800.0, gt=0, le=7 * 86_400)
+    max_revisions: int = Field(default=2, ge=0, le=10)
+    per_minute: int = Field(default=6, ge=1, le=600)
+    # Review the plans of others with the built-in rules (overlapping files, dependencies).
+    rule_reviewer: bool = True
+    escalation: EscalationConfig = EscalationConfig()
+
+    @model_validator(mode="after")
+    def _window(self) -> HmmmConfig:
+        if self.objection_window_s >= self.ttl_s:
+            raise ValueError("objection_window_s must be shorter than ttl_s")
+        return self
+
 
 class NodeConfig(_Section):
     name: str
@@ -214,6 +264,7 @@ class NodeConfig(_Section):
     election: ElectionConfig = ElectionConfig()
     agent: AgentConfig = AgentConfig()
     tasks: TasksConfig = TasksConfig()
+    hmmm: HmmmConfig = HmmmConfig()
 
     @field_validator("name")
     @classmethod

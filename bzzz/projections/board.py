@@ -25,30 +25,37 @@ class BoardProjection:
         self.board = bd.Board()
         self._entries: list[bd.BoardEntry] = []
         self._leaders: dict[int, bytes] = {}
+        self._ends: dict[int, int] = {}
         self.refolds = 0  # how often everything was folded again (for status and tests)
 
-    async def update(self, leaders: dict[int, bytes]) -> bool:
+    async def update(self, leaders: dict[int, bytes], ends: dict[int, int]) -> bool:
         """Take what arrived and fold it; True when the board may have changed."""
         new = sorted(
             (
                 bd.BoardEntry(e.author, e.kind, e.body, e.hash, e.ts, e.lamport)
                 for e in await self._fresh()
+                # A renewal without a phase changes nothing on the board, and renewals
+                # are most of a busy cluster's entries: not kept, not folded again.
+                if not (e.kind == cl.PROGRESS and b"phase" not in e.body)
             ),
             key=lambda e: e.order,
         )
         self._entries += new
         last = self.board.last
-        if leaders != self._leaders or (new and last is not None and new[0].order < last):
-            self._leaders = dict(leaders)
+        changed = leaders != self._leaders or ends != self._ends
+        if changed or (new and last is not None and new[0].order < last):
+            self._leaders, self._ends = dict(leaders), dict(ends)
             self._entries.sort(key=lambda e: e.order)
-            self.board = bd.fold_board(self._entries, leaders)
+            self.board = bd.fold_board(self._entries, leaders, ends)
             self.refolds += 1
             return True
-        bd.apply_board(self.board, new, leaders)
+        bd.apply_board(self.board, new, leaders, ends)
         return bool(new)
 
 
-def offline_board(store: EventStore, leaders: dict[int, bytes]) -> tuple[bd.Board, cl.ClaimBook]:
+def offline_board(
+    store: EventStore, leaders: dict[int, bytes], ends: dict[int, int]
+) -> tuple[bd.Board, cl.ClaimBook]:
     """The board and the claim book from the store alone (no agent running)."""
     entries: list[Entry] = []
     after = 0
@@ -61,6 +68,7 @@ def offline_board(store: EventStore, leaders: dict[int, bytes]) -> tuple[bd.Boar
     board = bd.fold_board(
         (bd.BoardEntry(e.author, e.kind, e.body, e.hash, e.ts, e.lamport) for e in entries),
         leaders,
+        ends,
     )
     book = cl.fold_claims(
         (

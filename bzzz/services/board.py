@@ -81,25 +81,29 @@ class BoardService:
         async with self._reading:
             proof = await self.election.leadership()
             leaders = {term: p.leader for term, p in proof.proven.items()}
-            changed = await self.projection.update(leaders)
+            changed = await self.projection.update(leaders, proof.ends())
         ignored = self.board.ignored
         while self._reported < min(len(ignored), MAX_REPORTED):
-            log.warning("board: ignored %s", ignored[self._reported])
+            # Often transient: an entry that came before the grant it answers is folded
+            # again when the grant arrives. `bzzz task show` tells what stands.
+            log.debug("board: ignored %s", ignored[self._reported])
             self._reported += 1
         if changed:
             for event in self._listeners:
                 event.set()
 
     async def _let_go(self) -> None:
-        """Release our grants on tasks that were closed at the source."""
+        """Release our grants on tasks that are closed at the source or done (a grant
+        made from a board that had not seen the completion yet)."""
         items = []
         for grant in self.claims.book.live_grants(now_ms(), self.replica.me):
             task = self.board.tasks.get(grant.task)
-            closed = task is not None and task.state is TaskState.CLOSED
-            if closed and (grant.task, grant.token) not in self._let_go_of:
+            over = task is not None and task.state in (TaskState.CLOSED, TaskState.DONE)
+            if over and (grant.task, grant.token) not in self._let_go_of:
                 self._let_go_of.add((grant.task, grant.token))
                 items.append((cl.RELEASED, cl.token_body(grant.task, grant.token)))
-                log.info("released %s: it was closed at the source", grant.task)
+                assert task is not None
+                log.info("released %s: it is %s", grant.task, task.state.value)
         if items:
             await self.replica.append_many(items)
             await self.claims.refresh()
@@ -121,6 +125,8 @@ class BoardService:
         """Why the admin must not grant `task` now, or None. A name that is not on the
         board (a claim on anything else) is the claim book's business alone."""
         view = self.view(task)
+        if view is None and task_id_problem(task) is None:
+            return f"{task} is not on the task board (yet): `bzzz task sync`, then ask again"
         if view is None or view.claimable or view.state in bd.HELD:
             return None  # held: the claim book says by whom
         if view.state is TaskState.BLOCKED:

@@ -100,6 +100,7 @@ class AutoClaim:
         book = self.claims.book
         if book.load(self.replica.me, now_ms()) >= self.max_tasks:
             return False
+        await self.board.refresh()  # not a task whose completion arrived a moment ago
         # Not what another agent has asked for already, nor what someone holds.
         skip = {r.task for r in book.pending() if r.author != self.replica.me}
         skip |= set(self._resting) | {g.task for g in book.live_grants(now_ms())}

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bzzz.clock import now_ms, until_tick
@@ -54,6 +54,8 @@ class ClaimService:
         # Why a task must not be granted now beyond the claim book's rules (the task
         # board's: done, closed, blocked), or None; set by the runtime.
         self.vet: Callable[[str], str | None] | None = None
+        # Brings what `vet` reads up to date; awaited before each batch of answers.
+        self.before_vet: Callable[[], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop())
@@ -141,6 +143,8 @@ class ClaimService:
                 self.book.hold(grant)
             self._reissued_term, self._carry_forward = term, False
         roles, members = self.replica.roles, self.replica.membership.members
+        if self.before_vet is not None and self.book.pending():
+            await self.before_vet()  # a completion written with its release is seen
         for request in self.book.pending()[:MAX_ANSWERS]:
             member = members.get(request.author)
             problem = self.vet(request.task) if self.vet is not None else None

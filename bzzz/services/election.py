@@ -298,7 +298,9 @@ class ElectionRunner:
                 if vote is not None:
                     self._votes.append(vote)
             else:
-                claim = lead.parse_leader(entry.author, entry.body, entry.ts)
+                claim = lead.parse_leader(
+                    entry.author, entry.body, entry.ts, entry.lamport, entry.seq
+                )
                 if claim is not None:
                     self._claims.append(claim)
 

@@ -22,7 +22,7 @@ from bzzz.domain import board as bd
 from bzzz.domain import task_entries as te
 from bzzz.domain.intake import SourcePoll, Tenure, plan_sync
 from bzzz.domain.tasks import TaskState
-from bzzz.errors import BzzzError, ConfigError, SourceError
+from bzzz.errors import BzzzError, ConfigError, SourceError, StoreError
 from bzzz.services.board import BoardService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica, TaskMirror, TaskSource
@@ -31,12 +31,16 @@ ERROR_PAUSE_S = 1.0  # after an unexpected error, before the loop goes on
 log = logging.getLogger("bzzz.intake")
 IDLE_S = 1.0  # an admin looks at least this often for due polls and mirror work
 MIRROR_RETRY_S = 30.0  # after a mirror failed
+# A hold whose grant is not live is shown released only after this long: a failover
+# leaves grants unlive until the new admin re-issues them.
+LAPSE_GRACE_MS = 30_000
 
 
 @dataclass
 class _Due:
     at: float = 0.0  # monotonic time of the next poll
     failures: int = 0
+    asked: int = 0  # the latest request to poll now that was taken up
 
 
 class IntakeService:
@@ -59,6 +63,7 @@ class IntakeService:
         self._changed = board.listen()
         self._due = {s.name: _Due() for s in self.sources}
         self._mirror_after = 0.0
+        self._not_live: dict[bytes, int] = {}  # claim -> when its grant was first not live
         self._task: asyncio.Task[None] | None = None
         self._term = 0
         self.polls = 0  # for status and tests
@@ -111,7 +116,7 @@ class IntakeService:
                     continue
                 for source in self.sources:
                     if self._is_due(source.name):
-                        await self._sync(source)
+                        await self._sync_one(source)
                 if self.mirrors and time.monotonic() >= self._mirror_after:
                     await self._mirror()
             except BzzzError as error:  # this round failed; the next may not
@@ -121,9 +126,29 @@ class IntakeService:
                 await asyncio.sleep(ERROR_PAUSE_S)
 
     def _is_due(self, name: str) -> bool:
+        """Due by the clock, or asked to poll now (each request answered once)."""
+        due = self._due[name]
         cursor = self.board.board.cursors.get(name)
-        asked = cursor is not None and self.board.board.sync_requested > cursor.lamport
-        return asked or time.monotonic() >= self._due[name].at
+        requested = self.board.board.sync_requested
+        asked = (cursor is None or requested > cursor.lamport) and requested > due.asked
+        return asked or time.monotonic() >= due.at
+
+    async def _sync_one(self, source: TaskSource) -> None:
+        """Poll one source; whatever goes wrong with it, the others and the mirror go
+        on, and it is tried again after a pause, not on every round."""
+        due = self._due[source.name]
+        due.asked = self.board.board.sync_requested
+        try:
+            await self._sync(source)
+        except StoreError:
+            raise  # the store, not the source: the whole round failed
+        except Exception as error:
+            due.failures += 1
+            due.at = time.monotonic() + min(self.poll_s * 2**due.failures, 3600.0)
+            if isinstance(error, BzzzError):
+                log.error("task source %s: %s", source.name, error)
+            else:
+                log.exception("task source %s: unexpected error", source.name)
 
     async def _sync(self, source: TaskSource) -> None:
         due = self._due[source.name]
@@ -181,7 +206,12 @@ class IntakeService:
             if mirror is None:
                 continue
             view = board.view(task_id, now, self.board.live)
-            for hold, step in _mirror_steps(task, view):
+            held = task.hold is not None and view.holder is None and task.state in bd.HELD
+            since = self._not_live.setdefault(task.hold.claim, now) if held and task.hold else None
+            if task.hold is not None and not held:
+                self._not_live.pop(task.hold.claim, None)
+            lapsed = since is not None and now - since >= LAPSE_GRACE_MS
+            for hold, step in _mirror_steps(task, view, lapsed):
                 term = self._term_led()
                 if term is None:
                     return
@@ -209,8 +239,11 @@ class IntakeService:
                 task.mirrored.add((hold.claim, step))
 
 
-def _mirror_steps(task: bd.BoardTask, view: bd.TaskView) -> list[tuple[bd.Hold, str]]:
-    """What is still to show of a task's holds, in order."""
+def _mirror_steps(
+    task: bd.BoardTask, view: bd.TaskView, lapsed: bool = True
+) -> list[tuple[bd.Hold, str]]:
+    """What is still to show of a task's holds, in order. The current hold whose grant
+    is not live (`lapsed`: for longer than a failover takes) shows as released."""
     todo: list[tuple[bd.Hold, str]] = []
     holds = [*task.ended, *([task.hold] if task.hold else [])]
     for hold in holds:
@@ -223,6 +256,6 @@ def _mirror_steps(task: bd.BoardTask, view: bd.TaskView) -> list[tuple[bd.Hold, 
         elif current and view.holder == hold.holder:
             if "claimed" not in shown:
                 todo.append((hold, "claimed"))
-        elif "claimed" in shown:
+        elif "claimed" in shown and (not current or lapsed):
             todo.append((hold, "released"))
     return todo

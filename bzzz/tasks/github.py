@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -91,18 +92,28 @@ class Reply:
         return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _reset_ms(headers: Mapping[str, str]) -> int | None:
+MAX_WAIT_S = 3600.0  # a server's word on how long to wait is believed up to an hour
+MAX_EPOCH_S = 4_102_444_800  # 2100-01-01: a reset later than that is not believed
+
+
+def _number(headers: Mapping[str, str], name: str) -> float | None:
+    """A header's number, or None when absent or not a finite number (a hostile server
+    may send inf or 1e300)."""
     try:
-        return int(float(headers["x-ratelimit-reset"])) * 1000
+        value = float(headers[name])
     except (KeyError, ValueError):
         return None
+    return value if math.isfinite(value) else None
+
+
+def _reset_ms(headers: Mapping[str, str]) -> int | None:
+    value = _number(headers, "x-ratelimit-reset")  # seconds since the epoch
+    return int(value * 1000) if value is not None and 0 <= value < MAX_EPOCH_S else None
 
 
 def _retry_after_s(headers: Mapping[str, str]) -> float | None:
-    try:
-        return max(float(headers["retry-after"]), 0.0)
-    except (KeyError, ValueError):
-        return None
+    value = _number(headers, "retry-after")
+    return None if value is None else min(max(value, 0.0), MAX_WAIT_S)
 
 
 def sort_reply(

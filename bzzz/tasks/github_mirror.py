@@ -25,6 +25,7 @@ IN_PROGRESS = "bzzz-in-progress"
 MAX_NAME = 64
 MAX_RESULT = 4000
 MAX_LINK = 500
+MIRROR_PAUSE_S = 60.0  # after an unreadable answer
 _GITHUB_ID = re.compile(r"github:(?P<repo>[^#]+)#(?P<number>[0-9]+)")
 _HEX = re.compile(r"[0-9a-f]{1,128}")
 T = TypeVar("T")
@@ -130,6 +131,11 @@ class GitHubMirror:
             raise SourceError(
                 f"github: {task}: no answer from {self.client.api_url} ({type(exc).__name__})",
                 retry_after_s=2.0,
+            ) from None
+        except Exception as exc:  # an answer of the wrong shape (PyGithub's own errors)
+            raise SourceError(
+                f"github: {task}: an answer BZZZ cannot read ({type(exc).__name__})",
+                retry_after_s=MIRROR_PAUSE_S,
             ) from None
 
     @staticmethod

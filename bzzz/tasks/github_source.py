@@ -136,7 +136,8 @@ def _issue_of(item: object) -> _Issue | None:
     if not isinstance(updated, str) or not _TIME.fullmatch(updated):
         return None
     names: list[str] = []
-    for label in item.get("labels") or []:
+    labels = item.get("labels")
+    for label in labels if isinstance(labels, list) else []:
         name = label.get("name") if isinstance(label, dict) else label
         if isinstance(name, str):
             names.append(name)

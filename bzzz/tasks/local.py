@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from bzzz.domain.intake import ScopeChanges, SourcePoll
+from bzzz.domain.task_entries import MAX_SCOPE
 from bzzz.domain.tasks import (
     DEFAULT_PRIORITY,
     MAX_BODY,
@@ -66,8 +67,14 @@ def parse_task_file(slug: str, text: str) -> TaskSpec | str:
 class LocalFolderSource:
     def __init__(self, folder: Path, name: str | None = None) -> None:
         self.folder = folder
-        self.scope = f"local:{folder}"
+        # A scope is at most MAX_SCOPE characters; a deep folder is named by its tail.
+        where = str(folder)
+        if len(where) > MAX_SCOPE - len("local:"):
+            where = "..." + where[-(MAX_SCOPE - len("local:...")) :]
+        self.scope = f"local:{where}"
         self._name = name or self.scope
+        # path -> (mtime_ns, size, what it read): a rescan parses only changed files
+        self._cache: dict[Path, tuple[int, int, TaskSpec | str]] = {}
 
     @property
     def name(self) -> str:
@@ -101,14 +108,22 @@ class LocalFolderSource:
         try:
             if not path.is_file():
                 return "not a regular file"
-            if path.stat().st_size > MAX_FILE_BYTES:
+            stat = path.stat()
+            cached = self._cache.get(path)
+            if cached is not None and cached[:2] == (stat.st_mtime_ns, stat.st_size):
+                return cached[2]
+            if stat.st_size > MAX_FILE_BYTES:
                 return f"larger than {MAX_FILE_BYTES} bytes"
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             return "not UTF-8 text"
         except OSError as error:
             return f"cannot read it: {error.strerror or error}"
-        return parse_task_file(slug, text)
+        found = parse_task_file(slug, text)
+        if len(self._cache) > MAX_FILES:
+            self._cache.clear()
+        self._cache[path] = (stat.st_mtime_ns, stat.st_size, found)
+        return found
 
 
 def slug_of(title: str) -> str:
@@ -141,6 +156,9 @@ def write_task(
     text = f"{_FENCE}\n{yaml.safe_dump(front, sort_keys=False, allow_unicode=True)}{_FENCE}\n"
     text += body.strip("\n") + "\n" if body else ""
     base = slug_of(title)
+    checked = parse_task_file(base, text)  # before anything is made on disk
+    if isinstance(checked, str):
+        raise UsageError(checked)
     folder.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         slug = base if n == 1 else f"{base}-{n}"

@@ -326,3 +326,55 @@ def test_a_huge_hostile_spec_is_cut_to_fit_one_entry() -> None:
     assert kind == te.OPENED and len(encoded) < 64 * 1024
     spec = te.parse_spec(body["spec"])
     assert isinstance(spec, TaskSpec) and spec.body.startswith("€") and len(spec.labels) == 50
+
+
+def test_a_deposed_admin_cannot_write_the_board_in_its_old_terms_name() -> None:
+    log = Log()
+    log.opened(spec("a"))
+    log.opened(spec("b"), term=2, author=OTHER_ADMIN)  # term 2 began, proven at lamport 2
+    log.add(ADMIN, te.CLOSED, **te.closed_body(1, "local", SCOPE, "local:a"))  # after it
+    log.opened(spec("pwn", priority=0))
+    board = bd.fold_board(log.entries, LEADERS, {1: 2})
+    assert set(board.tasks) == {"local:a", "local:b"}
+    assert board.tasks["local:a"].state is TaskState.OPEN
+    assert sum("after a newer term than 1" in line for line in board.ignored) == 2
+
+
+def test_the_newest_token_wins_whatever_order_the_grants_arrive_in() -> None:
+    log = Log()
+    log.opened(spec("a"))
+    log.grant("local:a", BOB, (2, 1))  # the new leader's grant, with a lower Lamport clock
+    log.grant("local:a", ALICE, (1, 5))  # an old term's grant made concurrently
+    log.report(BOB, te.COMPLETED, "local:a", (2, 1))
+    board = log.board()
+    task = board.tasks["local:a"]
+    assert task.state is TaskState.DONE and task.hold is not None and task.hold.holder == BOB
+
+
+def test_a_lone_surrogate_from_a_source_is_cleaned_not_a_stalled_intake() -> None:
+    bad = TaskSpec(id="local:s", title="caf\udce9", body="x\ud800y", labels=("l\udfff",))
+    plan = plan_sync(bd.Board(), "local", poll(ScopeChanges(SCOPE, (bad,))), 1)
+    ((_, body),) = plan.entries
+    encode_payload(body)  # every node can encode it
+    assert body["spec"]["title"] == "caf?" and body["spec"]["body"] == "x?y"
+
+
+def test_the_mirror_shows_released_only_once_a_hold_has_ended_or_lapsed() -> None:
+    from bzzz.services.intake import _mirror_steps
+
+    log = Log()
+    log.opened(spec("a"))
+    grant = log.grant("local:a", ALICE, (1, 1))
+    board = log.board()
+    task = board.tasks["local:a"]
+    held = board.view("local:a", 0, always(ALICE))
+    assert [s for _, s in _mirror_steps(task, held)] == ["claimed"]
+    task.mirrored.add((grant.hash, "claimed"))
+    gap = board.view("local:a", 0, always(None))  # a failover: not live for a moment
+    assert _mirror_steps(task, gap, lapsed=False) == []
+    assert [s for _, s in _mirror_steps(task, gap, lapsed=True)] == ["released"]
+    log.report(ALICE, te.COMPLETED, "local:a", (1, 1))
+    board = log.board()
+    board.tasks["local:a"].mirrored.add((grant.hash, "claimed"))
+    done = board.view("local:a", 0, always(None))
+    assert [s for _, s in _mirror_steps(board.tasks["local:a"], done)] == ["completed"]
