@@ -39,6 +39,7 @@ bench: system venv
 	$(PY) -m bench.frames
 	$(PY) -m bench.failover
 	$(PY) -m bench.claims
+	$(PY) -m bench.tasks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/.cache
