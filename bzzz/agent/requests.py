@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bzzz.agent.arguments import Answer, seconds
+from bzzz.agent.hmmm_requests import HmmmRequests
 from bzzz.agent.task_requests import TaskRequests
 from bzzz.cli.views import election_json, mesh_json
 from bzzz.domain.identity import parse_agent_id
@@ -19,6 +20,7 @@ class Requests:
     def __init__(self, runtime: NodeRuntime) -> None:
         self.mesh, self.election, self.claims = runtime.mesh, runtime.election, runtime.claims
         board = TaskRequests(runtime.board, runtime.mesh)
+        hmmm = HmmmRequests(runtime.hmmm, runtime.mesh)
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Answer]]] = {
             "status": self.status,
             "append": self.append,
@@ -33,6 +35,9 @@ class Requests:
             "task": board.task,
             "task_sync": board.task_sync,
             "task_report": board.task_report,
+            "threads": hmmm.threads,
+            "thread": hmmm.thread,
+            "hmmm": hmmm.post,
         }
 
     async def handle(self, request: dict[str, Any]) -> Answer:

@@ -19,6 +19,7 @@ from bzzz.cli import (
     audit_cmd,
     claim_cmds,
     election_cmds,
+    hmmm_cmds,
     identity_cmds,
     log_cmds,
     member_cmds,
@@ -86,6 +87,7 @@ app.add_typer(member_cmds.app, name="member")
 app.add_typer(election_cmds.app, name="election")
 app.add_typer(claim_cmds.app, name="claim")
 app.add_typer(task_cmds.app, name="task")
+app.add_typer(hmmm_cmds.app, name="hmmm")
 
 
 def _usage_line(error: ClickException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bzzz.domain import hmmm as hm
 from bzzz.domain.board import Cursor, TaskView
 from bzzz.domain.tasks import TaskState, source_of
 from bzzz.mesh.views import MeshView, PeerView
@@ -164,4 +165,49 @@ def cursor_json(cursor: Cursor) -> dict[str, Any]:
         "synced": cursor.ts,
         "problems": list(cursor.problems),
         "retry_at": cursor.retry_at,
+    }
+
+
+def thread_json(view: hm.ThreadView, names: dict[bytes, str]) -> dict[str, Any]:
+    """An HMMM thread as `bzzz hmmm show --json` shows it (and its transcript is made of)."""
+    thread = view.thread
+    plan = thread.plan
+    return {
+        "id": thread.id,
+        "task": thread.task,
+        "state": view.state.value,
+        "why": view.why,
+        "until": view.until,
+        "participants": [p.hex() for p in thread.participants],
+        "plan": None
+        if plan is None
+        else {
+            "entry": plan.hash.hex(),
+            "author": plan.message.author.hex(),
+            "text": plan.message.text,
+            "files": list(plan.files),
+            "token": list(plan.token),
+            "revision": len(thread.plans) - 1,
+        },
+        "messages": [
+            {
+                "entry": m.hash.hex(),
+                "author": m.author.hex(),
+                "author_name": names.get(m.author),
+                "kind": m.kind,
+                "ts": m.ts,
+                "parent": m.parent.hex() if m.parent else None,
+                "hop": m.hop,
+                "text": m.text,
+                **{
+                    k: m.data[k]
+                    for k in ("query_type", "severity", "resolve", "outcome", "to", "rule", "files")
+                    if k in m.data and isinstance(m.data[k], str | list)
+                },
+            }
+            for m in thread.messages
+        ],
+        "ignored": [
+            {"entry": h.hex(), "author": a.hex(), "rule": rule} for h, a, rule in thread.ignored
+        ],
     }

@@ -61,6 +61,7 @@ SERVICE_ONLY_KINDS: tuple[str, ...] = (
     "task.mirrored",
     "task.completed",
     "task.failed",
+    "hmmm.delivered",
 )
 
 

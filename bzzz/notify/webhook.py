@@ -98,8 +98,8 @@ def url_problem(url: object) -> str | None:
 
 
 def redact_url(url: str) -> str:
-    """`url` as an error may show it: scheme, host, port and path; no user, password,
-    query or fragment."""
+    """`url` as an error may show it: scheme, host and port only. Not the path either:
+    for Slack-style hooks (/services/T.../B.../XXXX) the path is the secret."""
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""
@@ -109,8 +109,7 @@ def redact_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port is None else f"{host}:{port}"
-    path = _one_line(parts.path, 200)
-    return f"{parts.scheme.lower()}://{netloc}{path}"
+    return f"{parts.scheme.lower()}://{netloc}"
 
 
 def signature_of(secret: str, body: bytes) -> str:
@@ -439,3 +438,19 @@ def _shown(url: object) -> str:
 def _one_line(text: str, limit: int) -> str:
     text = _SPACE.sub(" ", text).strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class WebhookNotifier:
+    """One webhook target as the services' `Notifier` port: `name` says where it posts
+    without its secrets; `post` makes one attempt."""
+
+    def __init__(self, target: WebhookTarget, *, timeout_s: float = 10.0) -> None:
+        self._target = target
+        self._sender = target.sender(timeout_s=timeout_s)
+        self.name = redact_url(target.url)
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier({self.name!r})"
+
+    async def post(self, key: str, event: str, payload: Mapping[str, Any]) -> DeliveryResult:
+        return await self._sender.deliver(self._target.delivery(key, event, payload))

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bzzz.domain.election import Settings
+from bzzz.domain.hmmm import Limits
 from bzzz.domain.invite import InviteToken
 from bzzz.domain.membership import founding_problem
 from bzzz.domain.profile import Profile
@@ -22,12 +24,15 @@ from bzzz.home.node import Node
 from bzzz.mesh.discovery import Discovery
 from bzzz.mesh.join import MeshInviters
 from bzzz.mesh.mesh import Mesh
+from bzzz.notify.webhook import WebhookNotifier, WebhookTarget
 from bzzz.services.board import BoardService
 from bzzz.services.chooser import AutoClaim
 from bzzz.services.claims import ClaimService
 from bzzz.services.election import ElectionRunner
+from bzzz.services.escalations import EscalationService
+from bzzz.services.hmmm import HmmmService
 from bzzz.services.intake import IntakeService
-from bzzz.services.ports import Inviters, TaskMirror, TaskSource
+from bzzz.services.ports import Inviters, Notifier, TaskMirror, TaskSource
 from bzzz.services.profile import record_profile
 from bzzz.tasks.github_source import github_source_of
 from bzzz.tasks.hive import hive_source_of
@@ -88,6 +93,32 @@ def sources_of(node: Node) -> tuple[list[TaskSource], list[TaskMirror]]:
     return sources, mirrors
 
 
+def limits_of(config: NodeConfig) -> Limits:
+    h = config.hmmm
+    return Limits(
+        max_hops=h.max_hops,
+        max_participants=h.max_participants,
+        max_messages=h.max_messages,
+        ttl_ms=int(h.ttl_s * 1000),
+        window_ms=int(h.objection_window_s * 1000),
+        max_revisions=h.max_revisions,
+        per_minute=h.per_minute,
+    )
+
+
+def notifiers_of(config: NodeConfig) -> list[Notifier]:
+    """The webhooks escalations go to; a secret comes from the environment."""
+    found: list[Notifier] = []
+    for n, hook in enumerate(config.hmmm.escalation.webhooks):
+        secret = os.environ.get(hook.secret_env) if hook.secret_env else None
+        if hook.secret_env and not secret:
+            raise ConfigError(
+                f"hmmm.escalation.webhooks.{n}.secret_env: {hook.secret_env} is not set"
+            )
+        found.append(WebhookNotifier(WebhookTarget(hook.url, secret)))
+    return found
+
+
 def local_task_folder(node: Node) -> Path | None:
     """The folder of the node's first local task source (where `bzzz task add`
     writes), or None."""
@@ -110,6 +141,7 @@ class NodeRuntime:
     election: ElectionRunner
     claims: ClaimService
     board: BoardService
+    hmmm: HmmmService
     intake: IntakeService
     chooser: AutoClaim | None
     steps: list[Step] = field(default_factory=list)
@@ -168,8 +200,8 @@ def assemble(
     peers: list[str] | None = None,
     mdns: bool | None = None,
 ) -> NodeRuntime:
-    """The node's steps: mesh, profile, claims, board, intake, election, auto-claim,
-    discovery."""
+    """The node's steps: mesh, profile, claims, board, hmmm, intake, election,
+    auto-claim, discovery."""
     config = node.config
     mesh = mesh_of(node, listen)
     e = config.election
@@ -184,6 +216,8 @@ def assemble(
     claims = ClaimService(mesh, election, config.agent.claim_lease_ms)
     board = BoardService(mesh, election, claims)
     claims.vet = board.vet  # no grant for a task the board shows done, closed or blocked
+    claims.before_vet = board.refresh
+    hmmm = HmmmService(mesh, election, board, limits_of(config), config.hmmm.rule_reviewer)
     sources, mirrors = sources_of(node)
     intake = IntakeService(mesh, election, board, sources, mirrors, config.tasks.poll_s)
     chooser = (
@@ -194,8 +228,14 @@ def assemble(
         await claims.set_admin(on)  # granting claims
         await intake.set_admin(on)  # polling task sources, mirroring claims
 
-    election.on_admin = admin_duties
-    runtime = NodeRuntime(node, mesh, election, claims, board, intake, chooser)
+    escalations = EscalationService(mesh, election, hmmm, notifiers_of(config))
+
+    async def admin_duties_and_delivery(on: bool) -> None:
+        await admin_duties(on)
+        await escalations.set_admin(on)  # posting escalations to the webhooks
+
+    election.on_admin = admin_duties_and_delivery
+    runtime = NodeRuntime(node, mesh, election, claims, board, hmmm, intake, chooser)
 
     async def start_mesh() -> None:
         await mesh.refresh()
@@ -239,6 +279,8 @@ def assemble(
     runtime.add("profile", start_profile, _nothing)
     runtime.add("claims", claims.start, claims.stop)
     runtime.add("board", board.start, board.stop)
+    runtime.add("hmmm", hmmm.start, hmmm.stop)
+    runtime.add("escalations", escalations.start, escalations.stop)
     runtime.add("intake", intake.start, intake.stop)
     runtime.add("election", election.start, election.stop)
     if chooser is not None:

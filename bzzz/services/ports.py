@@ -112,6 +112,33 @@ class TaskSource(Protocol):
         ...
 
 
+class PostResult(Protocol):
+    """What one post to a notifier came to."""
+
+    @property
+    def delivered(self) -> bool: ...
+    @property
+    def retry_after_s(self) -> float | None: ...
+    @property
+    def error(self) -> str | None:
+        """One line, without secrets, when not delivered."""
+        ...
+
+
+class Notifier(Protocol):
+    """Where escalations go (`bzzz.notify`: a webhook)."""
+
+    @property
+    def name(self) -> str:
+        """Where it posts, without secrets: the delivery records name it."""
+        ...
+
+    async def post(self, key: str, event: str, payload: Mapping[str, Any]) -> PostResult:
+        """One attempt; `key` is the idempotency key. Never raises for the receiver's
+        failures: they are a result."""
+        ...
+
+
 class TaskMirror(Protocol):
     """Shows claims where people look (GitHub labels and comments). The log is the
     truth; every call is idempotent (a marker is looked for before anything is posted),

@@ -116,7 +116,7 @@ async def test_a_500_is_not_delivered_and_says_so_in_one_line(
     result = await sender().deliver(delivery_to(receiver.url))
     assert not result.delivered and result.status == 500 and result.retry_after_s is None
     line = one_line(result)
-    assert line.startswith(f"POST {receiver.url}: HTTP 500")
+    assert line.startswith(f"POST http://127.0.0.1:{receiver.port}: HTTP 500")  # no path
     assert "boom Traceback" in line
     assert not receiver.received
 
@@ -164,7 +164,7 @@ async def test_nothing_listening_is_a_refused_connection() -> None:
         port = probe.getsockname()[1]
     result = await sender().deliver(delivery_to(f"http://127.0.0.1:{port}/hook"))
     assert not result.delivered and result.status is None
-    assert one_line(result) == f"POST http://127.0.0.1:{port}/hook: connection refused"
+    assert one_line(result) == f"POST http://127.0.0.1:{port}: connection refused"
 
 
 async def test_a_redirect_is_not_followed(receiver: WebhookReceiver) -> None:
@@ -217,9 +217,9 @@ async def test_secrets_and_url_credentials_are_never_shown(receiver: WebhookRece
     for text in shown:
         for hidden in (SECRET, SECRET[:8], password, token, token[:8], "token=", "frag"):
             assert hidden not in text, (hidden, text)
-    assert shown[0].startswith(f"POST http://127.0.0.1:{receiver.port}/hook: HTTP 400")
+    assert shown[0].startswith(f"POST http://127.0.0.1:{receiver.port}: HTTP 400")
     assert "***" in shown[0] and "***" in shown[1]
-    assert redact_url(url) == f"http://127.0.0.1:{receiver.port}/hook"
+    assert redact_url(url) == f"http://127.0.0.1:{receiver.port}"  # the path may be a secret
 
 
 def test_unusable_targets_and_deliveries_are_refused() -> None:

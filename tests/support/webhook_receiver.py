@@ -91,6 +91,11 @@ class WebhookReceiver:
                 _Knob(count, status, retry_after=retry_after, body=body, echo=echo)
             )
 
+    def stop_failing(self) -> None:
+        """Forget the failures still queued: answer 2xx from now on."""
+        with self._lock:
+            self._failures.clear()
+
     def hang_next(self, seconds: float, count: int = 1) -> None:
         with self._lock:
             self._hangs.append(_Knob(count, 0, hang_s=seconds))
