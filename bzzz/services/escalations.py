@@ -29,7 +29,7 @@ from bzzz.services.ports import Notifier, Replica
 log = logging.getLogger("bzzz.escalations")
 DELIVERED = "hmmm.delivered"  # {term, escalation, target}: the admin posted it, 2xx
 EVENT = "hmmm.escalation"
-TICK_S = 1.0
+TICK_S = 0.25  # how soon an escalation entry is posted
 FIRST_RETRY_S = 2.0
 MAX_RETRY_S = 300.0
 MAX_TRANSCRIPT = 50  # messages in a payload: the latest

@@ -33,6 +33,7 @@ from bzzz.services.ports import Replica
 log = logging.getLogger("bzzz.hmmm")
 TICK_S = 0.5  # windows close on the clock, not on entries: look this often
 ERROR_PAUSE_S = 1.0
+MAX_REPORTED_LINES = 10_000
 IN_FLIGHT = (hm.ThreadState.WINDOW, hm.ThreadState.READY, hm.ThreadState.RESOLVED)
 
 
@@ -55,7 +56,7 @@ class HmmmService:
         self._board_changed = board.listen()
         self._reviewed: set[bytes] = set()  # plans this node's rule reviewer looked at
         self._acted: set[tuple[bytes, str]] = set()  # (plan or thread root, step) done
-        self._reported = 0
+        self._reported: set[str] = set()  # lines logged already
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -85,10 +86,10 @@ class HmmmService:
     async def refresh(self) -> None:
         await self.board.refresh()
         await self.projection.update(self.board.board, await self._deciders())
-        ignored = self.projection.threads.ignored
-        while self._reported < len(ignored):
-            log.warning("hmmm: left out %s", ignored[self._reported])
-            self._reported += 1
+        for line in self.projection.threads.ignored:
+            if line not in self._reported and len(self._reported) < MAX_REPORTED_LINES:
+                self._reported.add(line)
+                log.warning("hmmm: left out %s", line)
 
     async def _loop(self) -> None:
         while True:

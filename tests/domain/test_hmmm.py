@@ -252,3 +252,48 @@ def test_every_seeded_discussion_ends_within_its_ttl(seed: int) -> None:
     early = hm.view(thread, thread.first_ts, limits)
     if early.until is not None:
         assert early.until <= end
+
+
+async def test_the_projection_refolds_one_thread_at_a_time_and_agrees_with_a_full_fold() -> None:
+    from bzzz.domain import board as bd
+    from bzzz.domain.entry import Entry
+    from bzzz.projections.threads import ThreadsProjection
+
+    talk = Talk()
+    root = talk.say(ALICE, None)
+    talk.say(BOB, root, query_type="answer")
+    waiting: list[ClaimEntry] = list(talk.entries)
+
+    def as_entry(e: ClaimEntry) -> Entry:
+        return Entry(e.author, 1, None, e.lamport, e.ts, e.kind, e.body, b"", b"", e.hash)
+
+    async def fresh() -> list[Entry]:
+        taken = [as_entry(e) for e in waiting]
+        waiting.clear()
+        return taken
+
+    projection = ThreadsProjection(fresh, LIMITS)
+    board = bd.Board()
+    await projection.update(board, [])
+    assert len(projection.threads.threads[TASK].messages) == 2
+    # a plan arrives before the board knows the holder: left out, then taken when the
+    # board's holds change, without any new HMMM entry
+    talk.plan(["a.py"])
+    waiting.append(talk.entries[-1])
+    await projection.update(board, [])
+    assert projection.threads.threads[TASK].plan is None
+    board.tasks[TASK] = bd.BoardTask(
+        hm_spec(), "local", "local:/x", 0, hold=bd.Hold(HOLDER, b"\x07" * 32, [TOKEN])
+    )
+    await projection.update(board, [])
+    assert projection.threads.threads[TASK].plan is not None
+    full = hm.fold_threads(talk.entries, LIMITS, holds)
+    assert [m.hash for m in full.threads[TASK].messages] == [
+        m.hash for m in projection.threads.threads[TASK].messages
+    ]
+
+
+def hm_spec() -> Any:
+    from bzzz.domain.tasks import TaskSpec
+
+    return TaskSpec(id=TASK, title="Fix login")
