@@ -40,6 +40,7 @@ bench: system venv
 	$(PY) -m bench.failover
 	$(PY) -m bench.claims
 	$(PY) -m bench.tasks
+	$(PY) -m bench.hmmm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/.cache

@@ -2,8 +2,9 @@
 # `make demo`: BZZZ's main job on embedded defaults, in a throwaway folder.
 # Two nodes record a few hundred signed entries of several kinds; one imports the other's
 # log; we show and audit them; then we damage the store as an attacker would and audit
-# again. Then a cluster of three daemons: replication, the admin election, claims, and
-# tasks from a shared folder chosen by the agents. Uses only the real `bzzz` command.
+# again. Then a cluster of three daemons: replication, the admin election, claims, tasks
+# from a shared folder chosen by the agents, and HMMM: plans discussed before the work,
+# an objection, a revision, an escalation posted to a webhook. Uses the real `bzzz`.
 set -euo pipefail
 
 BZZZ=${BZZZ:-bzzz}
@@ -225,12 +226,15 @@ for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
 wait 2>/dev/null || true
 pids=()
 mkdir -p "$work/tasks"
+hook_port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 for n in 1 2 3; do
-  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" <<'PYEOF'
+  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" "$hook_port" <<'PYEOF'
 import sys, yaml
-path, folder, n = sys.argv[1], sys.argv[2], sys.argv[3]
+path, folder, n, hook = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 data = yaml.safe_load(open(path))
 data["tasks"] = {"poll_s": 2, "sources": [{"type": "local", "path": folder, "name": "team"}]}
+data["hmmm"] = {"objection_window_s": 4,
+                "escalation": {"webhooks": [{"url": f"http://127.0.0.1:{hook}/hook"}]}}
 if n != "1":
     data.setdefault("agent", {}).update({"auto_claim": True, "max_tasks": 2})
 yaml.safe_dump(data, open(path, "w"), sort_keys=False)
@@ -281,10 +285,92 @@ $BZZZ task done "$mine" --result "timeout read from config; test added" --link h
 sleep 2
 $BZZZ task list --home "$work/m1"
 $BZZZ task show "$mine" --home "$work/m3"
+
+step "HMMM: one holder plans its task; a second plan overlaps it; the rule reviewers object"
+read -r t3 h3 t2 h2 < <($BZZZ task list --home "$work/m1" --json | $PY -c '
+import json, sys
+held = [t for t in json.load(sys.stdin)["tasks"] if t["holder"] and t["state"] != "done"]
+print(held[0]["id"], held[0]["holder_name"], held[1]["id"], held[1]["holder_name"])')
+thread_state() {  # thread_state HOME THREAD STATE: wait until the thread is in STATE
+  $PY - "$@" <<'PYEOF'
+import sys, time
+from pathlib import Path
+from bzzz.agent.control import ask
+for _ in range(300):
+    answer = ask(Path(sys.argv[1]), {"op": "thread", "thread": sys.argv[2]}, timeout=10)
+    if answer and answer.get("ok") and answer["thread"]["state"] == sys.argv[3]:
+        break
+    time.sleep(0.1)
+else:
+    sys.exit(f"thread {sys.argv[2]} did not reach {sys.argv[3]}")
+PYEOF
+}
+echo "$h3 plans $t3:"
+$BZZZ hmmm plan "$t3" --text "Change the config loader and document it" \
+  --files docs/config.md --files bzzz/home/config.py --home "$work/$h3"
+thread_state "$work/m1" "$t3" resolved
+echo "$h2 plans $t2, touching bzzz/home/config.py too:"
+$BZZZ hmmm plan "$t2" --text "Add a module and a config key for it" \
+  --files bzzz/feature.py --files bzzz/home/config.py --home "$work/$h2"
+thread_state "$work/m1" "$t2" objected
+$BZZZ hmmm show "$t2" --home "$work/m1"
+
+step "The holder revises its plan to leave the shared file out; m1 approves; the window passes"
+$BZZZ hmmm plan "$t2" --text "Add the module; read the existing keys, add none" \
+  --files bzzz/feature.py --home "$work/$h2"
+$BZZZ hmmm approve "$t2" --home "$work/m1"
+thread_state "$work/m1" "$t2" resolved
+$BZZZ hmmm threads --home "$work/m3"
+$BZZZ task list --home "$work/m1" --state working
+
+step "A blocking objection escalates; the admin posts it to a webhook (a local receiver)"
+$PY - "$hook_port" "$work/hook.json" >"$work/hook.log" 2>&1 <<'PYEOF' &
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, out = int(sys.argv[1]), sys.argv[2]
+class Hook(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with open(out, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", port), Hook).serve_forever()
+PYEOF
+pids+=($!)
+$BZZZ task add --home "$work/m1" --title "Rotate the signing keys" --priority 0 >/dev/null
+$BZZZ task sync --home "$work/m1" >/dev/null
+t4=""
+for _ in $(seq 150); do
+  t4=$($BZZZ task list --home "$work/m1" --json | $PY -c '
+import json, sys
+print(next((t["id"] for t in json.load(sys.stdin)["tasks"] if t["id"].endswith("rotate-the-signing-keys") and t["holder"]), ""))')
+  [ -n "$t4" ] && break
+  sleep 0.2
+done
+holder=$($BZZZ task show "$t4" --home "$work/m1" --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["holder_name"])')
+other=$([ "$holder" = m2 ] && echo m3 || echo m2)
+echo "$holder took $t4 by itself"
+$BZZZ hmmm plan "$t4" --text "Rotate every agent key at once" --files keys/ --home "$work/$holder"
+$BZZZ hmmm object "$t4" --severity blocking --reason "all agents offline at once" \
+  --resolve "rotate one agent at a time" --home "$work/$other"
+thread_state "$work/m1" "$t4" escalated
+for _ in $(seq 150); do [ -s "$work/hook.json" ] && break; sleep 0.2; done
+$PY - "$work/hook.json" <<'PYEOF'
+import json, sys
+e = json.loads(open(sys.argv[1]).readline())
+print(f"webhook received {e['event']} for {e['task']}: {e['reason']} "
+      f"({len(e['transcript'])} messages; idempotency key {e['escalation'][:12]})")
+PYEOF
+$BZZZ hmmm resolve "$t4" --why "rotate one agent at a time, as $other says" --home "$work/m1"
+thread_state "$work/m1" "$t4" resolved
+$BZZZ hmmm transcript "$t4" --verify --home "$work/m1"
+
 echo
-echo "Not built yet: agents discussing a plan (HMMM, issue 19) and doing the work in a"
-echo "sandbox with a model and a pull request (issue 20); today a task is done when its"
-echo "holder says so."
+echo "Not built yet: doing the work in a sandbox with a model and opening a pull request"
+echo "(issue 20); today a task is done when its holder says so."
 
 step "Stop the daemons (SIGTERM): each finishes its write, closes connections, exits"
 for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
