@@ -233,7 +233,11 @@ def _take(
 
 
 def _parent(data: Mapping[str, Any]) -> bytes | None:
+    """The entry a message answers: its hash as bytes, or as 64 hex digits (what a
+    script writing JSON can give)."""
     parent = data.get("parent")
+    if isinstance(parent, str) and re.fullmatch(r"[0-9a-f]{64}", parent):
+        return bytes.fromhex(parent)
     return parent if isinstance(parent, bytes) and len(parent) == 32 else None
 
 

@@ -218,3 +218,36 @@ def test_an_escalation_reaches_a_failing_webhook_once_across_an_admin_kill(
         assert shown.code == 0 and "hmmm.delivered" in shown.out
     finally:
         stop_all(agents)
+
+
+def test_a_flood_from_one_agent_is_cut_by_every_node(trio: list[Agent], tmp_path: Path) -> None:
+    _, b, c = trio
+    assert claim(b, "local:login")["status"] == "granted"
+    hmmm(b, "plan", "local:login", "--text", "fix login", "--files", "app/login.py")
+    plan = thread(b, "local:login")["plan"]["entry"]  # type: ignore[index]
+    batch = tmp_path / "flood.jsonl"
+    line = {
+        "kind": "hmmm.msg",
+        "data": {
+            "thread": "local:login",
+            "parent": plan,  # hex: what a script writing JSON can give
+            "query_type": "concern",
+            "text": "again",
+            "parameters": {},
+        },
+    }
+    batch.write_text("".join(json.dumps(line) + "\n" for _ in range(30)))
+    appended = bzzz("log", "append", "--home", str(c.home), "--batch", str(batch))
+    assert appended.code == 0, appended
+
+    def cut(agent: Agent) -> bool:
+        row = thread(agent, "local:login")
+        if row is None:
+            return False
+        mine = [m for m in row["messages"] if m["author"] == c.agent_id]
+        rate = [x for x in row["ignored"] if "in a minute" in x["rule"]]
+        return len(mine) == 6 and len(rate) == 24
+
+    wait_for(lambda: all(cut(a) for a in trio), timeout=30, what="the flood cut on every node")
+    refused = hmmm(c, "say", "local:login", "--type", "concern", "--text", "more", "--parent", plan)
+    assert_one_line_error(refused, "refused", "in a minute")
