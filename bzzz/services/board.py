@@ -18,6 +18,7 @@ from bzzz.domain.tasks import TaskEvent, TaskState, step, task_id_problem
 from bzzz.errors import BzzzError, UsageError
 from bzzz.projections.board import KINDS as WATCHED
 from bzzz.projections.board import BoardProjection
+from bzzz.services.background import Background
 from bzzz.services.claims import ClaimService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica
@@ -41,7 +42,7 @@ class BoardService:
         self._reading = asyncio.Lock()
         self._reported = 0
         self._let_go_of: set[tuple[str, cl.Token]] = set()  # releases written
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
 
     @property
     def board(self) -> bd.Board:
@@ -55,12 +56,10 @@ class BoardService:
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._loop())
+        self._background.run(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._background.stop()
 
     async def _loop(self) -> None:
         while True:

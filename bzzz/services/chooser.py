@@ -22,6 +22,7 @@ from bzzz.domain import board as bd
 from bzzz.domain.claims import may_take
 from bzzz.domain.roles import Role
 from bzzz.errors import BzzzError
+from bzzz.services.background import Background
 from bzzz.services.board import BoardService
 from bzzz.services.claims import ClaimService
 from bzzz.services.ports import Replica
@@ -61,18 +62,16 @@ class AutoClaim:
         self.rng = rng or random.Random()
         self._changed = board.listen()
         self._resting: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
         self.asked = 0
         self.granted = 0
         self.refused = 0
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._background.run(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._background.stop()
 
     def _role(self) -> Role | None:
         member = self.replica.membership.members.get(self.replica.me)

@@ -17,6 +17,7 @@ from bzzz.domain import leadership as lead
 from bzzz.errors import StoreError, UsageError
 from bzzz.projections.claim_book import KINDS as WATCHED
 from bzzz.projections.claim_book import ClaimBookProjection
+from bzzz.services.background import Background
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica
 
@@ -46,7 +47,7 @@ class ClaimService:
         self._carry_forward = False
         self._waiting: dict[bytes, asyncio.Future[dict[str, Any]]] = {}
         self._renewed: dict[str, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
         self._wake = replica.watch([*WATCHED, *lead.KINDS])
         self._next_renew = 0.0
         self._reading = asyncio.Lock()
@@ -58,12 +59,10 @@ class ClaimService:
         self.before_vet: Callable[[], Awaitable[None]] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._background.run(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._background.stop()
 
     async def set_admin(self, on: bool) -> None:
         self._admin = on

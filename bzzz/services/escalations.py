@@ -22,6 +22,7 @@ from bzzz.clock import now_ms
 from bzzz.domain import hmmm as hm
 from bzzz.domain.payload import payload_map
 from bzzz.errors import BzzzError, StoreError
+from bzzz.services.background import Background
 from bzzz.services.election import ElectionRunner
 from bzzz.services.hmmm import HmmmService
 from bzzz.services.ports import Notifier, Replica
@@ -97,17 +98,15 @@ class EscalationService:
         self._owed: dict[tuple[bytes, str], _Owed] = {}
         self._feed = replica.feed([DELIVERED])
         self._delivered: set[tuple[bytes, str]] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
         self.posts = 0  # attempts, for status and tests
 
     async def start(self) -> None:
         if self.notifiers:
-            self._task = asyncio.create_task(self._loop())
+            self._background.run(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._background.stop()
 
     async def set_admin(self, on: bool) -> None:
         if on:

@@ -26,6 +26,7 @@ from bzzz.domain.roles import Authority
 from bzzz.domain.tasks import TaskState, task_id_problem
 from bzzz.errors import BzzzError, UsageError
 from bzzz.projections.threads import ThreadsProjection
+from bzzz.services.background import Background
 from bzzz.services.board import BoardService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica
@@ -57,16 +58,14 @@ class HmmmService:
         self._reviewed: set[bytes] = set()  # plans this node's rule reviewer looked at
         self._acted: set[tuple[bytes, str]] = set()  # (plan or thread root, step) done
         self._reported: set[str] = set()  # lines logged already
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._loop())
+        self._background.run(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._background.stop()
 
     @property
     def threads(self) -> dict[str, hm.Thread]:

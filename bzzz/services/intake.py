@@ -23,6 +23,7 @@ from bzzz.domain import task_entries as te
 from bzzz.domain.intake import SourcePoll, Tenure, plan_sync
 from bzzz.domain.tasks import TaskState
 from bzzz.errors import BzzzError, ConfigError, SourceError, StoreError
+from bzzz.services.background import Background
 from bzzz.services.board import BoardService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica, TaskMirror, TaskSource
@@ -64,7 +65,7 @@ class IntakeService:
         self._due = {s.name: _Due() for s in self.sources}
         self._mirror_after = 0.0
         self._not_live: dict[bytes, int] = {}  # claim -> when its grant was first not live
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background()
         self._term = 0
         self.polls = 0  # for status and tests
         names = [s.name for s in self.sources]
@@ -76,12 +77,10 @@ class IntakeService:
 
     async def start(self) -> None:
         if self.sources or self.mirrors:
-            self._task = asyncio.create_task(self._loop())
+            self._background.run(self._loop())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._background.stop()
 
     async def set_admin(self, on: bool) -> None:
         if on:
