@@ -9,6 +9,8 @@
     ├── StoreError             the event store could not be opened or written
     │   └── ConflictError      another writer won a race; retrying is safe
     ├── SourceError            a task source (GitHub, Hive) failed as a whole
+    ├── ReasoningError         a model server failed or answered what is not its protocol
+    ├── SandboxError           a sandbox cannot be set up (not a command's own failure)
     └── PeerError              a connection to a peer failed or ended
         ├── PeerUnreachable    it could not be dialed
         ├── PeerRefused        it refused our login (not a member, a spent token)
@@ -67,6 +69,21 @@ class SourceError(BzzzError):
     def __init__(self, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ReasoningError(BzzzError):
+    """A reasoning backend failed: unreachable, an HTTP error, an ``{"error": ...}``
+    (also mid-stream), or an answer that breaks its protocol. `retry_after_s` when the
+    server said or it is worth another try; the message never holds a secret."""
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class SandboxError(BzzzError):
+    """A sandbox could not be set up or is not available here (bubblewrap missing, no
+    user namespaces). A command that fails inside a sandbox is a result, not this."""
 
 
 class PeerError(BzzzError):

@@ -14,13 +14,14 @@ LAYERS = [
     ("bzzz.store",),
     ("bzzz.projections",),
     ("bzzz.home",),
-    ("bzzz.mesh", "bzzz.tasks", "bzzz.notify"),  # adapters, one package each: see ADAPTERS
+    # adapters, one package each: see ADAPTERS
+    ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution"),
     ("bzzz.services",),
     ("bzzz.runtime",),
     ("bzzz.agent", "bzzz.audit", "bzzz.cli"),  # front ends
 ]
 # Each adapter is one outside world behind a seam; the runtime is what puts them together.
-ADAPTERS = ("bzzz.mesh", "bzzz.tasks", "bzzz.notify")
+ADAPTERS = ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution")
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -4,11 +4,20 @@ mesh's `Mesh` is the `Replica`), and that a test can implement in memory."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from bzzz.domain.election import Message as ElectionMessage
 from bzzz.domain.entry import Entry
+from bzzz.domain.execution import (
+    ChatMessage,
+    ModelInfo,
+    Reply,
+    RunLimits,
+    RunResult,
+    ToolSpec,
+)
 from bzzz.domain.intake import SourcePoll, Tenure
 from bzzz.domain.invite import InviteToken
 from bzzz.domain.membership import Membership
@@ -158,4 +167,47 @@ class TaskMirror(Protocol):
 
     async def completed(self, tenure: Tenure, result: str, link: str | None) -> None:
         """Remove the label; comment the result and the pull request or branch."""
+        ...
+
+
+class Reasoner(Protocol):
+    """A language model server (`bzzz.execution`): Ollama's native API, an
+    OpenAI-compatible server, or a replay of a recorded trajectory."""
+
+    @property
+    def name(self) -> str:
+        """The backend: ollama, openai or replay."""
+        ...
+
+    async def models(self) -> list[ModelInfo]:
+        """The models the server has, with their context length where it says."""
+        ...
+
+    async def chat(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec],
+        max_tokens: int | None = None,
+    ) -> Reply:
+        """One turn. Raises `ReasoningError` (an error answer, also mid-stream, or an
+        answer that is not the protocol); a model's bad tool arguments are a `ToolCall`
+        with raw text, never an exception."""
+        ...
+
+
+class Sandbox(Protocol):
+    """Where a model's commands run (`bzzz.execution`): bubblewrap, or unsandboxed when
+    configured so explicitly."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def run(
+        self, command: str, workdir: Path, limits: RunLimits, env: Mapping[str, str]
+    ) -> RunResult:
+        """Run `command` (a shell line) with `workdir` as its only writable place besides
+        a private /tmp, no network, `env` as its whole environment. A command that
+        fails, times out or is killed is a result; `SandboxError` only when the sandbox
+        itself cannot run."""
         ...
