@@ -62,6 +62,7 @@ SERVICE_ONLY_KINDS: tuple[str, ...] = (
     "task.completed",
     "task.failed",
     "hmmm.delivered",
+    "exec.",
 )
 
 
