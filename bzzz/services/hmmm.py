@@ -17,11 +17,12 @@ import os
 from typing import Any
 
 from bzzz.clock import now_ms
+from bzzz.domain import alerts
 from bzzz.domain import claims as cl
 from bzzz.domain import hmmm as hm
 from bzzz.domain import task_entries as te
 from bzzz.domain.hmmm_review import review
-from bzzz.domain.payload import encode_payload
+from bzzz.domain.payload import encode_payload, payload_map
 from bzzz.domain.roles import Authority
 from bzzz.domain.tasks import TaskState, task_id_problem
 from bzzz.errors import BzzzError, UsageError
@@ -35,6 +36,8 @@ log = logging.getLogger("bzzz.hmmm")
 TICK_S = 0.5  # windows close on the clock, not on entries: look this often
 ERROR_PAUSE_S = 1.0
 MAX_REPORTED_LINES = 10_000
+ALERT_AFTER_MS = 5_000  # a message left out this long is reported as an alert
+MAX_ALERTS = 100  # per pass
 IN_FLIGHT = (hm.ThreadState.WINDOW, hm.ThreadState.READY, hm.ThreadState.RESOLVED)
 
 
@@ -58,6 +61,9 @@ class HmmmService:
         self._reviewed: set[bytes] = set()  # plans this node's rule reviewer looked at
         self._acted: set[tuple[bytes, str]] = set()  # (plan or thread root, step) done
         self._reported: set[str] = set()  # lines logged already
+        self._alerts = replica.feed([alerts.HMMM_RULE])
+        self._alerted: set[bytes] = set()  # left-out entries an alert names
+        self._left_out_since: dict[bytes, int] = {}
         self._background = Background()
 
     async def start(self) -> None:
@@ -99,6 +105,7 @@ class HmmmService:
             self._board_changed.clear()
             try:
                 await self.refresh()
+                await self._alert_left_out()
                 await self._act_as_holder()
                 if self.rule_reviewer:
                     await self._review()
@@ -107,6 +114,35 @@ class HmmmService:
             except Exception:
                 log.exception("hmmm: unexpected error; going on")
                 await asyncio.sleep(ERROR_PAUSE_S)
+
+    # Alerts: the admin reports each message left out by the rules, once
+
+    async def _alert_left_out(self) -> None:
+        for entry in await self._alerts.fresh():
+            data = payload_map(entry.body)
+            found = data.get("entry") if data is not None else None
+            if isinstance(found, bytes):
+                self._alerted.add(found)
+        e = self.election.election
+        now = now_ms()
+        if e.leader != self.replica.me or not e.has_lease(now):
+            return
+        items = []
+        for thread in self.threads.values():
+            for entry_hash, author, rule in thread.ignored:
+                if entry_hash in self._alerted:
+                    continue
+                # A plan can come before the grant it cites: wait before calling it a
+                # breach, so that only what stays left out is reported.
+                first = self._left_out_since.setdefault(entry_hash, now)
+                if now - first < ALERT_AFTER_MS:
+                    continue
+                self._alerted.add(entry_hash)
+                items.append(
+                    (alerts.HMMM_RULE, alerts.hmmm_rule_body(author, thread.id, entry_hash, rule))
+                )
+        if items:
+            await self.replica.append_many(items[:MAX_ALERTS])
 
     # The holder's flow
 

@@ -249,5 +249,13 @@ def test_a_flood_from_one_agent_is_cut_by_every_node(trio: list[Agent], tmp_path
         return len(mine) == 6 and len(rate) == 24
 
     wait_for(lambda: all(cut(a) for a in trio), timeout=30, what="the flood cut on every node")
+
+    def alerted() -> list[Any]:
+        shown = bzzz("log", "show", "--kind", "alert.hmmm_rule", "--home", str(b.home), "--json")
+        return [e for e in shown.lines() if e["data"]["rule"].startswith("more than 6")]
+
+    alerts = wait_for(lambda: len(alerted()) >= 24 and alerted(), timeout=30, what="alerts")
+    assert len(alerts) == 24  # once per message left out, by the admin alone
+    assert len({e["author"] for e in alerts}) == 1
     refused = hmmm(c, "say", "local:login", "--type", "concern", "--text", "more", "--parent", plan)
     assert_one_line_error(refused, "refused", "in a minute")
