@@ -11,6 +11,7 @@
     ├── SourceError            a task source (GitHub, Hive) failed as a whole
     ├── ReasoningError         a model server failed or answered what is not its protocol
     ├── SandboxError           a sandbox cannot be set up (not a command's own failure)
+    ├── WorkspaceError         a git command of the execution loop failed
     └── PeerError              a connection to a peer failed or ended
         ├── PeerUnreachable    it could not be dialed
         ├── PeerRefused        it refused our login (not a member, a spent token)
@@ -84,6 +85,11 @@ class ReasoningError(BzzzError):
 class SandboxError(BzzzError):
     """A sandbox could not be set up or is not available here (bubblewrap missing, no
     user namespaces). A command that fails inside a sandbox is a result, not this."""
+
+
+class WorkspaceError(BzzzError):
+    """A git command of the execution loop failed (a mirror, a worktree, a commit, a
+    push); the message is git's own first line."""
 
 
 class PeerError(BzzzError):
