@@ -3,7 +3,9 @@
 # server binaries (the tests start their own cluster on 127.0.0.1), Python's venv, and
 # iproute2 (the mDNS test makes two network namespaces joined by a veth pair), and
 # Node.js with npm, to install GitHub's OpenAPI description (npm's @octokit/openapi,
-# pinned in fixtures/github-openapi) that the GitHub stand-in is checked against.
+# pinned in fixtures/github-openapi) that the GitHub stand-in is checked against, and
+# bubblewrap (the sandbox a model's commands run in), git and ssh-keygen (a task's
+# worktree and its signed commits).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -16,6 +18,9 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)  # git's SSH commit signing
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
