@@ -119,9 +119,10 @@ def worktree_path(path: str) -> str | ToolError:
     leave the worktree."""
     if "\x00" in path:
         return ToolError("a path cannot hold a NUL character")
-    if path.startswith(("/", "~")) or (len(path) > 1 and path[1] == ":"):
+    slashed = path.replace("\\", "/")  # a Windows-minded model's separators
+    if slashed.startswith(("/", "~")) or (len(slashed) > 1 and slashed[1] == ":"):
         return ToolError(f"{path[:200]!r}: paths are relative to the repository's root")
-    normal = posixpath.normpath(path.replace("\\", "/")) if path else "."
+    normal = posixpath.normpath(slashed) if slashed else "."
     if normal == ".." or normal.startswith("../"):
         return ToolError(f"{path[:200]!r} is outside the repository")
     return normal

@@ -83,3 +83,8 @@ def test_steps_and_results_are_recorded_cut_and_digested() -> None:
     assert result["output"].endswith("more characters not shown]") and result["seconds"] == 0.123
     assert len(result["output_sha256"]) == 64
     encode_payload(result)
+
+
+@pytest.mark.parametrize("path", ["\\", "\\etc\\passwd", "..\\..\\x", "C:\\x", "//x"])
+def test_backslashes_and_drives_do_not_escape_either(path: str) -> None:
+    assert isinstance(worktree_path(path), ToolError)
