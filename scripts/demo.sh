@@ -340,6 +340,7 @@ class Hook(BaseHTTPRequestHandler):
 HTTPServer(("127.0.0.1", port), Hook).serve_forever()
 PYEOF
 pids+=($!)
+hook_pid=$!
 $BZZZ task add --home "$work/m1" --title "Rotate the signing keys" --priority 0 >/dev/null
 $BZZZ task sync --home "$work/m1" >/dev/null
 t4=""
@@ -367,6 +368,7 @@ PYEOF
 $BZZZ hmmm resolve "$t4" --why "rotate one agent at a time, as $other says" --home "$work/m1"
 thread_state "$work/m1" "$t4" resolved
 $BZZZ hmmm transcript "$t4" --verify --home "$work/m1"
+kill "$hook_pid" 2>/dev/null || true  # the receiver's work is done
 
 echo
 echo "Not built yet: doing the work in a sandbox with a model and opening a pull request"
@@ -374,7 +376,7 @@ echo "(issue 20); today a task is done when its holder says so."
 
 step "Stop the daemons (SIGTERM): each finishes its write, closes connections, exits"
 for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
-wait
+for n in 1 2 3; do eval "wait \$pid_m$n" 2>/dev/null || true; done
 tail -n 2 "$work/m1.log"
 pids=()
 printf '\nDemo done. Everything above ran in %s, now removed.\n' "$work"
