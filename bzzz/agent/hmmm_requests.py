@@ -13,8 +13,6 @@ from bzzz.errors import UsageError
 from bzzz.mesh.mesh import Mesh
 from bzzz.services.hmmm import HmmmService
 
-MAX_FILES_ARG = hm.MAX_FILES
-
 
 def _text(request: dict[str, Any], key: str, required: bool = True) -> str | None:
     value = request.get(key)

@@ -99,7 +99,7 @@ def url_problem(url: object) -> str | None:
 
 def redact_url(url: str) -> str:
     """`url` as an error may show it: scheme, host and port only. Not the path either:
-    for Slack-style hooks (/services/T.../B.../XXXX) the path is the secret."""
+    for Slack-style hooks (/services/TEAM/BOT/TOKEN) the path is the secret."""
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""

@@ -61,6 +61,7 @@ class HmmmService:
         self._reviewed: set[bytes] = set()  # plans this node's rule reviewer looked at
         self._acted: set[tuple[bytes, str]] = set()  # (plan or thread root, step) done
         self._reported: set[str] = set()  # lines logged already
+        self.deciders: set[bytes] = set()  # as of the last refresh
         self._alerts = replica.feed([alerts.HMMM_RULE])
         self._alerted: set[bytes] = set()  # left-out entries an alert names
         self._left_out_since: dict[bytes, int] = {}
@@ -90,7 +91,8 @@ class HmmmService:
 
     async def refresh(self) -> None:
         await self.board.refresh()
-        await self.projection.update(self.board.board, await self._deciders())
+        self.deciders = await self._deciders()
+        await self.projection.update(self.board.board, self.deciders)
         for line in self.projection.threads.ignored:
             if line not in self._reported and len(self._reported) < MAX_REPORTED_LINES:
                 self._reported.add(line)
@@ -218,7 +220,7 @@ class HmmmService:
                 }
                 if (
                     self.projection.would_take(
-                        self.board.board, await self._deciders(), self._draft(hm.OBJECTION, body)
+                        self.board.board, self.deciders, self._draft(hm.OBJECTION, body)
                     )
                     is None
                 ):
@@ -248,9 +250,7 @@ class HmmmService:
         """Write one HMMM entry if the threads would take it; UsageError naming the rule
         it breaks otherwise."""
         await self.refresh()
-        why = self.projection.would_take(
-            self.board.board, await self._deciders(), self._draft(kind, body)
-        )
+        why = self.projection.would_take(self.board.board, self.deciders, self._draft(kind, body))
         if why is not None:
             raise UsageError(f"refused, {why}")
         items: list[tuple[str, dict[str, Any]]] = [(kind, body)]
