@@ -76,3 +76,14 @@ class RunResult:
     timed_out: bool = False
     killed: str | None = None  # why it was stopped: wall time, memory, pids, output
     truncated: bool = False  # output past the limit was dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """Where a task's repository is fetched from and pushed to. `env` is what git needs
+    to be let in (e.g. ``GIT_CONFIG_*`` variables carrying an authorization header): it
+    goes to git's process environment only, never to an argument, an entry, a log or a
+    sandbox, and `repr` leaves it out."""
+
+    url: str
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)

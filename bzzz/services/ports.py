@@ -13,6 +13,7 @@ from bzzz.domain.entry import Entry
 from bzzz.domain.execution import (
     ChatMessage,
     ModelInfo,
+    Remote,
     Reply,
     RunLimits,
     RunResult,
@@ -210,4 +211,25 @@ class Sandbox(Protocol):
         a private /tmp, no network, `env` as its whole environment. A command that
         fails, times out or is killed is a result; `SandboxError` only when the sandbox
         itself cannot run."""
+        ...
+
+
+class PullRequests(Protocol):
+    """Where a finished task's branch is proposed for review (`bzzz.tasks`: GitHub).
+    Tasks whose repository no such adapter handles end with the pushed branch."""
+
+    def handles(self, repo: str) -> bool:
+        """Whether `repo` (a task's ``repo``, e.g. ``https://github.com/o/r.git``) is a
+        repository of this forge that this adapter may open pull requests on."""
+        ...
+
+    async def remote(self, repo: str) -> Remote:
+        """Where to fetch `repo` and push its task branches (with the credentials git
+        needs in `Remote.env`). Raises `SourceError` when the forge cannot say."""
+        ...
+
+    async def open(self, repo: str, branch: str, title: str, body: str) -> str:
+        """Open a pull request from `branch` onto the repository's default branch; its
+        web URL. Idempotent: when a pull request from `branch` exists already (open or
+        closed), its URL, and nothing is opened. Raises `SourceError`."""
         ...
