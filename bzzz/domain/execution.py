@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -87,3 +88,22 @@ class Remote:
 
     url: str
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Worktree:
+    """A task's checkout: its folder, its branch, the mirror it came from and the
+    commit it started at."""
+
+    path: Path
+    branch: str
+    mirror: Path
+    base: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileAnswer:
+    """What a file tool came to: text the model reads, ok or not."""
+
+    ok: bool
+    text: str

@@ -67,6 +67,12 @@ def github_id(owner: str, repo: str, number: int) -> str:
     return f"github:{owner}/{repo}#{number}"
 
 
+def issue_number(task: str) -> int | None:
+    """The issue number of a GitHub task id, or None for any other task."""
+    found = _GITHUB.fullmatch(task)
+    return int(found["number"]) if found else None
+
+
 def local_id(slug: str) -> str:
     return f"local:{slug}"
 

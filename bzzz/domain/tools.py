@@ -26,8 +26,11 @@ from typing import Any
 from bzzz.domain.claims import Token
 from bzzz.domain.execution import ToolCall, ToolSpec
 
+STARTED = "exec.started"  # {task, term, grant, backend, model, sandbox, branch, base}
 STEP = "exec.step"
 RESULT = "exec.result"
+ENDED = "exec.ended"  # {task, term, grant, outcome, why, spent, commit, branch, link}
+KINDS = (STARTED, STEP, RESULT, ENDED)
 MAX_PATH = 1024
 MAX_CONTENT = 512 * 1024  # bytes a write_file may carry
 MAX_COMMAND = 8192
@@ -173,9 +176,11 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def step_body(task: str, token: Token, n: int, call: ToolCall) -> dict[str, Any]:
+def step_body(
+    task: str, token: Token, n: int, call: ToolCall, sandbox: str | None = None
+) -> dict[str, Any]:
     """`exec.step`: the call, before it runs (the arguments cut, a long `content` by its
-    digest)."""
+    digest), and the sandbox a `run` goes to."""
     arguments: Any = call.arguments
     if isinstance(arguments, Mapping):
         arguments = {str(k): _recorded(str(k), v) for k, v in list(arguments.items())[:10]}
@@ -189,6 +194,7 @@ def step_body(task: str, token: Token, n: int, call: ToolCall) -> dict[str, Any]
         "tool": call.name[:100],
         "call_id": call.id[:100] if call.id else None,
         "arguments": arguments,
+        "sandbox": sandbox,
     }
 
 

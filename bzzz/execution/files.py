@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+
+from bzzz.domain.execution import FileAnswer
 
 MAX_READ = 256 * 1024  # bytes of a file shown to the model
 MAX_ENTRIES = 1000  # names a listing shows
-
-
-@dataclass(frozen=True, slots=True)
-class FileAnswer:
-    ok: bool
-    text: str
 
 
 class WorktreeFiles:

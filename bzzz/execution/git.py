@@ -16,10 +16,12 @@ import hashlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
+from bzzz.domain.execution import Remote, Worktree
 from bzzz.errors import WorkspaceError
+from bzzz.execution.files import WorktreeFiles
 
 GIT_TIMEOUT_S = 300.0
 _SAFE = re.compile(r"[^a-z0-9_-]+")
@@ -58,14 +60,6 @@ def _subcommand(args: tuple[str, ...]) -> str:
     return "?"
 
 
-@dataclass(frozen=True, slots=True)
-class Worktree:
-    path: Path
-    branch: str
-    mirror: Path
-    base: str  # the commit it started from
-
-
 class Workspace:
     """Mirrors and worktrees under one folder of the node (e.g. ``HOME/work``)."""
 
@@ -75,14 +69,21 @@ class Workspace:
         self.trees = root / "trees"
         self._home = root / "git-home"  # git's HOME: empty, ours
 
-    async def git(self, *args: str, cwd: Path | None = None, stdin: bytes | None = None) -> str:
-        """Run git; its output, or `WorkspaceError` with its first line of complaint."""
+    async def git(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
+        """Run git; its output, or `WorkspaceError` with its first line of complaint.
+        `env`: more environment for this one command (a remote's credentials)."""
         self._home.mkdir(parents=True, exist_ok=True)
         process = await asyncio.create_subprocess_exec(
             "git",
             *args,
             cwd=cwd,
-            env=_environment(self._home),
+            env={**_environment(self._home), **(env or {})},
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -106,21 +107,26 @@ class Workspace:
         name = hashlib.sha256(repo.encode()).hexdigest()[:16]
         return self.mirrors / f"{name}.git"
 
-    async def mirror(self, repo: str) -> Path:
+    async def mirror(self, repo: str | Remote) -> Path:
         """A bare copy of `repo` (a URL or a path) whose remote branches are fetched up
         to date under refs/remotes/origin (its local branches are the tasks')."""
-        mirror = self.mirror_of(repo)
+        remote = repo if isinstance(repo, Remote) else Remote(repo)
+        mirror = self.mirror_of(remote.url)
         if not mirror.exists():
             self.mirrors.mkdir(parents=True, exist_ok=True)
-            await self.git("clone", "--bare", "--quiet", "--", repo, str(mirror))
+            await self.git(
+                "clone", "--bare", "--quiet", "--", remote.url, str(mirror), env=remote.env
+            )
             await self.git(
                 "--git-dir", str(mirror),
                 "config", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*",
             )  # fmt: skip
-        await self.git("--git-dir", str(mirror), "fetch", "--quiet", "--prune", "origin")
+        await self.git(
+            "--git-dir", str(mirror), "fetch", "--quiet", "--prune", "origin", env=remote.env
+        )
         return mirror
 
-    async def worktree(self, repo: str, task: str, agent_id: bytes) -> Worktree:
+    async def worktree(self, repo: str | Remote, task: str, agent_id: bytes) -> Worktree:
         """A fresh worktree of `repo`'s default branch on the task's branch."""
         mirror = await self.mirror(repo)
         branch = branch_of(task, agent_id)
@@ -179,8 +185,18 @@ class Workspace:
                 return False
         return True
 
-    async def push(self, tree: Worktree, remote: str) -> None:
+    async def push(self, tree: Worktree, remote: str | Remote) -> None:
         """Push the task's branch to `remote` (a URL or a path); never force."""
+        where = remote if isinstance(remote, Remote) else Remote(remote)
         await self.git(
-            "push", "--quiet", "--", remote, f"{tree.branch}:{tree.branch}", cwd=tree.path
-        )
+            "push", "--quiet", "--", where.url, f"{tree.branch}:{tree.branch}",
+            cwd=tree.path, env=where.env,
+        )  # fmt: skip
+
+    def files(self, tree: Worktree) -> WorktreeFiles:
+        """The file tools on `tree`."""
+        return WorktreeFiles(tree.path)
+
+    async def message(self, tree: Worktree, commit: str) -> str:
+        """The full message of `commit`."""
+        return await self.git("log", "-1", "--format=%B", commit, cwd=tree.path)

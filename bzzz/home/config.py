@@ -252,6 +252,97 @@ class HmmmConfig(_Section):
         return self
 
 
+BACKENDS = ("ollama", "openai", "replay")
+DEFAULT_URLS = {"ollama": "http://127.0.0.1:11434", "openai": "http://127.0.0.1:8000/v1"}
+
+
+class ModelOverride(_Section):
+    """Another backend or model for one role or one task type."""
+
+    backend: Literal["ollama", "openai", "replay"] | None = None
+    url: str | None = None
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    fallbacks: list[str] | None = Field(default=None, max_length=10)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value) if value is not None else None
+
+
+class CapsConfig(_Section):
+    calls: int = Field(default=50, ge=1, le=100_000)
+    tokens: int = Field(default=200_000, ge=100, le=1_000_000_000)
+    wall_s: float = Field(default=1800.0, gt=0, le=7 * 86_400)
+    cost: float | None = Field(default=None, gt=0)
+
+
+class PricesConfig(_Section):
+    """Per million tokens; a cost cap needs them."""
+
+    prompt: float = Field(default=0.0, ge=0)
+    completion: float = Field(default=0.0, ge=0)
+
+
+class ReasoningConfig(_Section):
+    backend: Literal["ollama", "openai", "replay"] = "ollama"
+    url: str | None = None  # the backend's default when not given
+    # An OpenAI-compatible server's key comes from this environment variable.
+    api_key_env: str | None = Field(default=None, pattern=rf"^{_ENV_NAME.pattern}$")
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    fallbacks: list[str] = Field(default_factory=list, max_length=10)
+    # replay: a folder of recordings, one per task (`TASK.json`, e.g. local-fix-it.json),
+    # else `default.json`; relative to the node home.
+    recordings: str | None = None
+    roles: dict[str, ModelOverride] = Field(default_factory=dict)
+    task_types: dict[str, ModelOverride] = Field(default_factory=dict)
+    caps: CapsConfig = CapsConfig()
+    prices: PricesConfig | None = None
+    context_length: int | None = Field(default=None, ge=512, le=10_000_000)
+    ask_timeout_s: float = Field(default=300.0, gt=0, le=86_400)
+    # The role's prompt template, relative to the home (default: the project's
+    # .ucxl/templates/ROLE.md when there is one, else the built-in text).
+    template: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ReasoningConfig:
+        if self.backend == "replay" and self.recordings is None:
+            raise ValueError("backend replay needs recordings: a folder of recorded turns")
+        if self.backend != "replay" and self.model is None:
+            raise ValueError(f"backend {self.backend} needs a model")
+        if self.caps.cost is not None and self.prices is None:
+            raise ValueError("a cost cap needs prices (per million tokens)")
+        for where, overrides in (("roles", self.roles), ("task_types", self.task_types)):
+            for name, o in overrides.items():
+                backend = o.backend or self.backend
+                if backend == "replay" and self.recordings is None:
+                    raise ValueError(f"{where}.{name}: replay needs recordings")
+                if backend != "replay" and not (o.model or self.model):
+                    raise ValueError(f"{where}.{name}: backend {backend} needs a model")
+        return self
+
+
+class SandboxLimitsConfig(_Section):
+    wall_s: float = Field(default=300.0, gt=0, le=86_400)
+    memory_mb: int = Field(default=2048, ge=16, le=1_048_576)
+    pids: int = Field(default=256, ge=8, le=100_000)
+    output_kb: int = Field(default=256, ge=1, le=1_048_576)
+
+
+class SandboxConfig(_Section):
+    # bubblewrap; or `unsandboxed`, only when chosen explicitly (shown in status and in
+    # every step entry). Docker and podman are not built yet.
+    backend: Literal["bwrap", "unsandboxed"] = "bwrap"
+    limits: SandboxLimitsConfig = SandboxLimitsConfig()
+    # More host folders the sandbox may read (a toolchain outside /usr).
+    ro_paths: list[str] = Field(default_factory=list, max_length=50)
+
+
 class NodeConfig(_Section):
     name: str
     role: str = "developer"
@@ -265,6 +356,10 @@ class NodeConfig(_Section):
     agent: AgentConfig = AgentConfig()
     tasks: TasksConfig = TasksConfig()
     hmmm: HmmmConfig = HmmmConfig()
+    # The model that plans and works tasks; without it a person does (the task and HMMM
+    # commands).
+    reasoning: ReasoningConfig | None = None
+    sandbox: SandboxConfig = SandboxConfig()
 
     @field_validator("name")
     @classmethod

@@ -25,11 +25,13 @@ from bzzz.mesh.discovery import Discovery
 from bzzz.mesh.join import MeshInviters
 from bzzz.mesh.mesh import Mesh
 from bzzz.notify.webhook import WebhookNotifier, WebhookTarget
+from bzzz.runtime.execution import execution_of
 from bzzz.services.board import BoardService
 from bzzz.services.chooser import AutoClaim
 from bzzz.services.claims import ClaimService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.escalations import EscalationService
+from bzzz.services.execution import ExecutionService
 from bzzz.services.hmmm import HmmmService
 from bzzz.services.intake import IntakeService
 from bzzz.services.ports import Inviters, Notifier, TaskMirror, TaskSource
@@ -144,6 +146,7 @@ class NodeRuntime:
     hmmm: HmmmService
     intake: IntakeService
     chooser: AutoClaim | None
+    execution: ExecutionService | None = None
     steps: list[Step] = field(default_factory=list)
     _started: list[Step] = field(default_factory=list)
 
@@ -201,7 +204,7 @@ def assemble(
     mdns: bool | None = None,
 ) -> NodeRuntime:
     """The node's steps: mesh, profile, claims, board, hmmm, intake, election,
-    auto-claim, discovery."""
+    auto-claim, execution, discovery."""
     config = node.config
     mesh = mesh_of(node, listen)
     e = config.election
@@ -235,7 +238,8 @@ def assemble(
         await escalations.set_admin(on)  # posting escalations to the webhooks
 
     election.on_admin = admin_duties_and_delivery
-    runtime = NodeRuntime(node, mesh, election, claims, board, hmmm, intake, chooser)
+    execution = execution_of(node, mesh, board, hmmm)
+    runtime = NodeRuntime(node, mesh, election, claims, board, hmmm, intake, chooser, execution)
 
     async def start_mesh() -> None:
         await mesh.refresh()
@@ -285,6 +289,8 @@ def assemble(
     runtime.add("election", election.start, election.stop)
     if chooser is not None:
         runtime.add("auto-claim", chooser.start, chooser.stop)
+    if execution is not None:
+        runtime.add("execution", execution.start, execution.stop)
     if config.mesh.mdns if mdns is None else mdns:
         discovery = Discovery(mesh)
         runtime.add("discovery", discovery.start, discovery.stop)

@@ -12,12 +12,14 @@ from bzzz.domain.election import Message as ElectionMessage
 from bzzz.domain.entry import Entry
 from bzzz.domain.execution import (
     ChatMessage,
+    FileAnswer,
     ModelInfo,
     Remote,
     Reply,
     RunLimits,
     RunResult,
     ToolSpec,
+    Worktree,
 )
 from bzzz.domain.intake import SourcePoll, Tenure
 from bzzz.domain.invite import InviteToken
@@ -232,4 +234,34 @@ class PullRequests(Protocol):
         """Open a pull request from `branch` onto the repository's default branch; its
         web URL. Idempotent: when a pull request from `branch` exists already (open or
         closed), its URL, and nothing is opened. Raises `SourceError`."""
+        ...
+
+
+class WorktreeFiles(Protocol):
+    """The file tools on one worktree (`bzzz.execution.files`): every answer is text
+    for the model; nothing a model asks makes them raise."""
+
+    def read(self, path: str) -> FileAnswer: ...
+    def write(self, path: str, content: str) -> FileAnswer: ...
+    def list(self, path: str) -> FileAnswer: ...
+
+
+class Workspace(Protocol):
+    """Git for the execution loop (`bzzz.execution.git`): a mirror per repository, a
+    worktree and branch per task, signed commits, the push. Raises `WorkspaceError`."""
+
+    async def worktree(self, repo: Remote, task: str, agent_id: bytes) -> Worktree:
+        """A fresh worktree of the repository's default branch on the task's branch."""
+        ...
+
+    def files(self, tree: Worktree) -> WorktreeFiles: ...
+
+    async def commit(
+        self, tree: Worktree, message: str, *, name: str, email: str, signing_key_pem: bytes
+    ) -> str | None:
+        """Commit everything changed, signed; its hash, or None when nothing changed."""
+        ...
+
+    async def push(self, tree: Worktree, remote: Remote) -> None:
+        """Push the task's branch; never force."""
         ...

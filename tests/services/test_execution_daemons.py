@@ -1,0 +1,168 @@
+"""Execution between real daemons on 127.0.0.1: an agent takes a task from a shared
+folder, a replayed model plans it through HMMM and works it with the tools in real
+bubblewrap on a real git worktree; the branch is pushed, signed by the agent, and the
+task is done on every node with every step in the agent's log."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bzzz.agent.control import ask
+from bzzz.domain.work import trailers
+from bzzz.tasks.local import write_task
+from tests.support.agents import Agent, found, join, stop_all, wait_for
+from tests.support.cli import bzzz
+
+pytestmark = pytest.mark.slow
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def configure(node: Agent, **sections: dict[str, Any]) -> None:
+    path = node.home / "config.yaml"
+    data = yaml.safe_load(path.read_text())
+    for key, value in sections.items():
+        data[key] = {**(data.get(key) or {}), **value}
+    path.write_text(yaml.safe_dump(data))
+
+
+def record(folder: Path, task: str, turns: list[dict[str, Any]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    name = task.replace(":", "-") + ".json"
+    (folder / name).write_text(json.dumps({"format": "bzzz-replay/1", "turns": turns}))
+
+
+def call(name: str, **arguments: str) -> dict[str, Any]:
+    return {"content": "", "tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def board(agent: Agent) -> dict[str, dict[str, Any]]:
+    answer = ask(agent.home, {"op": "tasks"}, timeout=10)
+    assert answer is not None and answer["ok"], answer
+    return {row["id"]: row for row in answer["tasks"]}
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    """The team's repository: a bare one with a first commit on main."""
+    work = tmp_path / "seed"
+    work.mkdir()
+    git("init", "-q", "-b", "main", cwd=work)
+    (work / "greet.py").write_text("def greet():\n    return 'hi'\n")
+    git("add", ".", cwd=work)
+    git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "first", cwd=work)
+    bare = tmp_path / "origin.git"
+    git("clone", "-q", "--bare", str(work), str(bare))
+    return bare
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[list[Agent], Path, Path]]:
+    """An admin, and a developer that takes tasks and works them with a replayed model."""
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    recordings = tmp_path / "recordings"
+    tasks = {"poll_s": 0.5, "sources": [{"type": "local", "path": str(folder), "name": "team"}]}
+    hmmm = {"objection_window_s": 0.5}
+    a = found(tmp_path)
+    configure(a, tasks=tasks, hmmm=hmmm)
+    agents = [a.start()]
+    try:
+        b = join(tmp_path, "b", a)
+        b.peers = [a.address]
+        configure(
+            b,
+            tasks=tasks,
+            hmmm=hmmm,
+            agent={"auto_claim": True, "max_tasks": 1},
+            reasoning={"backend": "replay", "recordings": str(recordings)},
+            sandbox={"backend": "bwrap", "limits": {"wall_s": 20}},
+        )
+        agents.append(b.start())
+        yield agents, folder, recordings
+    finally:
+        stop_all(agents)
+
+
+def test_a_task_is_planned_worked_in_the_sandbox_and_pushed_signed(
+    cluster: tuple[list[Agent], Path, Path], origin: Path
+) -> None:
+    (a, b), folder, recordings = cluster
+    record(
+        recordings,
+        "local:add-a-farewell",
+        [
+            {"content": "Add a farewell function beside greet.\nFiles: greet.py"},
+            call("read_file", path="greet.py"),
+            call("list_files", path="../.."),  # refused: outside the repository
+            call(
+                "write_file",
+                path="greet.py",
+                content="def greet():\n    return 'hi'\n\n\ndef farewell():\n    return 'bye'\n",
+            ),
+            {"content": "I think that is it."},  # no tool call: told to use one
+            call("run", command="python3 -c 'import greet; print(greet.farewell())'"),
+            call(
+                "run",
+                command="python3 -c 'import urllib.request as u; "
+                'u.urlopen("http://1.1.1.1", timeout=2)\'',
+            ),
+            call("finish", summary="Added farewell() returning 'bye'."),
+        ],
+    )
+    _, spec = write_task(folder, "Add a farewell", "A function that says bye.", repo=str(origin))
+    home_b = str(b.home)
+
+    def done() -> dict[str, Any] | None:
+        row = board(a).get(spec.id)
+        return row if row and row["state"] in ("done", "failed") else None
+
+    row = wait_for(done, timeout=60, what="the task done")
+    assert row["state"] == "done", (row, b.log_text()[-3000:])
+    assert row["link"].endswith(
+        "#" + git("--git-dir", str(origin), "branch", "--list", "bzzz/*").strip()
+    )
+
+    branch = git("--git-dir", str(origin), "branch", "--list", "bzzz/*").strip()
+    assert branch.startswith("bzzz/local-add-a-farewell-")
+    shown = git("--git-dir", str(origin), "show", f"{branch}:greet.py")
+    assert "def farewell" in shown
+    message = git("--git-dir", str(origin), "log", "-1", "--format=%B", branch)
+    found_trailers = trailers(message)
+    assert found_trailers["Bzzz-Task"] == spec.id
+    assert found_trailers["Bzzz-Agent"] == b.agent_id
+
+    # The commit verifies against the agent's key as the cluster knows it.
+    key = json.loads(bzzz("id", "--home", home_b, "--json").out)["public_key"]
+    signers = b.home.parent / "allowed_signers"
+    signers.write_text(f"{b.agent_id[:16]}@agents.bzzz {key}\n")
+    check = subprocess.run(
+        ["git", "--git-dir", str(origin), "-c", f"gpg.ssh.allowedSignersFile={signers}",
+         "verify-commit", branch],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
+
+    # Every step is in b's log, before its result; the refused ones too.
+    shown_log = bzzz("log", "show", "--home", home_b, "--json", "--limit", "500").out
+    entries = [json.loads(line) for line in shown_log.splitlines() if line.strip()]
+    entries = [e for e in entries if e["author"] == b.agent_id and e["kind"].startswith("exec.")]
+    kinds = [e["kind"] for e in entries]
+    assert kinds[0] == "exec.started" and kinds[-1] == "exec.ended"
+    assert kinds.count("exec.step") == kinds.count("exec.result") == 6
+    results = [e["data"] for e in entries if e["kind"] == "exec.result"]
+    assert not results[1]["ok"] and "outside" in results[1]["output"]
+    assert results[3]["ok"] and "bye" in results[3]["output"]
+    assert not results[4]["ok"]  # no network in the sandbox
