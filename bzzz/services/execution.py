@@ -154,6 +154,10 @@ class ExecutionService:
         self._retry_at: dict[bytes, float] = {}
         self._noted: set[str] = set()
         self._contexts: dict[tuple[int, str], int | None] = {}
+        # Per hold: one model choice from the plan to the end (a replay goes on where
+        # the plan left it), and what planning spent.
+        self._choices: dict[bytes, ModelChoice] = {}
+        self._spent: dict[bytes, wk.Spent] = {}
         self._background = Background()
         self.finished: list[dict[str, Any]] = []  # what each run came to, for status
 
@@ -257,8 +261,9 @@ class ExecutionService:
             spec, self.settings.template, self.settings.role, previous, objections
         )
         try:
-            choice = self.choose(spec)
+            choice = self._choice(spec, hold)
             reply, _ = await self._chat(choice, messages, tools=False)
+            self._spent[hold] = self._spent.get(hold, wk.Spent()).add(reply, self.settings.prices)
             text, files = wk.parse_plan(reply.content)
             await self.hmmm.plan(spec.id, text, list(files))
             log.info("%s: planned with %s (%d files)", spec.id, reply.model, len(files))
@@ -272,6 +277,11 @@ class ExecutionService:
             log.warning("%s: planning failed (%s); trying again later", spec.id, error)
         except UsageError as error:  # the grant went, or the fold refused the plan
             log.warning("%s: plan not posted: %s", spec.id, error)
+
+    def _choice(self, spec: TaskSpec, hold: bytes) -> ModelChoice:
+        if hold not in self._choices:
+            self._choices[hold] = self.choose(spec)
+        return self._choices[hold]
 
     async def _chat(
         self, choice: ModelChoice, messages: Sequence[ChatMessage], tools: bool
@@ -320,7 +330,12 @@ class ExecutionService:
         return grant.token
 
     async def _work(self, spec: TaskSpec, hold: bytes) -> None:
-        run = _Run(spec.id, hold, spec, self.choose(spec))
+        try:
+            choice = self._choice(spec, hold)
+        except ReasoningError as error:
+            await self._give_up(spec.id, f"no model: {error}")
+            return
+        run = _Run(spec.id, hold, spec, choice, spent=self._spent.pop(hold, wk.Spent()))
         run.model = run.choice.model
         tree: Worktree | None = None
         remote: Remote | None = None
@@ -352,6 +367,7 @@ class ExecutionService:
             if self.keep_turns is not None and run.turns:
                 with contextlib.suppress(OSError, BzzzError):
                     self.keep_turns(spec.id, self._last_token(spec.id), run.turns)
+        self._choices.pop(hold, None)
         await self._end(run, tree, ended)
 
     def _last_token(self, task: str) -> cl.Token:
