@@ -21,6 +21,7 @@ import base64
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -28,7 +29,6 @@ from urllib.parse import urlsplit
 import requests
 from github import GithubException
 from github.PullRequest import PullRequest
-from github.Repository import Repository
 
 from bzzz.clock import now_ms
 from bzzz.domain.execution import Remote
@@ -79,10 +79,20 @@ def git_env(clone_url: str, token: Secret | None) -> dict[str, str]:
     }
 
 
-def _clone_url_problem(url: object) -> str | None:
+@dataclass(frozen=True, slots=True)
+class _Repo:
+    """What `open` and `remote` need of a repository, as GitHub says it now."""
+
+    full: str  # as configured: the API's paths are built from it, not from the answer
+    owner: str  # GitHub's login, the ``OWNER`` of ``OWNER:branch``
+    default_branch: str
+    clone_url: str
+
+
+def _clone_url_problem(url: str) -> str | None:
     """Why git must not be given `url`: a server's word goes into git's arguments, so no
     option (``-...``), no transport helper (``ext::``) and nothing but printable text."""
-    if not isinstance(url, str) or not url:
+    if not url:
         return "no clone_url"
     if url.startswith("-") or "::" in url or not url.isprintable() or len(url) > 2000:
         return "a clone_url git must not be given"
@@ -165,18 +175,21 @@ class GitHubPullRequests:
             raise SourceError(f"github: {repo[:100]!r} is not a repository of this adapter")
         return full
 
-    def _repository(self, full: str) -> Repository:
-        """The repository, read now (one GET): its clone URL, owner and default branch."""
-        headers, data = self.client.gh.requester.requestJsonAndCheck("GET", f"/repos/{full}")
+    def _repository(self, full: str) -> _Repo:
+        """The repository, read now (one GET): its owner, default branch and clone URL."""
+        _, data = self.client.gh.requester.requestJsonAndCheck("GET", f"/repos/{full}")
         if not isinstance(data, dict):
             raise _Unreadable("the repository is not an object")
-        problem = _clone_url_problem(data.get("clone_url"))
-        if problem is not None or not isinstance(data.get("default_branch"), str):
-            raise _Unreadable(problem or "no default_branch")
-        owner = data.get("owner")
-        if not isinstance(owner, dict) or not isinstance(owner.get("login"), str):
-            raise _Unreadable("no owner")
-        return Repository(self.client.gh.requester, headers, data, completed=True)
+        owner, branch, url = data.get("owner"), data.get("default_branch"), data.get("clone_url")
+        login = owner.get("login") if isinstance(owner, dict) else None
+        if not isinstance(login, str) or not login:
+            raise _Unreadable("the repository has no owner")
+        if not isinstance(branch, str) or not branch:
+            raise _Unreadable("the repository has no default_branch")
+        problem = _clone_url_problem(url) if isinstance(url, str) else "no clone_url"
+        if problem is not None or not isinstance(url, str):
+            raise _Unreadable(problem)
+        return _Repo(full, login, branch, url)
 
     def _open(self, full: str, branch: str, title: str, body: str) -> str:
         repo = self._repository(full)
@@ -184,7 +197,9 @@ class GitHubPullRequests:
         if found is not None:
             return found
         try:
-            made = repo.create_pull(repo.default_branch, branch, title=title, body=body)
+            made = self.client.gh.get_repo(full).create_pull(  # lazy: no request for the repo
+                repo.default_branch, branch, title=title, body=body
+            )
         except GithubException as exc:
             if exc.status != 422 or not any(EXISTS in m.lower() for m in _messages(exc.data)):
                 raise
@@ -195,12 +210,13 @@ class GitHubPullRequests:
         log.info("github %s: opened %s from %s", self.client.host, made.html_url, branch)
         return made.html_url
 
-    def _existing(self, repo: Repository, branch: str) -> str | None:
+    def _existing(self, repo: _Repo, branch: str) -> str | None:
         """The URL of a pull request from `branch` of `repo` itself: an open one, else the
         newest. Filtered here too: GitHub ignores a ``head`` it cannot parse."""
-        owner = repo.owner.login
-        listed = repo.get_pulls(state="all", head=f"{owner}:{branch}").get_page(0)
-        ours = [p for p in listed if _from(p, owner, branch)]
+        pulls = self.client.gh.get_repo(repo.full).get_pulls(
+            state="all", head=f"{repo.owner}:{branch}"
+        )
+        ours = [p for p in pulls.get_page(0) if _from(p, repo.owner, branch)]
         ours.sort(key=lambda p: p.state != "open")  # stable: GitHub's newest-first order
         return ours[0].html_url if ours else None
 
@@ -243,11 +259,16 @@ class _Unreadable(Exception):
 
 
 def _messages(data: Any) -> list[str]:
-    """The messages in a GitHub validation error's ``errors`` (strings or objects)."""
+    """What a GitHub validation error's ``errors`` say: each one's message, else its
+    field and code (``title missing_field``)."""
     errors = data.get("errors") if isinstance(data, Mapping) else None
     found: list[str] = []
     for error in errors if isinstance(errors, list) else []:
-        text = error.get("message") if isinstance(error, Mapping) else error
+        if isinstance(error, Mapping) and not isinstance(error.get("message"), str):
+            parts = (error.get("field"), error.get("code"))
+            text: object = " ".join(p for p in parts if isinstance(p, str))
+        else:
+            text = error.get("message") if isinstance(error, Mapping) else error
         if isinstance(text, str) and text.strip():
             found.append(text.strip())
     return found

@@ -1,4 +1,5 @@
-"""A local stand-in for GitHub's REST API: what the GitHub task source and mirror use.
+"""A local stand-in for GitHub's REST API: what the GitHub task source, mirror and pull
+requests use.
 
 A real HTTP server on 127.0.0.1 (a `ThreadingHTTPServer` in a background thread), so
 PyGithub, and daemons in other processes, talk to it as they would to api.github.com:
@@ -7,18 +8,25 @@ PyGithub, and daemons in other processes, talk to it as they would to api.github
   a ``Link`` header to the other pages; pull requests mixed in, with a ``pull_request``
   key), ``GET /repos/{o}/{r}/issues/{n}``, ``GET /repos/{o}/{r}``;
 - ``GET``/``POST /repos/{o}/{r}/issues/{n}/comments``;
-- ``POST /repos/{o}/{r}/issues/{n}/labels``, ``DELETE /repos/{o}/{r}/issues/{n}/labels/{name}``.
+- ``POST /repos/{o}/{r}/issues/{n}/labels``, ``DELETE /repos/{o}/{r}/issues/{n}/labels/{name}``;
+- ``GET /repos/{o}/{r}/pulls`` (state, head ``OWNER:BRANCH``, base, sort, direction,
+  per_page, page; a ``head`` without its owner is ignored, as GitHub ignores it),
+  ``POST /repos/{o}/{r}/pulls`` (a 422 when a pull request from that head to that base
+  is open), ``GET /repos/{o}/{r}/pulls/{n}``. A pull request is an issue too (one
+  numbering; listed by the issues API with a ``pull_request`` key).
 
 As GitHub does: an ``ETag`` on every 200 GET and a 304 for a matching ``If-None-Match``
 (a 304 made with an ``Authorization`` header costs no rate limit), the
 ``X-RateLimit-*`` headers, a 403 once the limit is spent, commenting and labelling bump
 the issue's ``updated_at``. The JSON shapes are those of GitHub's OpenAPI description
-(`tests/tasks/test_github_standin.py` checks every exchange against it; the one
-exception is ``GET /repos/{o}/{r}``, which the source never calls, served in short).
+(`tests/tasks/test_github_standin.py` checks every exchange against it). Branches and
+commits are not kept: a pull request's head and base are names, their ``sha`` made up.
 
 Knobs for tests: `set_rate_limit`, `fail_next` (5xx), `secondary_limit` (a 403 with
-``Retry-After``), `refuse_tokens` (401); counters (`requests`, `not_modified`,
-`by_path`, `rate_used`); the raw `exchanges`; and direct edits of the state.
+``Retry-After``), `refuse_tokens` (401), `set_repo` (``clone_url``, e.g. a local bare
+repository, and ``default_branch``), `before_next` (run something just before a request
+is answered: a race); counters (`requests`, `not_modified`, `by_path`, `rate_used`); the
+raw `exchanges`; and direct edits of the state (`pulls` lists the pull requests).
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ _COMMENTS = re.compile(_ISSUE.pattern + r"/comments")
 _LABELS = re.compile(_ISSUE.pattern + r"/labels")
 _LABEL = re.compile(_ISSUE.pattern + r"/labels/(?P<name>[^/]+)")
 _REPO = re.compile(r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)")
+_PULLS = re.compile(_REPO.pattern + r"/pulls")
+_PULL = re.compile(_PULLS.pattern + r"/(?P<number>[0-9]+)")
+CREATE_PULL_DOCS = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"
 
 
 def iso(epoch_s: float) -> str:
@@ -86,11 +97,39 @@ class Comment:
 
 
 @dataclass
+class Pull:
+    """What a pull request has beyond its issue (title, body, state, comments)."""
+
+    number: int
+    head_owner: str
+    head_ref: str
+    base_ref: str
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class PullSummary:
+    """A pull request as tests assert on it; `head` is ``OWNER:BRANCH``."""
+
+    number: int
+    head: str
+    base: str
+    title: str
+    body: str | None
+    state: str
+    user: str
+
+
+@dataclass
 class Repo:
     id: int
     owner: str
     name: str
+    created_at: float = 0.0
+    default_branch: str = "main"
+    clone_url: str | None = None  # None: GitHub's, https://github.com/OWNER/NAME.git
     issues: dict[int, Issue] = field(default_factory=dict)
+    pulls: dict[int, Pull] = field(default_factory=dict)
     label_ids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -151,6 +190,7 @@ class GitHubStandIn:
         self.reset = int(clock()) + 3600
         self._failures: list[int] = []  # statuses of the next injected 5xx
         self._secondary: list[int] = []  # Retry-After seconds of the next secondary limits
+        self._before: list[tuple[str, str, Callable[[], object]]] = []  # see `before_next`
         self.requests = 0
         self.not_modified = 0
         self.rate_used = 0
@@ -221,6 +261,14 @@ class GitHubStandIn:
         with self._lock:
             self._secondary.extend([retry_after_s] * count)
 
+    def before_next(self, method: str, pattern: str, action: Callable[[], object]) -> None:
+        """Run `action` (once, holding the stand-in's lock, so it may edit the state or set
+        a knob) just before the next `method` request whose path matches the regular
+        expression `pattern` is answered: what happened in between, e.g. another client
+        won a race, or the rate limit ran out."""
+        with self._lock:
+            self._before.append((method, pattern, action))
+
     def reset_counters(self) -> None:
         with self._lock:
             self.requests = self.not_modified = self.rate_used = 0
@@ -239,7 +287,21 @@ class GitHubStandIn:
     def add_repo(self, full_name: str) -> None:
         owner, _, name = full_name.partition("/")
         with self._lock:
-            self._repos.setdefault(full_name.lower(), Repo(self._new_id(), owner, name))
+            made = Repo(self._new_id(), owner, name, self._now())
+            self._repos.setdefault(full_name.lower(), made)
+
+    def set_repo(
+        self, full_name: str, *, clone_url: str | None = None, default_branch: str | None = None
+    ) -> None:
+        """Add `full_name` if new; set where it is cloned from (any URL or path git takes)
+        and its default branch."""
+        self.add_repo(full_name)
+        with self._lock:
+            repo = self._repo(full_name)
+            if clone_url is not None:
+                repo.clone_url = clone_url
+            if default_branch is not None:
+                repo.default_branch = default_branch
 
     def remove_repo(self, full_name: str) -> None:
         with self._lock:
@@ -279,7 +341,49 @@ class GitHubStandIn:
             )
             for label in labels:
                 self._label_id(found, label)
+            if pull_request:
+                found.pulls[number] = Pull(number, user, f"patch-{number}", found.default_branch)
             return number
+
+    def add_pull(
+        self,
+        repo: str,
+        head: str,
+        base: str | None = None,
+        title: str = "a pull request",
+        body: str | None = "",
+        *,
+        state: str = "open",
+        user: str = "octocat",
+    ) -> int:
+        """A new pull request from `head` (``BRANCH`` of `repo` itself, or
+        ``OWNER:BRANCH``) onto `base` (the default branch); its number."""
+        number = self.add_issue(repo, title, body, state=state, pull_request=True, user=user)
+        with self._lock:
+            found = self._repo(repo)
+            owner, ref = _head(found, head)
+            found.pulls[number] = Pull(number, owner, ref, base or found.default_branch)
+            return number
+
+    def pulls(self, repo: str) -> list[PullSummary]:
+        """The pull requests of `repo`, oldest first."""
+        with self._lock:
+            found = self._repo(repo)
+            listed = []
+            for number, pull in sorted(found.pulls.items()):
+                issue = found.issues[number]
+                listed.append(
+                    PullSummary(
+                        number,
+                        f"{pull.head_owner}:{pull.head_ref}",
+                        pull.base_ref,
+                        issue.title,
+                        issue.body,
+                        issue.state,
+                        issue.user,
+                    )
+                )
+            return listed
 
     def issue(self, repo: str, number: int) -> Issue:
         with self._lock:
@@ -437,7 +541,11 @@ class GitHubStandIn:
         }
 
     def _repo_json(self, repo: Repo) -> dict[str, Any]:
+        """A repository as ``GET /repos/{o}/{r}`` shows it (``full-repository``; also
+        what a pull request's head and base hold, ``repository``)."""
         api = f"{self.url}/repos/{repo.full_name}"
+        html = f"https://github.com/{repo.full_name}"
+        open_issues = sum(i.state == "open" for i in repo.issues.values())
         return {
             "id": repo.id,
             "node_id": f"R_{repo.id}",
@@ -445,13 +553,170 @@ class GitHubStandIn:
             "full_name": repo.full_name,
             "owner": self._user(repo.owner),
             "private": False,
-            "html_url": f"https://github.com/{repo.full_name}",
+            "html_url": html,
+            "description": None,
+            "fork": False,
             "url": api,
+            "forks_url": f"{api}/forks",
+            "keys_url": f"{api}/keys{{/key_id}}",
+            "collaborators_url": f"{api}/collaborators{{/collaborator}}",
+            "teams_url": f"{api}/teams",
+            "hooks_url": f"{api}/hooks",
+            "issue_events_url": f"{api}/issues/events{{/number}}",
+            "events_url": f"{api}/events",
+            "assignees_url": f"{api}/assignees{{/user}}",
+            "branches_url": f"{api}/branches{{/branch}}",
+            "tags_url": f"{api}/tags",
+            "blobs_url": f"{api}/git/blobs{{/sha}}",
+            "git_tags_url": f"{api}/git/tags{{/sha}}",
+            "git_refs_url": f"{api}/git/refs{{/sha}}",
+            "trees_url": f"{api}/git/trees{{/sha}}",
+            "statuses_url": f"{api}/statuses/{{sha}}",
+            "languages_url": f"{api}/languages",
+            "stargazers_url": f"{api}/stargazers",
+            "contributors_url": f"{api}/contributors",
+            "subscribers_url": f"{api}/subscribers",
+            "subscription_url": f"{api}/subscription",
+            "commits_url": f"{api}/commits{{/sha}}",
+            "git_commits_url": f"{api}/git/commits{{/sha}}",
+            "comments_url": f"{api}/comments{{/number}}",
+            "issue_comment_url": f"{api}/issues/comments{{/number}}",
+            "contents_url": f"{api}/contents/{{+path}}",
+            "compare_url": f"{api}/compare/{{base}}...{{head}}",
+            "merges_url": f"{api}/merges",
+            "archive_url": f"{api}/{{archive_format}}{{/ref}}",
+            "downloads_url": f"{api}/downloads",
             "issues_url": f"{api}/issues{{/number}}",
+            "pulls_url": f"{api}/pulls{{/number}}",
+            "milestones_url": f"{api}/milestones{{/number}}",
+            "notifications_url": f"{api}/notifications{{?since,all,participating}}",
+            "labels_url": f"{api}/labels{{/name}}",
+            "releases_url": f"{api}/releases{{/id}}",
+            "deployments_url": f"{api}/deployments",
+            "created_at": iso(repo.created_at),
+            "updated_at": iso(repo.created_at),
+            "pushed_at": iso(repo.created_at),
+            "git_url": f"git://github.com/{repo.full_name}.git",
+            "ssh_url": f"git@github.com:{repo.full_name}.git",
+            "clone_url": repo.clone_url or f"{html}.git",
+            "svn_url": html,
+            "homepage": None,
+            "size": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "language": None,
             "has_issues": True,
-            "open_issues_count": sum(i.state == "open" for i in repo.issues.values()),
-            "default_branch": "main",
+            "has_projects": True,
+            "has_downloads": True,
+            "has_wiki": True,
+            "has_pages": False,
+            "has_discussions": False,
+            "forks_count": 0,
+            "mirror_url": None,
+            "archived": False,
+            "disabled": False,
+            "open_issues_count": open_issues,
+            "license": None,
+            "allow_forking": True,
+            "is_template": False,
+            "web_commit_signoff_required": False,
+            "topics": [],
+            "visibility": "public",
+            "forks": 0,
+            "open_issues": open_issues,
+            "watchers": 0,
+            "default_branch": repo.default_branch,
+            "network_count": 0,
+            "subscribers_count": 0,
         }
+
+    def _pull(self, repo: Repo, pull: Pull, *, full: bool) -> dict[str, Any]:
+        """A pull request as GitHub lists it (``pull-request-simple``) or shows it alone
+        and on creation (`full`: ``pull-request``)."""
+        issue = repo.issues[pull.number]
+        api = f"{self.url}/repos/{repo.full_name}"
+        url = f"{api}/pulls/{pull.number}"
+        html = f"https://github.com/{repo.full_name}/pull/{pull.number}"
+        head_repo = self._repos.get(f"{pull.head_owner}/{repo.name}".lower(), repo)
+        head_sha = _sha(f"{head_repo.full_name}\0{pull.head_ref}")
+        statuses = f"{api}/statuses/{head_sha}"
+        body: dict[str, Any] = {
+            "url": url,
+            "id": repo.id * 100_000 + pull.number,
+            "node_id": f"PR_{repo.id}_{pull.number}",
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "issue_url": f"{api}/issues/{pull.number}",
+            "commits_url": f"{url}/commits",
+            "review_comments_url": f"{url}/comments",
+            "review_comment_url": f"{api}/pulls/comments{{/number}}",
+            "comments_url": f"{api}/issues/{pull.number}/comments",
+            "statuses_url": statuses,
+            "number": pull.number,
+            "state": issue.state,
+            "locked": False,
+            "title": issue.title,
+            "user": self._user(issue.user),
+            "body": issue.body,
+            "labels": [self._label(repo, name) for name in issue.labels],
+            "milestone": None,
+            "active_lock_reason": None,
+            "created_at": iso(issue.created_at),
+            "updated_at": iso(issue.updated_at),
+            "closed_at": iso(issue.closed_at) if issue.closed_at is not None else None,
+            "merged_at": None,
+            "merge_commit_sha": None,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": {
+                "label": f"{pull.head_owner}:{pull.head_ref}",
+                "ref": pull.head_ref,
+                "sha": head_sha,
+                "user": self._user(pull.head_owner),
+                "repo": self._repo_json(head_repo),
+            },
+            "base": {
+                "label": f"{repo.owner}:{pull.base_ref}",
+                "ref": pull.base_ref,
+                "sha": _sha(f"{repo.full_name}\0{pull.base_ref}"),
+                "user": self._user(repo.owner),
+                "repo": self._repo_json(repo),
+            },
+            "_links": {
+                "self": {"href": url},
+                "html": {"href": html},
+                "issue": {"href": f"{api}/issues/{pull.number}"},
+                "comments": {"href": f"{api}/issues/{pull.number}/comments"},
+                "review_comments": {"href": f"{url}/comments"},
+                "review_comment": {"href": f"{api}/pulls/comments{{/number}}"},
+                "commits": {"href": f"{url}/commits"},
+                "statuses": {"href": statuses},
+            },
+            "author_association": "OWNER" if issue.user == repo.owner else "CONTRIBUTOR",
+            "auto_merge": None,
+            "draft": pull.draft,
+        }
+        if full:
+            body.update(
+                {
+                    "merged": False,
+                    "mergeable": None,
+                    "rebaseable": None,
+                    "mergeable_state": "unknown",
+                    "merged_by": None,
+                    "comments": len(issue.comments),
+                    "review_comments": 0,
+                    "maintainer_can_modify": False,
+                    "commits": 1,
+                    "additions": 0,
+                    "deletions": 0,
+                    "changed_files": 0,
+                }
+            )
+        return body
 
     # -- serving ----------------------------------------------------------------------
 
@@ -503,6 +768,11 @@ class GitHubStandIn:
     def _answer(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], Any]:
+        for hook in list(self._before):
+            if hook[0] == method and re.fullmatch(hook[1], path):
+                self._before.remove(hook)
+                hook[2]()
+                break
         try:
             self._gate(headers)
             return self._route(method, path, parse_qs(query), body)
@@ -551,7 +821,21 @@ class GitHubStandIn:
     def _route(
         self, method: str, path: str, query: dict[str, list[str]], body: bytes
     ) -> tuple[int, dict[str, str], Any]:
-        if found := _LABEL.fullmatch(path):
+        if found := _PULL.fullmatch(path):
+            if method == "GET":
+                repo = self._find_repo(found)
+                pull = repo.pulls.get(int(found["number"]))
+                if pull is None:
+                    raise _Reply(
+                        404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}
+                    )
+                return 200, {}, self._pull(repo, pull, full=True)
+        elif found := _PULLS.fullmatch(path):
+            if method == "GET":
+                return self._list_pulls(found, path, query)
+            if method == "POST":
+                return self._create_pull(found, body)
+        elif found := _LABEL.fullmatch(path):
             if method == "DELETE":
                 return self._delete_label(found, unquote(found["name"]))
         elif found := _LABELS.fullmatch(path):
@@ -690,6 +974,108 @@ class GitHubStandIn:
         self._touch(issue)
         return 200, {}, [self._label(repo, n) for n in issue.labels]
 
+    def _list_pulls(
+        self, found: re.Match[str], path: str, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, str], Any]:
+        repo = self._find_repo(found)
+        state = query.get("state", ["open"])[0]
+        sort = query.get("sort", ["created"])[0]
+        direction = query.get("direction", ["desc" if sort == "created" else "asc"])[0]
+        if state not in ("open", "closed", "all") or sort not in (
+            "created",
+            "updated",
+            "popularity",
+            "long-running",
+        ):
+            raise _Reply(422, {"message": "Validation Failed", "documentation_url": DOCS})
+        # GitHub filters by head only given as OWNER:BRANCH; a bare branch is ignored.
+        head_owner, colon, head_ref = query.get("head", [""])[0].partition(":")
+        base = query.get("base", [None])[0]
+        pulls = [
+            pull
+            for pull in repo.pulls.values()
+            if (state == "all" or repo.issues[pull.number].state == state)
+            and (
+                not colon
+                or (pull.head_owner.lower(), pull.head_ref) == (head_owner.lower(), head_ref)
+            )
+            and (base is None or pull.base_ref == base)
+        ]
+
+        def key(pull: Pull) -> tuple[float, int]:
+            issue = repo.issues[pull.number]
+            value = {
+                "created": issue.created_at,
+                "updated": issue.updated_at,
+                "popularity": float(len(issue.comments)),
+                "long-running": issue.created_at,
+            }[sort]
+            return value, pull.number
+
+        pulls.sort(key=key, reverse=direction != "asc")
+        return self._page(path, query, [self._pull(repo, pull, full=False) for pull in pulls])
+
+    def _create_pull(self, found: re.Match[str], body: bytes) -> tuple[int, dict[str, str], Any]:
+        repo = self._find_repo(found)
+        data = _json(body)
+        if not isinstance(data, dict):
+            raise _Reply(400, {"message": "Problems parsing JSON", "documentation_url": DOCS})
+        for name in ("head", "base", "title"):  # title: no `issue` to take it from here
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise _Reply(
+                    422,
+                    {
+                        "message": "Validation Failed",
+                        "errors": [
+                            {"resource": "PullRequest", "field": name, "code": "missing_field"}
+                        ],
+                        "documentation_url": CREATE_PULL_DOCS,
+                        "status": "422",
+                    },
+                )
+        owner, ref = _head(repo, data["head"])
+        base = data["base"]
+        for pull in repo.pulls.values():
+            same = (pull.head_owner.lower(), pull.head_ref, pull.base_ref) == (
+                owner.lower(),
+                ref,
+                base,
+            )
+            if same and repo.issues[pull.number].state == "open":
+                raise _Reply(
+                    422,
+                    {
+                        "message": "Validation Failed",
+                        "errors": [
+                            {
+                                "resource": "PullRequest",
+                                "code": "custom",
+                                "message": f"A pull request already exists for {owner}:{ref}.",
+                            }
+                        ],
+                        "documentation_url": CREATE_PULL_DOCS,
+                        "status": "422",
+                    },
+                )
+        text = data.get("body")
+        number = len(repo.issues) + 1
+        now = self._now()
+        repo.issues[number] = Issue(
+            number,
+            data["title"],
+            text if isinstance(text, str) else None,
+            [],
+            "open",
+            now,
+            now,
+            pull_request=True,
+            user=self.login,
+        )
+        pull = Pull(number, owner, ref, base, data.get("draft") is True)
+        repo.pulls[number] = pull
+        made = self._pull(repo, pull, full=True)
+        return 201, {"Location": made["url"]}, made
+
     def exchanges_of(self, method: str, pattern: str) -> Iterator[Exchange]:
         """The recorded exchanges whose path matches the regular expression `pattern`."""
         with self._lock:
@@ -702,6 +1088,17 @@ def _json(body: bytes) -> Any:
         return json.loads(body or b"null")
     except ValueError:
         raise _Reply(400, {"message": "Problems parsing JSON", "documentation_url": DOCS}) from None
+
+
+def _head(repo: Repo, head: str) -> tuple[str, str]:
+    """A pull request's head, ``OWNER:BRANCH`` or a branch of `repo` itself."""
+    owner, colon, ref = head.partition(":")
+    return (owner, ref) if colon else (repo.owner, head)
+
+
+def _sha(text: str) -> str:
+    """A commit id for a branch the stand-in does not keep."""
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _etag_matches(header: str, etag: str) -> bool:

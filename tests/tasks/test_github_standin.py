@@ -1,7 +1,7 @@
-"""The GitHub stand-in against GitHub's published OpenAPI description: the source and the
-mirror run against it, and every request it received and every response it sent is
-validated with openapi-core (``fixtures/github-openapi``: npm's ``@octokit/openapi``,
-installed by ``bash scripts/install-system-deps.sh``).
+"""The GitHub stand-in against GitHub's published OpenAPI description: the source, the
+mirror and the pull requests run against it, and every request it received and every
+response it sent is validated with openapi-core (``fixtures/github-openapi``: npm's
+``@octokit/openapi``, installed by ``bash scripts/install-system-deps.sh``).
 
 Responses GitHub sends on any endpoint but its description lists for few (a 304 to a
 conditional request, a 401, a rate limit's 403, a 5xx) are checked by HTTP's rules and
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from openapi_core.templating.responses.exceptions import ResponseNotFound
@@ -27,7 +28,9 @@ from werkzeug.wrappers import Response
 from bzzz.domain.intake import Tenure
 from bzzz.errors import SourceError
 from bzzz.home.config import GitHubSourceConfig
+from bzzz.tasks.github_pulls import GitHubPullRequests
 from bzzz.tasks.github_source import github_source_of
+from bzzz.tasks.token import Secret
 from tests.support.github_standin import Exchange, FakeClock, GitHubStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +130,57 @@ def _response(exchange: Exchange) -> WerkzeugOpenAPIResponse:
     )
 
 
+@pytest.fixture
+def pull_exchanges() -> Iterator[list[Exchange]]:
+    """Everything the pull requests send: a remote, opening, finding, a race, refusals;
+    and what they never ask for (one pull request, a head without its owner)."""
+    clock = FakeClock()
+    with GitHubStandIn(token=TOKEN, clock=clock) as gh:
+        gh.set_repo("octo/app", default_branch="trunk")
+        gh.add_issue("octo/app", "an issue", "", ["bzzz-task"])
+        gh.add_pull("octo/app", "bzzz/old", title="closed", state="closed")
+        gh.add_pull("octo/app", "mallory:bzzz/one", title="a fork's", body=None)
+        secret = Secret(TOKEN, "the environment variable GITHUB_TOKEN")
+        pulls = GitHubPullRequests(["octo/app", "octo/gone"], api_url=gh.url, token=secret)
+        app, gone = f"{gh.url}/octo/app.git", f"{gh.url}/octo/gone.git"
+
+        async def life() -> None:
+            await pulls.remote(app)
+            await pulls.open(app, "bzzz/one", "One", "the first")
+            await pulls.open(app, "bzzz/one", "One", "again: found")
+            await pulls.open(app, "bzzz/old", "Old", "a closed one: found")
+            gh.before_next(
+                "POST",
+                r"/repos/octo/app/pulls",
+                lambda: gh.add_pull("octo/app", "bzzz/race", base="trunk", title="first"),
+            )
+            await pulls.open(app, "bzzz/race", "Race", "lost: a 422, then found")
+            for call in [
+                pulls.remote(gone),  # 404
+                pulls.open(app, "bzzz/untitled", "", "a 422 of a missing title"),
+            ]:
+                with pytest.raises(SourceError):
+                    await call
+            clock.advance(10)
+            gh.before_next("POST", r".*", lambda: gh.secondary_limit(retry_after_s=5))
+            with pytest.raises(SourceError):
+                await pulls.open(app, "bzzz/two", "Two", "a secondary limit")
+            clock.advance(10)
+            gh.refuse_tokens = True
+            with pytest.raises(SourceError):
+                await pulls.remote(app)
+
+        asyncio.run(life())
+        gh.refuse_tokens = False
+        for path in ["pulls/2", "pulls/1", "pulls?head=bzzz/one&sort=updated&state=closed"]:
+            _get(gh, f"/repos/octo/app/{path}")
+        yield list(gh.exchanges)
+
+
+def _get(gh: GitHubStandIn, path: str) -> None:
+    requests.get(gh.url + path, headers={"Authorization": f"token {TOKEN}"}, timeout=5)
+
+
 def test_every_exchange_matches_githubs_openapi_description(
     described: Described, exchanges: list[Exchange]
 ) -> None:
@@ -145,6 +199,32 @@ def test_every_exchange_matches_githubs_openapi_description(
         ("GET", 502),
     ]:
         assert kind in kinds, kind
+    failures = _mismatches(described, exchanges)
+    assert not failures, "\n".join(f[:400] + " ... " + f[-600:] for f in failures[:10])
+
+
+def test_every_pull_request_exchange_matches_githubs_openapi_description(
+    described: Described, pull_exchanges: list[Exchange]
+) -> None:
+    done = {(e.method, e.path, e.status) for e in pull_exchanges}
+    for kind in [
+        ("GET", "/repos/octo/app", 200),
+        ("GET", "/repos/octo/gone", 404),
+        ("GET", "/repos/octo/app", 401),
+        ("GET", "/repos/octo/app/pulls", 200),
+        ("POST", "/repos/octo/app/pulls", 201),
+        ("POST", "/repos/octo/app/pulls", 422),  # the race, and the missing title
+        ("POST", "/repos/octo/app/pulls", 403),  # the secondary limit
+        ("GET", "/repos/octo/app/pulls/2", 200),
+        ("GET", "/repos/octo/app/pulls/1", 404),  # an issue, not a pull request
+    ]:
+        assert kind in done, kind
+    failures = _mismatches(described, pull_exchanges)
+    assert not failures, "\n".join(f[:400] + " ... " + f[-600:] for f in failures[:10])
+
+
+def _mismatches(described: Described, exchanges: list[Exchange]) -> list[str]:
+    """Every exchange that is not as GitHub's description says, one line each."""
     basic_error = OAS30Validator(described.spec["components"]["schemas"]["basic-error"])
     etags_sent: dict[str, set[str]] = {}
     failures: list[str] = []
@@ -172,4 +252,4 @@ def test_every_exchange_matches_githubs_openapi_description(
                 failures.append(f"{where}: undescribed response: {errors}")
         except Exception as exc:
             failures.append(f"{where}: response: {exc}: {exc.__cause__}")
-    assert not failures, "\n".join(f[:400] + " ... " + f[-600:] for f in failures[:10])
+    return failures
