@@ -175,8 +175,10 @@ def spec_from_github(
     body: str,
     labels: Iterable[str],
     url: str | None = None,
+    web: str = "https://github.com",
 ) -> TaskSpec:
-    """A GitHub issue as a task; the repository it changes is its own."""
+    """A GitHub issue as a task; the repository it changes is its own, on `web` (the
+    forge's web origin: GitHub's, or a GitHub Enterprise server's)."""
     kept = tuple(labels)[:MAX_LABELS]
     fields = fields_of_labels(kept)
     spec = TaskSpec(
@@ -187,7 +189,7 @@ def spec_from_github(
         priority=DEFAULT_PRIORITY if fields.priority is None else fields.priority,
         type=fields.type,
         needs=fields.needs,
-        repo=f"https://github.com/{owner}/{repo}.git",
+        repo=f"{web}/{owner}/{repo}.git",
         depends_on=dependencies_in(body, owner, repo),
         url=url,
     )

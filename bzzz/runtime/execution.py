@@ -32,6 +32,7 @@ from bzzz.services.execution import (
 )
 from bzzz.services.hmmm import HmmmService
 from bzzz.services.ports import PullRequests, Reasoner, Replica, Sandbox
+from bzzz.tasks.github_pulls import github_pulls_of
 
 WORK_FOLDER = "work"
 TRAJECTORIES = "trajectories"
@@ -128,12 +129,21 @@ def identity_of(node: Node) -> CommitIdentity:
     )
 
 
+def pulls_of(node: Node) -> list[PullRequests]:
+    """Where pull requests are opened: the repositories of each ``github`` source."""
+    return [
+        github_pulls_of(source, node.home)
+        for source in node.config.tasks.sources
+        if source.type == "github"
+    ]
+
+
 def execution_of(
     node: Node,
     replica: Replica,
     board: BoardService,
     hmmm: HmmmService,
-    pulls: Sequence[PullRequests] = (),
+    pulls: Sequence[PullRequests] | None = None,
 ) -> ExecutionService | None:
     """The node's execution service, or None when no model is configured."""
     reasoning = node.config.reasoning
@@ -152,7 +162,7 @@ def execution_of(
         chooser_of(reasoning, node.config.role, node.home),
         sandbox_of(node.config),
         Workspace(folder),
-        pulls,
+        pulls_of(node) if pulls is None else pulls,
         identity_of(node),
         settings_of(node),
         keep_turns,

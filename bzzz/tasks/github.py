@@ -42,6 +42,15 @@ BACKOFF_MAX_S = 300
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 
 
+def web_origin(api_url: str) -> str:
+    """Where the repositories of the API at `api_url` are on the web: ``api.github.com``
+    serves ``github.com``; GitHub Enterprise serves ``https://HOST/api/v3`` for
+    ``https://HOST`` (and ``api.HOST`` for ``HOST`` on ghe.com)."""
+    parts = urlsplit(api_url)
+    host = parts.netloc.lower().rpartition("@")[2]
+    return f"{parts.scheme.lower()}://{host.removeprefix('api.')}"
+
+
 class Kind(Enum):
     OK = "ok"
     NOT_MODIFIED = "not-modified"

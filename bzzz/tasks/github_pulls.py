@@ -34,7 +34,7 @@ from bzzz.clock import now_ms
 from bzzz.domain.execution import Remote
 from bzzz.errors import SourceError
 from bzzz.home.config import GitHubSourceConfig
-from bzzz.tasks.github import GitHubClient
+from bzzz.tasks.github import GitHubClient, web_origin
 from bzzz.tasks.token import Secret, load_secret
 
 log = logging.getLogger("bzzz.tasks.github")
@@ -46,15 +46,6 @@ UNREADABLE_PAUSE_S = 60.0  # after an answer BZZZ cannot read
 EXISTS = "a pull request already exists"  # GitHub's 422 when one from head to base is open
 _BRANCH_BAD = re.compile(r"[\x00-\x20\x7f:~^?*\[\\]|\.\.|@\{")  # what git refuses (and ":")
 T = TypeVar("T")
-
-
-def web_origin(api_url: str) -> str:
-    """Where the repositories of the API at `api_url` are on the web: ``api.github.com``
-    serves ``github.com``; GitHub Enterprise serves ``https://HOST/api/v3`` for
-    ``https://HOST`` (and ``api.HOST`` for ``HOST`` on ghe.com)."""
-    parts = urlsplit(api_url)
-    host = parts.netloc.lower().rpartition("@")[2]
-    return f"{parts.scheme.lower()}://{host.removeprefix('api.')}"
 
 
 def basic_auth(token: Secret) -> str:

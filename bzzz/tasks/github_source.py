@@ -35,7 +35,7 @@ from bzzz.clock import now_ms
 from bzzz.domain.intake import ScopeChanges, SourcePoll, Tenure
 from bzzz.domain.tasks import TaskSpec, github_id, spec_from_github
 from bzzz.home.config import GitHubSourceConfig
-from bzzz.tasks.github import GitHubClient, Kind, Reply, backoff_s
+from bzzz.tasks.github import GitHubClient, Kind, Reply, backoff_s, web_origin
 from bzzz.tasks.github_mirror import GitHubMirror
 from bzzz.tasks.token import Secret, load_secret
 
@@ -294,10 +294,16 @@ class GitHubSource:
     def _labelled(self, issue: _Issue) -> bool:
         return self.label.lower() in (n.lower() for n in issue.labels)
 
-    @staticmethod
-    def _spec(owner: str, name: str, issue: _Issue) -> TaskSpec:
+    def _spec(self, owner: str, name: str, issue: _Issue) -> TaskSpec:
         return spec_from_github(
-            owner, name, issue.number, issue.title, issue.body, issue.labels, issue.url
+            owner,
+            name,
+            issue.number,
+            issue.title,
+            issue.body,
+            issue.labels,
+            issue.url,
+            web_origin(self.client.api_url),
         )
 
     async def _pages(

@@ -6,6 +6,7 @@ task is done on every node with every step in the agent's log."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from bzzz.domain.work import trailers
 from bzzz.tasks.local import write_task
 from tests.support.agents import Agent, found, join, stop_all, wait_for
 from tests.support.cli import bzzz
+from tests.support.github_standin import GitHubStandIn
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +42,7 @@ def configure(node: Agent, **sections: dict[str, Any]) -> None:
 
 def record(folder: Path, task: str, turns: list[dict[str, Any]]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    name = task.replace(":", "-") + ".json"
+    name = re.sub(r"[^a-z0-9._-]+", "-", task.lower()) + ".json"
     (folder / name).write_text(json.dumps({"format": "bzzz-replay/1", "turns": turns}))
 
 
@@ -166,3 +168,73 @@ def test_a_task_is_planned_worked_in_the_sandbox_and_pushed_signed(
     assert not results[1]["ok"] and "outside" in results[1]["output"]
     assert results[3]["ok"] and "bye" in results[3]["output"]
     assert not results[4]["ok"]  # no network in the sandbox
+
+
+GH_TOKEN = "ghp_standin_exec_0123456789"
+
+
+def test_a_github_issue_is_worked_and_gets_exactly_one_pull_request(
+    tmp_path: Path, origin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GH_STANDIN_TOKEN", GH_TOKEN)
+    recordings = tmp_path / "recordings"
+    with GitHubStandIn(token=GH_TOKEN) as gh:
+        gh.set_repo("octo/app", clone_url=str(origin), default_branch="main")
+        number = gh.add_issue("octo/app", "Add a farewell", "Say bye.", labels=["bzzz-task"])
+        task = f"github:octo/app#{number}"
+        record(
+            recordings,
+            task.replace("/", "-").replace("#", "-"),
+            [
+                {"content": "Add farewell().\nFiles: greet.py"},
+                call("write_file", path="greet.py", content="def farewell():\n    return 'bye'\n"),
+                call("finish", summary="farewell() added"),
+            ],
+        )
+        source = {
+            "type": "github",
+            "repos": ["octo/app"],
+            "api_url": gh.url,
+            "token_env": "GH_STANDIN_TOKEN",
+            "name": "github",
+        }
+        tasks = {"poll_s": 0.5, "sources": [source]}
+        a = found(tmp_path)
+        configure(a, tasks=tasks, hmmm={"objection_window_s": 0.5})
+        agents = [a.start()]
+        try:
+            b = join(tmp_path, "b", a)
+            b.peers = [a.address]
+            configure(
+                b,
+                tasks=tasks,
+                hmmm={"objection_window_s": 0.5},
+                agent={"auto_claim": True},
+                reasoning={"backend": "replay", "recordings": str(recordings)},
+            )
+            agents.append(b.start())
+
+            def done() -> dict[str, Any] | None:
+                row = board(a).get(task)
+                return row if row and row["state"] in ("done", "failed") else None
+
+            row = wait_for(done, timeout=60, what="the issue's task done")
+            assert row["state"] == "done", (row, b.log_text()[-3000:])
+            (pull,) = gh.pulls("octo/app")
+            assert row["link"].endswith(f"/pull/{pull.number}")
+            assert pull.head.endswith(":" + branches(origin)[0]) and pull.base == "main"
+            assert f"Closes #{number}" in (pull.body or "") and "Fencing token" in (pull.body or "")
+            assert GH_TOKEN not in (pull.body or "") and GH_TOKEN not in b.log_text()
+            # The admin's mirror says it on the issue, with the pull request.
+            wait_for(
+                lambda: any(f"/pull/{pull.number}" in c for c in gh.comments("octo/app", number)),
+                timeout=20,
+                what="the completion mirrored on the issue",
+            )
+        finally:
+            stop_all(agents)
+
+
+def branches(origin: Path) -> list[str]:
+    listed = git("--git-dir", str(origin), "branch", "--list", "bzzz/*", "--format=%(refname)")
+    return [line.removeprefix("refs/heads/") for line in listed.split()]
