@@ -1,4 +1,4 @@
-"""`bzzz task list|show|sync|add|progress|done|fail`: the task board.
+"""`bzzz task list|show|sync|add|progress|done|fail|trajectory`: the task board.
 
 `list` and `show` ask the running agent, or read the store when none runs; `sync` and
 the holder's reports need the agent (they write entries and wait for the admin)."""
@@ -14,6 +14,7 @@ from rich.markup import escape
 from bzzz.agent.control import ask, ask_running
 from bzzz.cli.options import HomeOption, JsonOption
 from bzzz.cli.render import iso_ms, out, print_json
+from bzzz.cli.trajectory_cmd import trajectory
 from bzzz.cli.views import cursor_json, task_detail_json, task_json
 from bzzz.clock import now_ms
 from bzzz.domain import task_entries as te
@@ -29,6 +30,7 @@ from bzzz.tasks.local import write_task
 app = typer.Typer(
     help="The task board: tasks from the sources, who holds them.", no_args_is_help=True
 )
+app.command("trajectory")(trajectory)
 STATES = ", ".join(s.value for s in TaskState)
 COLOURS = {"open": "green", "blocked": "yellow", "done": "dim", "closed": "dim", "failed": "red"}
 

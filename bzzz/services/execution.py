@@ -158,6 +158,7 @@ class ExecutionService:
         # the plan left it), and what planning spent.
         self._choices: dict[bytes, ModelChoice] = {}
         self._spent: dict[bytes, wk.Spent] = {}
+        self._turns: dict[bytes, list[Reply]] = {}  # the planning turns, for the record
         self._background = Background()
         self.finished: list[dict[str, Any]] = []  # what each run came to, for status
 
@@ -264,6 +265,7 @@ class ExecutionService:
             choice = self._choice(spec, hold)
             reply, _ = await self._chat(choice, messages, tools=False)
             self._spent[hold] = self._spent.get(hold, wk.Spent()).add(reply, self.settings.prices)
+            self._turns.setdefault(hold, []).append(reply)
             text, files = wk.parse_plan(reply.content)
             await self.hmmm.plan(spec.id, text, list(files))
             log.info("%s: planned with %s (%d files)", spec.id, reply.model, len(files))
@@ -336,6 +338,7 @@ class ExecutionService:
             await self._give_up(spec.id, f"no model: {error}")
             return
         run = _Run(spec.id, hold, spec, choice, spent=self._spent.pop(hold, wk.Spent()))
+        run.turns = self._turns.pop(hold, [])
         run.model = run.choice.model
         tree: Worktree | None = None
         remote: Remote | None = None

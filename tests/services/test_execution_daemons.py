@@ -17,9 +17,10 @@ import yaml
 
 from bzzz.agent.control import ask
 from bzzz.domain.work import trailers
+from bzzz.execution.replay import load_turns
 from bzzz.tasks.local import write_task
 from tests.support.agents import Agent, found, join, stop_all, wait_for
-from tests.support.cli import bzzz
+from tests.support.cli import assert_one_line_error, bzzz
 from tests.support.github_standin import GitHubStandIn
 
 pytestmark = pytest.mark.slow
@@ -48,6 +49,10 @@ def record(folder: Path, task: str, turns: list[dict[str, Any]]) -> None:
 
 def call(name: str, **arguments: str) -> dict[str, Any]:
     return {"content": "", "tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def cli_json(*args: str) -> Any:
+    return json.loads(bzzz(*args).out)
 
 
 def board(agent: Agent) -> dict[str, dict[str, Any]]:
@@ -168,6 +173,20 @@ def test_a_task_is_planned_worked_in_the_sandbox_and_pushed_signed(
     assert not results[1]["ok"] and "outside" in results[1]["output"]
     assert results[3]["ok"] and "bye" in results[3]["output"]
     assert not results[4]["ok"]  # no network in the sandbox
+
+    # The trajectory, from any node's store; the recorded turns on the node that ran it.
+    shown_a = cli_json("task", "trajectory", spec.id, "--home", str(a.home), "--json")
+    (run,) = shown_a["runs"]
+    assert run["agent"] == b.agent_id and run["backend"] == "replay" and run["sandbox"] == "bwrap"
+    assert [st["tool"] for st in run["steps"]][-1] == "finish" and len(run["steps"]) == 6
+    assert run["ended"]["outcome"] == "finished" and run["ended"]["branch"] == branch
+    text = bzzz("task", "trajectory", spec.id, "--home", str(a.home)).out
+    assert "finish" in text and "ended: finished" in text
+    saved = b.home.parent / "turns.json"
+    bzzz("task", "trajectory", spec.id, "--home", home_b, "--replay", str(saved))
+    assert len(load_turns(saved)) == 8  # the plan and seven turns of work
+    refused = bzzz("task", "trajectory", spec.id, "--home", str(a.home), "--replay", str(saved))
+    assert_one_line_error(refused, "ran no part")
 
 
 GH_TOKEN = "ghp_standin_exec_0123456789"
