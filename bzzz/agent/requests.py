@@ -19,6 +19,7 @@ from bzzz.runtime.assembly import NodeRuntime
 class Requests:
     def __init__(self, runtime: NodeRuntime) -> None:
         self.mesh, self.election, self.claims = runtime.mesh, runtime.election, runtime.claims
+        self.execution = runtime.execution
         board = TaskRequests(runtime.board, runtime.mesh)
         hmmm = HmmmRequests(runtime.hmmm, runtime.mesh)
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Answer]]] = {
@@ -49,7 +50,9 @@ class Requests:
 
     async def status(self, _: dict[str, Any]) -> Answer:
         entries = await asyncio.to_thread(self.mesh.store.count)
-        return {"ok": True, "status": mesh_json(self.mesh.view(), entries)}
+        status = mesh_json(self.mesh.view(), entries)
+        status["execution"] = self.execution.status() if self.execution is not None else None
+        return {"ok": True, "status": status}
 
     async def append(self, request: dict[str, Any]) -> Answer:
         kind, data = request.get("kind"), request.get("data")

@@ -106,6 +106,16 @@ def _render(data: dict[str, Any]) -> None:
     out.print(f"  role {data['role']}{authority}  {cluster}  {listen}")
     store = data["store"]
     out.print(f"  store {store['url']}: {store['entries']} entries in {store['logs']} logs")
+    execution = data.get("execution")
+    if execution:
+        sandbox = execution["sandbox"]
+        if sandbox == "unsandboxed":
+            sandbox = "[red]UNSANDBOXED[/red] (commands run with this node's rights)"
+        working = ", ".join(execution["running"]) or "nothing now"
+        done = len(execution["finished"])
+        out.print(f"  execution: sandbox {sandbox}; working on {working}; {done} runs ended")
+    elif data["running"]:
+        out.print("  execution: off (no reasoning in config.yaml: people work the tasks)")
     now = time.time() * 1000
     for peer in data["peers"]:
         ident = (peer.get("agent_id") or "?")[:12]

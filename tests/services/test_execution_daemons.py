@@ -174,6 +174,9 @@ def test_a_task_is_planned_worked_in_the_sandbox_and_pushed_signed(
     assert results[3]["ok"] and "bye" in results[3]["output"]
     assert not results[4]["ok"]  # no network in the sandbox
 
+    assert b.status()["execution"]["sandbox"] == "bwrap" and a.status()["execution"] is None
+    assert "execution: sandbox bwrap" in bzzz("status", "--home", home_b).out
+
     # The trajectory, from any node's store; the recorded turns on the node that ran it.
     shown_a = cli_json("task", "trajectory", spec.id, "--home", str(a.home), "--json")
     (run,) = shown_a["runs"]
