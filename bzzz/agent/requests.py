@@ -36,6 +36,7 @@ class Requests:
             "task": board.task,
             "task_sync": board.task_sync,
             "task_report": board.task_report,
+            "push_check": board.push_check,
             "threads": hmmm.threads,
             "thread": hmmm.thread,
             "hmmm": hmmm.post,

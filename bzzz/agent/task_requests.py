@@ -8,8 +8,10 @@ from typing import Any
 from bzzz.agent.arguments import Answer, seconds
 from bzzz.cli.views import cursor_json, task_detail_json, task_json
 from bzzz.domain import task_entries as te
+from bzzz.domain.identity import parse_agent_id
 from bzzz.domain.tasks import MAX_LINK, TaskState
 from bzzz.errors import UsageError
+from bzzz.home.keys import ssh_public_key_of
 from bzzz.mesh.mesh import Mesh
 from bzzz.services.board import BoardService
 
@@ -47,6 +49,30 @@ class TaskRequests:
         if view is None:
             raise UsageError(f"{task[:200]!r} is not on the task board (`bzzz task list`)")
         return {"ok": True, "task": task_detail_json(view, self._names())}
+
+    async def push_check(self, request: dict[str, Any]) -> Answer:
+        """May `agent` push `task`'s branch with `token` (a pre-receive hook asks)?"""
+        task, token, agent = request.get("task"), request.get("token"), request.get("agent")
+        if (
+            not isinstance(task, str)
+            or not isinstance(token, list)
+            or len(token) != 2
+            or not all(type(t) is int for t in token)
+            or not isinstance(agent, str)
+        ):
+            raise UsageError('push_check needs {"task": id, "token": [term, n], "agent": hex}')
+        agent_id = parse_agent_id(agent)
+        problem = await self.board.push_problem(task, (token[0], token[1]), agent_id)
+        member = self.mesh.membership.members.get(agent_id)
+        if problem is None and member is None:
+            problem = "the agent is not a member of the cluster"
+        return {
+            "ok": True,
+            "allowed": problem is None,
+            "why": problem,
+            # The key its commits must be signed with, for the hook to verify.
+            "ssh_key": ssh_public_key_of(agent_id) if member is not None else None,
+        }
 
     async def task_sync(self, request: dict[str, Any]) -> Answer:
         wait = seconds(request.get("wait", 30))

@@ -24,6 +24,7 @@ from bzzz.cli import (
     log_cmds,
     member_cmds,
     projection_cmds,
+    repo_cmds,
     task_cmds,
 )
 from bzzz.cli.render import err
@@ -88,6 +89,7 @@ app.add_typer(election_cmds.app, name="election")
 app.add_typer(claim_cmds.app, name="claim")
 app.add_typer(task_cmds.app, name="task")
 app.add_typer(hmmm_cmds.app, name="hmmm")
+app.add_typer(repo_cmds.app, name="repo")
 
 
 def _usage_line(error: ClickException) -> str:

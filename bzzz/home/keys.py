@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyrage
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bzzz.domain.identity import Ed25519Signer
 from bzzz.errors import ConfigError, one_line
@@ -43,10 +43,15 @@ class Identity:
         )
 
     def ssh_public_key(self) -> str:
-        key = Ed25519PrivateKey.from_private_bytes(self.signer.seed).public_key()
-        return key.public_bytes(
-            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-        ).decode()
+        return ssh_public_key_of(self.public_key)
+
+
+def ssh_public_key_of(agent_id: bytes) -> str:
+    """An agent's Ed25519 key as OpenSSH writes it (``ssh-ed25519 AAAA...``)."""
+    key = Ed25519PublicKey.from_public_bytes(agent_id)
+    return key.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
 
 
 def _write_secret(path: Path, data: bytes) -> None:

@@ -120,6 +120,25 @@ class BoardService:
     def live(self, task: str) -> cl.Grant | None:
         return self.claims.book.live(task, now_ms())
 
+    async def push_problem(self, task: str, token: cl.Token, agent: bytes) -> str | None:
+        """Why a push of `task`'s branch by `agent` with `token` must be refused, or
+        None: the token must be of `agent`'s live hold (the newest grant, or an earlier
+        token of the same uninterrupted hold, re-issued by a new leader)."""
+        await self.claims.refresh()
+        await self.refresh()
+        grant = self.live(task)
+        if grant is None:
+            return f"{task} has no live grant: the work belongs to whoever holds it next"
+        if grant.claimant != agent:
+            return f"{task} is held by another agent now (token {list(grant.token)})"
+        if token == grant.token:
+            return None
+        held = self.board.tasks.get(task)
+        hold = held.hold if held is not None else None
+        if hold is not None and hold.holder == agent and token in hold.tokens:
+            return None
+        return f"token {list(token)} was superseded by {list(grant.token)}"
+
     def vet(self, task: str) -> str | None:
         """Why the admin must not grant `task` now, or None. A name that is not on the
         board (a claim on anything else) is the claim book's business alone."""

@@ -106,6 +106,7 @@ class _Run:
     turns: list[Reply] = field(default_factory=list)
     steps: int = 0
     model: str = ""
+    token: cl.Token = (0, 0)  # the latest token the run wrote an entry with
 
     @property
     def wall_s(self) -> float:
@@ -346,7 +347,7 @@ class ExecutionService:
         try:
             remote, forge = await self._remote(spec.repo or "")
             tree = await self.workspace.worktree(remote, spec.id, self.replica.me)
-            token = self._token(spec.id, hold)
+            token = run.token = self._token(spec.id, hold)
             await self.replica.append(
                 tl.STARTED,
                 te.outcome_body(
@@ -406,7 +407,7 @@ class ExecutionService:
                 continue
             for call in reply.tool_calls:
                 run.steps += 1
-                token = self._token(run.task, run.hold)
+                token = run.token = self._token(run.task, run.hold)
                 sandbox = self.sandbox.name if call.name == "run" else None
                 # Fail closed: if the step cannot be recorded, it does not run.
                 await self.replica.append(
@@ -592,13 +593,14 @@ class ExecutionService:
         }
         self.finished.append({"task": run.task, **record})
         try:
-            token = self._token(run.task, run.hold)
+            token, live = self._token(run.task, run.hold), True
         except _Stop:
-            log.warning("%s: %s (%s)", run.task, outcome, why)
-            return  # the hold is gone: nothing of ours to write about it
+            token, live = run.token, False  # recorded under the last token we held
         try:
             await self.replica.append(tl.ENDED, te.outcome_body(run.task, token, **record))
-            if outcome == "finished":
+            if not live:
+                log.warning("%s: %s (%s)", run.task, outcome, why)
+            elif outcome == "finished":
                 summary = str(ended.get("summary", ""))[: te.MAX_TEXT - 200]
                 result = f"{summary} ({spent['calls']} model calls, {spent['wall_s']} s)"
                 await self.board.report(

@@ -6,7 +6,9 @@ task is done on every node with every step in the agent's log."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,8 +18,11 @@ import pytest
 import yaml
 
 from bzzz.agent.control import ask
+from bzzz.domain.trajectory import Run
 from bzzz.domain.work import trailers
 from bzzz.execution.replay import load_turns
+from bzzz.home.node import open_home_store
+from bzzz.projections.trajectory import read_trajectory
 from bzzz.tasks.local import write_task
 from tests.support.agents import Agent, found, join, stop_all, wait_for
 from tests.support.cli import assert_one_line_error, bzzz
@@ -260,3 +265,114 @@ def test_a_github_issue_is_worked_and_gets_exactly_one_pull_request(
 def branches(origin: Path) -> list[str]:
     listed = git("--git-dir", str(origin), "branch", "--list", "bzzz/*", "--format=%(refname)")
     return [line.removeprefix("refs/heads/") for line in listed.split()]
+
+
+def test_a_paused_holder_loses_the_task_and_its_late_push_is_refused(
+    tmp_path: Path, origin: Path
+) -> None:
+    """b works, is paused (SIGSTOP) past its lease; c takes the task and pushes through
+    the hook; b wakes and pushes nothing; a push forged from b's old hold is refused."""
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    recordings = tmp_path / "recordings"
+    record(
+        recordings,
+        "local:slow-work",
+        [
+            {"content": "Write the file after a long think.\nFiles: slow.txt"},
+            call("run", command="sleep 6"),  # b is paused in here; c's sandbox stops it
+            call("write_file", path="slow.txt", content="done\n"),
+            call("finish", summary="slow.txt written"),
+        ],
+    )
+    tasks = {"poll_s": 0.5, "sources": [{"type": "local", "path": str(folder), "name": "team"}]}
+    hmmm = {"objection_window_s": 0.5}
+    a = found(tmp_path)
+    configure(a, tasks=tasks, hmmm=hmmm, agent={"claim_lease_ms": 3000})
+    agents = [a.start()]
+    assert "protected" in bzzz("repo", "protect", str(origin), "--home", str(a.home)).out
+    worker = {"backend": "replay", "recordings": str(recordings)}
+    try:
+        b, c = join(tmp_path, "b", a), join(tmp_path, "c", a)
+        for node, wall in ((b, 30), (c, 1)):
+            node.peers = [a.address]
+            configure(
+                node,
+                tasks=tasks,
+                hmmm=hmmm,
+                reasoning=worker,
+                agent={"auto_claim": True},
+                sandbox={"limits": {"wall_s": wall}},
+            )
+        agents.append(b.start())
+        _, spec = write_task(folder, "Slow work", repo=str(origin))
+
+        wait_for(lambda: stepped(b, spec.id), timeout=40, what="b in its first step")
+        old_token = board(a)[spec.id]["token"]
+        assert b.proc is not None
+        os.kill(b.proc.pid, signal.SIGSTOP)  # b stops renewing its lease
+        agents.append(c.start())
+
+        def done() -> dict[str, Any] | None:
+            row = board(a).get(spec.id)
+            return row if row and row["state"] in ("done", "failed") else None
+
+        row = wait_for(done, timeout=90, what="c to finish the task")
+        assert row["state"] == "done" and row["holder"] is None, (row, c.log_text()[-2000:])
+        (branch,) = branches(origin)
+        assert branch.endswith(c.agent_id[:8])  # c's own branch, through the hook
+        os.kill(b.proc.pid, signal.SIGCONT)
+
+        def b_ended() -> dict[str, Any] | None:
+            mine = [r for r in runs_of(a, spec.id) if r.author.hex() == b.agent_id]
+            return dict(mine[0].ended) if mine and mine[0].ended else None
+
+        ended = wait_for(b_ended, timeout=60, what="b's run to end")
+        assert ended["outcome"] == "lost", ended
+        assert branches(origin) == [branch]  # b pushed nothing
+
+        # A late push of b's work with b's old token, signed by b: the hook refuses it.
+        late = tmp_path / "late"
+        git("clone", "-q", str(origin), str(late))
+        (late / "slow.txt").write_text("late\n")
+        key = b.home / "agent.key"
+        message = (
+            f"late\n\nBzzz-Task: {spec.id}\nBzzz-Token: {old_token[0]}.{old_token[1]}\n"
+            f"Bzzz-Agent: {b.agent_id}\n"
+        )
+        git("add", ".", cwd=late)
+        git(
+            "-c", "user.name=b", "-c", f"user.email={b.agent_id[:16]}@agents.bzzz",
+            "-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "-c", "commit.gpgsign=true",
+            "commit", "-qm", message, cwd=late,
+        )  # fmt: skip
+        stale = f"bzzz/local-slow-work-{b.agent_id[:8]}"
+        pushed = subprocess.run(
+            ["git", "push", "origin", f"HEAD:refs/heads/{stale}"],
+            cwd=late, capture_output=True, text=True,
+        )  # fmt: skip
+        assert pushed.returncode != 0 and "bzzz: refused" in pushed.stderr, pushed.stderr
+        assert "no live grant" in pushed.stderr or "another agent" in pushed.stderr
+        # Nor may anyone write c's trailers on an unsigned commit.
+        forged = message.replace(b.agent_id, c.agent_id)
+        git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-q", "--amend", "-m", forged,
+            cwd=late)  # fmt: skip
+        pushed = subprocess.run(
+            ["git", "push", "origin", f"HEAD:refs/heads/{stale}"],
+            cwd=late, capture_output=True, text=True,
+        )  # fmt: skip
+        assert pushed.returncode != 0 and "bzzz: refused" in pushed.stderr, pushed.stderr
+        assert branches(origin) == [branch]
+    finally:
+        stop_all(agents)
+
+
+def runs_of(agent: Agent, task: str) -> list[Run]:
+    """The task's runs as `agent`'s store holds them (read beside the running agent)."""
+    with open_home_store(agent.home) as store:
+        return read_trajectory(store, task)
+
+
+def stepped(agent: Agent, task: str) -> bool:
+    me = agent.agent_id
+    return any(r.author.hex() == me and r.steps for r in runs_of(agent, task))
