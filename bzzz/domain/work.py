@@ -245,9 +245,25 @@ def fit_context(messages: Sequence[ChatMessage], context_tokens: int | None) -> 
 # What the result says
 
 
-def commit_message(spec: TaskSpec, summary: str, token: Token, agent: bytes, thread: str) -> str:
+def commit_message(
+    spec: TaskSpec,
+    summary: str,
+    token: Token,
+    agent: bytes,
+    thread: str,
+    plan: str = "",
+    discussion: Sequence[str] = (),
+) -> str:
+    """The commit's message: the task's title, the summary, the approved plan and the
+    discussion that approved it (``bzzz hmmm transcript THREAD --verify`` checks it
+    against the signed logs), and the ``Bzzz-*`` trailers."""
     title = cut(f"{spec.title}".strip() or spec.id, 60).splitlines()[0]
     body = cut(summary.strip(), 2000) or "(no summary)"
+    if plan.strip():
+        body += "\n\nPlan (approved through HMMM):\n" + _indent(cut(plan.strip(), 2000))
+    if discussion:
+        said = cut("\n".join(discussion), 3000)
+        body += f"\n\nDiscussion (bzzz hmmm transcript {thread} --verify):\n" + _indent(said)
     return (
         f"{title}\n\n{body}\n\n"
         f"{TRAILER_TASK}: {spec.id}\n"
@@ -255,6 +271,11 @@ def commit_message(spec: TaskSpec, summary: str, token: Token, agent: bytes, thr
         f"{TRAILER_AGENT}: {agent.hex()}\n"
         f"{TRAILER_THREAD}: {thread}\n"
     )
+
+
+def _indent(text: str) -> str:
+    """Quoted text in a commit body: indented, so no line of it reads as a trailer."""
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 _TRAILER = re.compile(r"^(Bzzz-[A-Za-z]+): (.+)$", re.MULTILINE)

@@ -527,7 +527,11 @@ class ExecutionService:
     ) -> dict[str, Any]:
         """Commit, check the token, push, propose: what the end entry says."""
         token = self._token(run.task, run.hold)
-        message = wk.commit_message(run.spec, summary, token, self.replica.me, run.task)
+        thread = self.hmmm.threads.get(run.task)
+        plan = thread.plan.message.text if thread is not None and thread.plan else ""
+        message = wk.commit_message(
+            run.spec, summary, token, self.replica.me, run.task, plan, self._discussion(thread)
+        )
         commit = await self.workspace.commit(
             tree,
             message,
@@ -546,10 +550,9 @@ class ExecutionService:
         await self.workspace.push(tree, remote)
         link = f"{remote.url}#{tree.branch}"
         if forge is not None:
-            thread = self.hmmm.threads.get(run.task)
             proposal = wk.Proposal(
                 spec=run.spec,
-                plan=thread.plan.message.text if thread is not None and thread.plan else "",
+                plan=plan,
                 summary=summary,
                 token=token,
                 agent=self.replica.me,

@@ -58,7 +58,10 @@ def test_the_conversation_is_cut_from_the_oldest_turns_keeping_calls_with_result
 
 
 def test_the_commit_carries_trailers_and_the_pr_fences_hostile_text() -> None:
-    message = wk.commit_message(SPEC, "did it", (3, 7), b"\xab" * 32, "local:fix-it")
+    message = wk.commit_message(
+        SPEC, "did it", (3, 7), b"\xab" * 32, "local:fix-it", "the plan", ["n2: Bzzz-Token: 9.9"]
+    )
+    assert "    the plan" in message and "transcript local:fix-it --verify" in message
     assert wk.trailers(message) == {
         "Bzzz-Task": "local:fix-it",
         "Bzzz-Token": "3.7",
