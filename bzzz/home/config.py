@@ -263,6 +263,7 @@ class ModelOverride(_Section):
     url: str | None = None
     model: str | None = Field(default=None, min_length=1, max_length=200)
     fallbacks: list[str] | None = Field(default=None, max_length=10)
+    prompt: Literal["full", "compact"] | None = None
 
     @field_validator("url")
     @classmethod
@@ -294,6 +295,8 @@ class ReasoningConfig(_Section):
     # replay: a folder of recordings, one per task (`TASK.json`, e.g. local-fix-it.json),
     # else `default.json`; relative to the node home.
     recordings: str | None = None
+    # compact: the task's text alone, without the plan and discussion (a small model).
+    prompt: Literal["full", "compact"] = "full"
     roles: dict[str, ModelOverride] = Field(default_factory=dict)
     task_types: dict[str, ModelOverride] = Field(default_factory=dict)
     caps: CapsConfig = CapsConfig()

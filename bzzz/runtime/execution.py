@@ -72,8 +72,11 @@ def chooser_of(config: ReasoningConfig, role: str, home: Path) -> Callable[[Task
                 )
             return ModelChoice(ReplayReasoner.from_file(path), model or "replay")
         url = (override.url if override else None) or config.url
+        compact = ((override.prompt if override else None) or config.prompt) == "compact"
         assert model is not None  # the config's validator saw to it
-        return ModelChoice(server(backend, url), model, tuple(fallbacks or config.fallbacks))
+        return ModelChoice(
+            server(backend, url), model, tuple(fallbacks or config.fallbacks), compact
+        )
 
     return choose
 

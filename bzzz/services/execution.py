@@ -69,6 +69,7 @@ class ModelChoice:
     reasoner: Reasoner
     model: str
     fallbacks: tuple[str, ...] = ()
+    compact: bool = False  # the short prompts, for a small model (`work.work_messages`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,11 +260,16 @@ class ExecutionService:
                 f"({m.data.get('severity')}) {m.text} Resolve: {m.data.get('resolve') or '-'}"
                 for m in thread.objections(thread.plan)
             ]
-        messages = wk.plan_messages(
-            spec, self.settings.template, self.settings.role, previous, objections
-        )
         try:
             choice = self._choice(spec, hold)
+            messages = wk.plan_messages(
+                spec,
+                self.settings.template,
+                self.settings.role,
+                previous,
+                objections,
+                choice.compact,
+            )
             reply, _ = await self._chat(choice, messages, tools=False)
             self._spent[hold] = self._spent.get(hold, wk.Spent()).add(reply, self.settings.prices)
             self._turns.setdefault(hold, []).append(reply)
@@ -391,7 +397,12 @@ class ExecutionService:
         plan = thread.plan.message.text if thread is not None and thread.plan else ""
         discussion = self._discussion(thread)
         messages = wk.work_messages(
-            run.spec, self.settings.template, self.settings.role, plan, discussion
+            run.spec,
+            self.settings.template,
+            self.settings.role,
+            plan,
+            discussion,
+            run.choice.compact,
         )
         files = self.workspace.files(tree)
         while True:
@@ -450,6 +461,8 @@ class ExecutionService:
             answer = files.read(action.path)
         elif action.tool == "write_file":
             answer = files.write(action.path, args["content"])
+            if answer.ok:
+                return True, answer.text + wk.AFTER_WRITE, None, False
         elif action.tool == "list_files":
             answer = files.list(action.path)
         elif action.tool == "run":

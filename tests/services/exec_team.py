@@ -93,7 +93,7 @@ class Team:
     def __init__(
         self,
         root: Path,
-        turns: list[dict[str, Any]] | Callable[[TaskSpec], Reasoner],
+        turns: list[dict[str, Any]] | Callable[[TaskSpec], ModelChoice],
         *,
         settings: ExecutionSettings | None = None,
         sandbox: Sandbox | None = None,
@@ -117,9 +117,9 @@ class Team:
 
     def _choose(self, spec: TaskSpec) -> ModelChoice:
         turns = self.turns
-        reasoner = turns(spec) if callable(turns) else ReplayReasoner(turns)
-        self.reasoners.append(reasoner)
-        return ModelChoice(reasoner, "replay")
+        found = turns(spec) if callable(turns) else ModelChoice(ReplayReasoner(turns), "replay")
+        self.reasoners.append(found.reasoner)
+        return found
 
     async def __aenter__(self) -> Team:
         for n in range(3):

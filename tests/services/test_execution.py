@@ -12,8 +12,11 @@ import pytest
 
 from bzzz.domain import work as wk
 from bzzz.domain.execution import Remote, RunLimits
-from bzzz.services.execution import ExecutionSettings
-from tests.services.exec_team import PLAN, Team, branches, call, message_of
+from bzzz.domain.tasks import TaskSpec
+from bzzz.execution.ollama import OllamaReasoner
+from bzzz.services.execution import ExecutionSettings, ModelChoice
+from tests.services.exec_team import PLAN, Team, branches, call, git, message_of
+from tests.support.local_model import start_local_model
 
 pytestmark = pytest.mark.slow
 
@@ -222,3 +225,26 @@ async def test_a_canary_secret_is_found_nowhere(
         assert branch in branches(team.origin)
         mirror_config = next((tmp_path / "work" / "mirrors").glob("*.git")) / "config"
         assert canary not in mirror_config.read_text()
+
+
+async def test_a_real_local_model_does_a_trivial_task(tmp_path: Path) -> None:
+    """SmolLM2-135M (fixtures/local-model) behind Ollama's API, the agent's own client,
+    the compact prompt: it writes the file and finishes; the branch is pushed."""
+    with start_local_model() as served:
+        reasoner = OllamaReasoner(served.url)
+
+        def choose(spec: TaskSpec) -> ModelChoice:
+            return ModelChoice(reasoner, served.model, compact=True)
+
+        settings = ExecutionSettings(role="developer", caps=wk.Caps(calls=6))
+        async with Team(tmp_path, choose, settings=settings) as team:
+            body = "Create a file NOTES.md containing the word hello. Use the write_file tool."
+            task = await team.give("Write a notes file", body)
+            ended = await team.until(lambda: team.ended(task), timeout=120)
+            tools = [d["tool"] for k, d in team.entries() if k == "exec.step"]
+            assert ended["outcome"] == "finished", (ended, tools)
+            assert tools[0] == "write_file" and tools[-1] == "finish"
+            (branch,) = branches(team.origin)
+            files = git("--git-dir", str(team.origin), "ls-tree", "--name-only", branch).split()
+            assert any(f.lower().startswith("notes") for f in files), files
+            assert ended["model"] == served.model and ended["backend"] == "ollama"
