@@ -4,17 +4,26 @@
 # log; we show and audit them; then we damage the store as an attacker would and audit
 # again. Then a cluster of three daemons: replication, the admin election, claims, tasks
 # from a shared folder chosen by the agents, and HMMM: plans discussed before the work,
-# an objection, a revision, an escalation posted to a webhook. Uses the real `bzzz`.
+# an objection, a revision, an escalation posted to a webhook. Then execution: tasks on a
+# team repository planned and worked by a model (recorded turns, and a real local model
+# when installed) in bubblewrap, pushed as signed branches. Uses the real `bzzz`.
 set -euo pipefail
 
 BZZZ=${BZZZ:-bzzz}
 PY=${PY:-python3}
+root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d -t bzzz-demo-XXXXXX)
 pids=()
+model_pid=""
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  local status=$?
+  for pid in "${pids[@]}" $model_pid; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ "$status" -ne 0 ]; then
+    echo "the demo failed; its nodes, logs and repositories are kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
 }
 trap cleanup EXIT
 alpha="$work/alpha"
@@ -226,17 +235,42 @@ for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
 wait 2>/dev/null || true
 pids=()
 mkdir -p "$work/tasks"
+cp -r "$root/fixtures/demo/recordings" "$work/recordings"
+model_url="" model_name=""
+if curl -fsS --max-time 1 http://127.0.0.1:11434/api/tags >/dev/null 2>&1; then
+  model_url=http://127.0.0.1:11434  # a real Ollama server answers here: use it
+  model_name=$(curl -fsS http://127.0.0.1:11434/api/tags | $PY -c 'import json,sys; print(json.load(sys.stdin)["models"][0]["name"])')
+elif [ -f "$root/fixtures/local-model/node_modules/.package-lock.json" ]; then
+  # SmolLM2-135M from PyPI, run by node-llama-cpp behind Ollama's API (scripts/install-local-model.sh)
+  (cd "$root" && exec $PY -m tests.support.local_model) >"$work/model.json" 2>"$work/model.log" &
+  model_pid=$!
+  for _ in $(seq 900); do [ -s "$work/model.json" ] && break; sleep 0.1; done
+  if [ -s "$work/model.json" ]; then
+    read -r model_url model_name < <($PY -c 'import json,sys; d = json.load(open(sys.argv[1])); print(d["url"], d["model"])' "$work/model.json")
+  else
+    echo "the local model did not start: $(tail -n 3 "$work/model.log")"
+  fi
+fi
+echo "models: recorded turns (replay)${model_url:+, and $model_name at $model_url for trivial tasks}"
 hook_port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 for n in 1 2 3; do
-  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" "$hook_port" <<'PYEOF'
+  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" "$hook_port" "$model_url" "$model_name" <<'PYEOF'
 import sys, yaml
-path, folder, n, hook = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+path, folder, n, hook, model_url, model_name = sys.argv[1:7]
 data = yaml.safe_load(open(path))
 data["tasks"] = {"poll_s": 2, "sources": [{"type": "local", "path": folder, "name": "team"}]}
 data["hmmm"] = {"objection_window_s": 4,
                 "escalation": {"webhooks": [{"url": f"http://127.0.0.1:{hook}/hook"}]}}
 if n != "1":
-    data.setdefault("agent", {}).update({"auto_claim": True, "max_tasks": 2})
+    data.setdefault("agent", {}).update({"auto_claim": True, "max_tasks": 4})
+    # The model that plans and works tasks that name a repository: recorded turns
+    # (replay), and a real local model for tasks of type trivial when one answers.
+    data["reasoning"] = {"backend": "replay", "recordings": f"{folder}/../recordings",
+                         "caps": {"calls": 12, "wall_s": 300}}
+    if model_url:
+        data["reasoning"]["task_types"] = {"trivial": {"backend": "ollama", "url": model_url,
+                                                       "model": model_name, "prompt": "compact"}}
+    data["sandbox"] = {"backend": "bwrap", "limits": {"wall_s": 60}}
 yaml.safe_dump(data, open(path, "w"), sort_keys=False)
 PYEOF
 done
@@ -370,9 +404,91 @@ thread_state "$work/m1" "$t4" resolved
 $BZZZ hmmm transcript "$t4" --verify --home "$work/m1"
 kill "$hook_pid" 2>/dev/null || true  # the receiver's work is done
 
-echo
-echo "Not built yet: doing the work in a sandbox with a model and opening a pull request"
-echo "(issue 20); today a task is done when its holder says so."
+step "Execution: a team repository; m1 guards its bzzz/* branches with a pre-receive hook"
+repo="$work/greeter.git"
+cp -r "$root/fixtures/demo/greeter" "$work/greeter-seed"
+git -C "$work/greeter-seed" init -q -b main
+git -C "$work/greeter-seed" add .
+git -C "$work/greeter-seed" -c user.name=demo -c user.email=demo@example.org commit -qm "greeter"
+git clone -q --bare "$work/greeter-seed" "$repo"
+$BZZZ repo protect "$repo" --home "$work/m1"
+
+step "The agents take tasks on it: a model plans (HMMM), works in bubblewrap, pushes signed"
+# The tasks above are people's (no repository): their holders finish those they work on.
+$BZZZ task list --home "$work/m1" --json | $PY -c '
+import json, sys
+for t in json.load(sys.stdin)["tasks"]:
+    if t["holder"] and not t["repo"] and t["state"] == "working":
+        print(t["id"], t["holder_name"])' | while read -r id who; do
+  $BZZZ task done "$id" --result "done by hand" --home "$work/$who" >/dev/null
+done
+$BZZZ task add --home "$work/m1" --title "Fix the greeting typo" --type bug --priority 0 \
+  --repo "$repo" --body "greet() says 'Helo'; the test expects 'Hello'."
+$BZZZ task add --home "$work/m1" --title "Add a farewell function" --type feature \
+  --repo "$repo" --body "farewell(name) returns 'Goodbye, NAME.'; in its own module, with a test."
+if [ -n "$model_url" ]; then
+  $BZZZ task add --home "$work/m1" --title "Write a notes file" --type trivial --priority 0 \
+    --repo "$repo" --body "Create a file NOTES.md containing the word hello. Use the write_file tool."
+fi
+$BZZZ task sync --home "$work/m1" >/dev/null
+$PY - "$work/m1" "$work" <<'PYEOF'
+import sys, time
+from pathlib import Path
+from bzzz.agent.control import ask
+home, work = Path(sys.argv[1]), sys.argv[2]
+for _ in range(1800):
+    tasks = [t for t in ask(home, {"op": "tasks"}, timeout=10)["tasks"] if t["repo"]]
+    if tasks and all(t["state"] in ("done", "failed") for t in tasks):
+        break
+    time.sleep(0.2)
+else:
+    sys.exit("the agents did not finish the repository's tasks")
+for t in tasks:
+    print(f"{t['id']}: {t['state']}: {t['result'] or t['reason']}")
+PYEOF
+$BZZZ task list --home "$work/m1" --state done
+echo "Who did what, with which model (bzzz task trajectory):"
+$PY - "$BZZZ" "$work/m1" <<'PYEOF'
+import json, subprocess, sys
+bzzz, home = sys.argv[1], sys.argv[2]
+def cli(*args):
+    return json.loads(subprocess.run([bzzz, *args, "--home", home, "--json"], check=True,
+                                     capture_output=True, text=True).stdout)
+for task in cli("task", "list")["tasks"]:
+    if not task["repo"]:
+        continue
+    for run in cli("task", "trajectory", task["id"])["runs"]:
+        ended = run["ended"] or {}
+        tools = " ".join(step["tool"] for step in run["steps"])
+        print(f"  {task['id']}: {run['agent_name']} with {run['backend']} ({run['model']}) in "
+              f"{run['sandbox']}: {ended.get('outcome')}, {ended.get('spent', {}).get('calls')} "
+              f"model calls; tools: {tools}")
+PYEOF
+$BZZZ task trajectory local:fix-the-greeting-typo --home "$work/m1"
+
+step "The branches in the repository: each commit signed by its agent, checked with git"
+$BZZZ member list --home "$work/m1" --json | $PY -c '
+import json, sys
+from bzzz.home.keys import ssh_public_key_of
+for m in json.load(sys.stdin)["members"]:
+    agent = m["agent_id"]
+    print(agent[:16] + "@agents.bzzz", ssh_public_key_of(bytes.fromhex(agent)))' \
+  >"$work/allowed_signers"
+for branch in $(git --git-dir "$repo" for-each-ref --format='%(refname:short)' refs/heads/bzzz/); do
+  echo "== $branch"
+  git --git-dir "$repo" -c gpg.ssh.allowedSignersFile="$work/allowed_signers" \
+    log -1 --show-signature --format='%an: %s%n%b' "$branch" | sed -n '1,12p'
+  git --git-dir "$repo" diff --stat "main...$branch" | tail -n 1
+done
+first=$(git --git-dir "$repo" for-each-ref --count=1 --format='%(refname:short)' refs/heads/bzzz/)
+echo "Someone pushes a copy of $first (its trailers, no agent's signature) after the task ended:"
+git clone -q "$repo" "$work/intruder"
+git -C "$work/intruder" fetch -q origin "$first"
+git -C "$work/intruder" checkout -q FETCH_HEAD
+git -C "$work/intruder" -c user.name=x -c user.email=x@example.org commit -q --amend --no-edit
+set +e
+git -C "$work/intruder" push -q origin "HEAD:refs/heads/$first-2" 2>&1 | sed 's/^/  /'
+set -e
 
 step "Stop the daemons (SIGTERM): each finishes its write, closes connections, exits"
 for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done

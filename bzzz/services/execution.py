@@ -59,7 +59,9 @@ PLAN_RETRY_S = 30.0
 PLAN_ATTEMPTS = 3
 ASK_POLL_S = 0.5
 # The whole environment of a sandboxed command: nothing of the node's (no token, no key).
-SANDBOX_ENV = {"HOME": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb"}
+# No bytecode files either: they would land in the commit of a repository that does
+# not ignore them.
+SANDBOX_ENV = {"HOME": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 @dataclass(frozen=True, slots=True)
