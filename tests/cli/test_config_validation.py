@@ -147,3 +147,47 @@ def test_a_roles_file_without_the_founders_role_is_named(tmp_path: Path) -> None
     set_in_config(home, f"project: {project}\n")
     result = bzzz("agent", "--home", str(home), "--no-mdns", timeout=30)
     assert_one_line_error(result, "no role named 'admin'", "same roles file")
+
+
+@pytest.mark.parametrize(
+    ("section", "words"),
+    [
+        ({"reasoning": {"backend": "ollama"}}, ["reasoning: ", "backend ollama needs a model"]),
+        ({"reasoning": {"backend": "replay"}}, ["reasoning: ", "needs recordings"]),
+        (
+            {"reasoning": {"model": "m", "caps": {"cost": 1.0}}},
+            ["reasoning: ", "a cost cap needs prices"],
+        ),
+        (
+            {
+                "reasoning": {
+                    "backend": "replay",
+                    "recordings": "r",
+                    "task_types": {"docs": {"backend": "openai"}},
+                }
+            },
+            ["task_types.docs: backend openai needs a model"],
+        ),
+        ({"reasoning": {"model": "m", "caps": {"calls": 0}}}, ["reasoning.caps.calls: "]),
+        ({"reasoning": {"model": "m", "url": "http://u:p@h:1"}}, ["reasoning.url: "]),
+        ({"reasoning": {"model": "m", "prompt": "short"}}, ["reasoning.prompt: "]),
+        ({"sandbox": {"backend": "docker"}}, ["sandbox.backend: ", "'bwrap'", "'unsandboxed'"]),
+        ({"sandbox": {"limits": {"memory_mb": 1}}}, ["sandbox.limits.memory_mb: "]),
+        ({"sandbox": {"limit": {}}}, ["sandbox.limit: unknown key"]),
+    ],
+)
+def test_reasoning_and_sandbox_errors_name_the_key(
+    section: dict[str, object], words: list[str]
+) -> None:
+    from bzzz.errors import ConfigError
+    from bzzz.home.config import validate_config
+
+    with pytest.raises(ConfigError) as raised:
+        validate_config({"name": "n", **section}, "config.yaml")
+    for word in words:
+        assert word in str(raised.value), (word, str(raised.value))
+
+
+def test_a_bad_reasoning_section_is_one_line_from_the_cli(home: Path) -> None:
+    set_in_config(home, "reasoning: {backend: ollama}\n")
+    assert_one_line_error(bzzz("status", "--home", str(home)), "reasoning: ", "needs a model")
