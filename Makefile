@@ -34,7 +34,7 @@ lint: venv
 # seq of 2**40 and the audit planned 22 million chunks) then fails alone instead of the
 # kernel killing the whole run for memory.
 test: system venv local-model lint
-	ulimit -v 8388608 && $(PY) -m pytest -q
+	ulimit -v 8388608 && $(PY) -m pytest -q -n $${BZZZ_TEST_WORKERS:-2}
 
 bench: system venv
 	command -v etcd >/dev/null || { apt-get update -qq && apt-get install -y -qq etcd-server; }

@@ -39,7 +39,7 @@ def trio(tmp_path: Path) -> Iterator[list[Agent]]:
     for title in ("Login", "Session"):
         write_task(folder, title)
     tasks = {"poll_s": 1.0, "sources": [{"type": "local", "path": str(folder), "name": "team"}]}
-    hmmm = {"objection_window_s": 3.0, "max_revisions": 1}
+    hmmm = {"objection_window_s": 6.0, "max_revisions": 1}
     a = found(tmp_path)
     configure(a, tasks=tasks, hmmm=hmmm)
     agents = [a.start()]
@@ -175,7 +175,7 @@ def test_an_escalation_reaches_a_failing_webhook_once_across_an_admin_kill(
     write_task(folder, "Login")
     tasks = {"poll_s": 1.0, "sources": [{"type": "local", "path": str(folder), "name": "team"}]}
     hook = {"url": receiver.url, "secret_env": "BZZZ_TEST_HOOK_SECRET"}
-    hmmm_config = {"objection_window_s": 2.0, "escalation": {"webhooks": [hook]}}
+    hmmm_config = {"objection_window_s": 6.0, "escalation": {"webhooks": [hook]}}
     receiver.fail_next(10_000, status=503, retry_after="1")
     a = found(tmp_path)
     configure(a, tasks=tasks, hmmm=hmmm_config)

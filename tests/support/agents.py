@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import fcntl
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +29,73 @@ from tests.support.cli import bzzz
 START_TIMEOUT_S = 30.0
 
 
+# Ports for the tests' daemons and stand-ins. A port is picked free but not held until its
+# server binds it, seconds later; meanwhile anything else may take it. So ports come from
+# below the kernel's ephemeral range, which no bind to port 0 and no outgoing connection on
+# the machine is ever handed, and test processes side by side (pytest-xdist workers, other
+# runs) take turns through a lock file per port: a port handed out stays locked by this
+# process for PORT_HOLD_S, long enough for a test to start, stop and restart its daemon
+# there; a lock dies with its process.
+PORT_LOCKS = Path(tempfile.gettempdir()) / "bzzz-test-ports"
+PORT_HOLD_S = 600.0
+_LOWEST_PORT = 20000
+_held: collections.deque[tuple[float, int]] = collections.deque()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port on 127.0.0.1 that nothing listens on and no other test process hands out."""
+    now = time.monotonic()
+    while _held and (now - _held[0][0] > PORT_HOLD_S or len(_held) > 500):
+        os.close(_held.popleft()[1])
+    pool = range(_LOWEST_PORT, _ephemeral_ports_start())
+    if len(pool) >= 1000:
+        try:
+            PORT_LOCKS.mkdir(mode=0o777, exist_ok=True)
+        except OSError:
+            pass
+        else:
+            start = random.randrange(len(pool))
+            for n in range(300):
+                port = pool[(start + n) % len(pool)]
+                fd = _lock_port(port)
+                if fd is None:
+                    continue
+                if _bindable(port):
+                    _held.append((now, fd))
+                    return port
+                os.close(fd)
+    with socket.socket() as sock:  # no pool to take turns in: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _LOWEST_PORT  # an empty pool
+
+
+def _lock_port(port: int) -> int | None:
+    try:
+        fd = os.open(PORT_LOCKS / str(port), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

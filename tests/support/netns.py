@@ -5,6 +5,7 @@ routing each one's address into a blackhole on the other."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -50,15 +51,39 @@ class Lan:
         _ip("-n", b.ns, "route", "del", "blackhole", f"{a.address}/32")
 
 
+_made = itertools.count()
+
+
+def _base36(n: int) -> str:
+    digits = ""
+    while True:
+        n, d = divmod(n, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[d] + digits
+        if not n:
+            return digits
+
+
 @contextmanager
 def lan(count: int) -> Iterator[Lan]:
+    """`count` hosts on one switch. Every name (namespaces, and links, which start in the
+    host's own namespace) holds this process's pid and a count of the LANs it made, so
+    test processes side by side (pytest-xdist workers, other runs) never share one; an
+    interface name must stay within 15 characters."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 to make network namespaces")
-    tag = f"{os.getpid() % 100000}"
-    net = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+    if not 1 <= count <= 99:
+        raise ValueError(f"a LAN of 1 to 99 hosts, not {count}")
+    tag = f"{_base36(os.getpid())}x{_base36(next(_made))}"
+    net = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"  # private to the namespaces
     switch = f"bzsw{tag}"
     made: list[str] = []
     try:
+        # A name with our pid in it can only be left over by a dead process (pids are
+        # reused): it would make `ip netns add` fail.
+        for stale in [switch, *(f"bzh{tag}n{n}" for n in range(1, count + 1))]:
+            subprocess.run(["ip", "netns", "del", stale], capture_output=True, timeout=10)
+        for n in range(1, count + 1):
+            subprocess.run(["ip", "link", "del", f"bz{tag}i{n}"], capture_output=True, timeout=10)
         _ip("netns", "add", switch)
         made.append(switch)
         _ip("-n", switch, "link", "add", "br0", "type", "bridge")

@@ -57,7 +57,6 @@ def postgres_cluster(fast: bool = True) -> Iterator[str]:
     if user:
         entry = pwd.getpwnam(user)
         os.chown(workdir, entry.pw_uid, entry.pw_gid)
-    port = _free_port()
     try:
         subprocess.run(
             _as_owner(
@@ -78,29 +77,42 @@ def postgres_cluster(fast: bool = True) -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir} -c max_connections=200"
-        if fast:
-            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        subprocess.run(
-            _as_owner(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(workdir / "log"),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-                user,
-            ),
-            check=True,
-            capture_output=True,
-        )
+        # The port is free when picked but not held: another process (a pytest-xdist
+        # worker starting its own cluster, a daemon) may take it before the server binds
+        # it, and then `pg_ctl start` fails. Pick again, a few times.
+        log = workdir / "log"
+        for attempt in range(5):
+            port, logged = _free_port(), log.stat().st_size if log.exists() else 0
+            options = f"-c listen_addresses=127.0.0.1 -p {port} -k {workdir}"
+            options += " -c max_connections=200"
+            if fast:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            started = subprocess.run(
+                _as_owner(
+                    [
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(data),
+                        "-l",
+                        str(log),
+                        "-o",
+                        options,
+                        "-w",
+                        "-t",
+                        "60",
+                        "start",
+                    ],
+                    user,
+                ),
+                capture_output=True,
+            )
+            if started.returncode == 0:
+                break
+            said = log.read_bytes()[logged:] if log.exists() else b""
+            if attempt == 4 or b"could not bind" not in said:
+                raise subprocess.CalledProcessError(
+                    started.returncode, started.args, started.stdout, started.stderr + said
+                )
         try:
             yield f"postgresql+psycopg://bzzz@127.0.0.1:{port}"
         finally:
