@@ -66,6 +66,8 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.mirrors = root / "mirrors"
+        # One fetch or clone per mirror at a time: two tasks of one repository share it.
+        self._locks: dict[Path, asyncio.Lock] = {}
         self.trees = root / "trees"
         self._home = root / "git-home"  # git's HOME: empty, ours
 
@@ -112,6 +114,10 @@ class Workspace:
         to date under refs/remotes/origin (its local branches are the tasks')."""
         remote = repo if isinstance(repo, Remote) else Remote(repo)
         mirror = self.mirror_of(remote.url)
+        async with self._locks.setdefault(mirror, asyncio.Lock()):
+            return await self._update(mirror, remote)
+
+    async def _update(self, mirror: Path, remote: Remote) -> Path:
         if not mirror.exists():
             self.mirrors.mkdir(parents=True, exist_ok=True)
             await self.git(
