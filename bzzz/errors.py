@@ -3,6 +3,7 @@
     BzzzError                  raised on purpose; the message is for a person
     ├── UsageError             bad input or an impossible request; nothing changed
     │   ├── ConfigError        the node home or its config.yaml
+    │   ├── AddressError (position)  a UCXL address breaks its grammar
     │   └── BundleError        an unreadable or damaged bundle
     │       └── NotABundleError
     ├── EntryError (code)      an entry breaks the format or a chain rule
@@ -40,6 +41,20 @@ class UsageError(BzzzError):
 
 class ConfigError(UsageError):
     """The node home or its config.yaml is missing or invalid."""
+
+
+class AddressError(UsageError):
+    """A UCXL address (`bzzz.domain.ucxl`) breaks its grammar.
+
+    `position` is the 0-based index of the first character that is wrong (the text's
+    length when it ended too soon), `expected` says in a few words what the grammar
+    allows there, and the message puts both in a sentence for a person.
+    """
+
+    def __init__(self, position: int, expected: str, message: str) -> None:
+        super().__init__(message)
+        self.position = position
+        self.expected = expected
 
 
 class EntryError(BzzzError):
