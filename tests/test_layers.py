@@ -15,13 +15,13 @@ LAYERS = [
     ("bzzz.projections",),
     ("bzzz.home",),
     # adapters, one package each: see ADAPTERS
-    ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution"),
+    ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution", "bzzz.http"),
     ("bzzz.services",),
     ("bzzz.runtime",),
     ("bzzz.agent", "bzzz.audit", "bzzz.cli"),  # front ends
 ]
 # Each adapter is one outside world behind a seam; the runtime is what puts them together.
-ADAPTERS = ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution")
+ADAPTERS = ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution", "bzzz.http")
 ROOT = Path(__file__).resolve().parents[1]
 
 
