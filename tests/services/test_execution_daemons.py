@@ -24,18 +24,12 @@ from bzzz.execution.replay import load_turns
 from bzzz.home.node import open_home_store
 from bzzz.projections.trajectory import read_trajectory
 from bzzz.tasks.local import write_task
+from tests.services.exec_team import branches, call, git, make_origin
 from tests.support.agents import Agent, found, join, stop_all, wait_for
 from tests.support.cli import assert_one_line_error, bzzz
 from tests.support.github_standin import GitHubStandIn
 
 pytestmark = pytest.mark.slow
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    env = {"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1"}
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout
 
 
 def configure(node: Agent, **sections: dict[str, Any]) -> None:
@@ -52,10 +46,6 @@ def record(folder: Path, task: str, turns: list[dict[str, Any]]) -> None:
     (folder / name).write_text(json.dumps({"format": "bzzz-replay/1", "turns": turns}))
 
 
-def call(name: str, **arguments: str) -> dict[str, Any]:
-    return {"content": "", "tool_calls": [{"name": name, "arguments": arguments}]}
-
-
 def cli_json(*args: str) -> Any:
     return json.loads(bzzz(*args).out)
 
@@ -69,15 +59,7 @@ def board(agent: Agent) -> dict[str, dict[str, Any]]:
 @pytest.fixture
 def origin(tmp_path: Path) -> Path:
     """The team's repository: a bare one with a first commit on main."""
-    work = tmp_path / "seed"
-    work.mkdir()
-    git("init", "-q", "-b", "main", cwd=work)
-    (work / "greet.py").write_text("def greet():\n    return 'hi'\n")
-    git("add", ".", cwd=work)
-    git("-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "first", cwd=work)
-    bare = tmp_path / "origin.git"
-    git("clone", "-q", "--bare", str(work), str(bare))
-    return bare
+    return make_origin(tmp_path)
 
 
 @pytest.fixture
@@ -260,11 +242,6 @@ def test_a_github_issue_is_worked_and_gets_exactly_one_pull_request(
             )
         finally:
             stop_all(agents)
-
-
-def branches(origin: Path) -> list[str]:
-    listed = git("--git-dir", str(origin), "branch", "--list", "bzzz/*", "--format=%(refname)")
-    return [line.removeprefix("refs/heads/") for line in listed.split()]
 
 
 def test_a_paused_holder_loses_the_task_and_its_late_push_is_refused(
