@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from bzzz.domain.addresses import parse_address
 from bzzz.errors import UsageError
-from bzzz.home.config import parse_address
 
 HomeOption = Annotated[
     Path | None,

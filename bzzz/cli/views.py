@@ -18,7 +18,7 @@ def mesh_json(view: MeshView, entries: int) -> dict[str, Any]:
     peers += [
         {
             "agent_id": d.agent_id.hex() if d.agent_id else None,
-            "name": None,
+            "name": d.name,
             "address": d.address,
             "connected": False,
             "last_heard": None,

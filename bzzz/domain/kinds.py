@@ -63,6 +63,7 @@ SERVICE_ONLY_KINDS: tuple[str, ...] = (
     "task.failed",
     "hmmm.delivered",
     "exec.",
+    "mesh.",
 )
 
 

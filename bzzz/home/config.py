@@ -7,7 +7,6 @@ An override's name is the key's path in capitals joined by ``_``: ``store.url`` 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import re
 import tempfile
@@ -25,13 +24,13 @@ from pydantic import (
     model_validator,
 )
 
+from bzzz.domain.addresses import dialable, parse_address
 from bzzz.errors import ConfigError, one_line
 
 CONFIG_FILE = "config.yaml"
 DEFAULT_STORE_URL = "sqlite:///store.db"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _ROLE = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 class _Section(BaseModel):
@@ -46,31 +45,6 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """HOST:PORT (IPv6 hosts in brackets) into its parts; ValueError says what is wrong."""
-    host, sep, port = text.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7420)")
-    if not _valid_host(host):
-        raise ValueError(f"{text!r}: {host!r} is neither an IP address nor a host name")
-    return host, int(port)
-
-
-def _valid_host(host: str) -> bool:
-    """An IPv4 or IPv6 address, or a DNS name (a name's last label is never all digits,
-    so 999.1.1.1 is a bad address rather than a name)."""
-    with contextlib.suppress(ValueError):
-        ipaddress.ip_address(host.split("%", 1)[0])  # an IPv6 zone (fe80::1%eth0) is fine
-        return True
-    labels = host.removesuffix(".").split(".")
-    return (
-        len(host) <= 253
-        and all(_HOST_LABEL.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    )
-
-
 class MeshConfig(_Section):
     # The cluster's name is a label; its identity is the hash of its founding entry
     # (64 hex digits): membership folds from that one entry and nothing else.
@@ -78,6 +52,10 @@ class MeshConfig(_Section):
     cluster_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     listen: str = "0.0.0.0:7420"
     peers: list[str] = Field(default_factory=list)
+    # Where other members dial this node, announced to them all in a signed entry. Empty:
+    # the listen address, or with a wildcard listen (0.0.0.0) each interface's address.
+    # Set it when those are not what others reach (NAT, a forwarded port, a DNS name).
+    advertise: list[str] = Field(default_factory=list, max_length=8)
     mdns: bool = True
     heartbeat_s: float = Field(default=1.0, gt=0, le=60)
     availability_s: float = Field(default=30.0, gt=0, le=3600)
@@ -88,6 +66,17 @@ class MeshConfig(_Section):
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_address(value)
+        return value
+
+    @field_validator("advertise", mode="before")
+    @classmethod
+    def _advertise(cls, value: object) -> object:
+        if isinstance(value, str):  # from BZZZ_MESH_ADVERTISE: comma-separated
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, str) and (problem := dialable(item)) is not None:
+                    raise ValueError(problem)
         return value
 
     @field_validator("peers", mode="before")

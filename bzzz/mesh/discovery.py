@@ -13,8 +13,8 @@ import ifaddr
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from bzzz.domain.addresses import parse_address
 from bzzz.domain.limits import KEY_BYTES
-from bzzz.home.config import parse_address
 
 if TYPE_CHECKING:
     from bzzz.mesh.mesh import Mesh

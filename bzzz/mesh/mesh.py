@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 import asyncssh
 
 from bzzz.clock import now_ms, sleep_to_tick
+from bzzz.domain import addresses as ad
 from bzzz.domain import alerts
 from bzzz.domain import membership as ms
+from bzzz.domain.addresses import parse_address
 from bzzz.domain.election import EVERY_VOTER
 from bzzz.domain.election import Message as ElectionMsg
 from bzzz.domain.entry import Entry, entry_hash
@@ -40,8 +42,9 @@ from bzzz.errors import (
     ProtocolError,
     StoreError,
 )
-from bzzz.home.config import MeshConfig, parse_address
+from bzzz.home.config import MeshConfig
 from bzzz.home.keys import Identity
+from bzzz.mesh.address_book import AddressBook, Announcement, read_announcements
 from bzzz.mesh.parking import Parking
 from bzzz.mesh.resources import load_permille, mem_free_mb
 from bzzz.mesh.session import PeerSession
@@ -87,10 +90,11 @@ class Dialed:
     expected: bytes | None = None
     peer: bytes | None = None
     last_error: str | None = None
+    announced: bool = False  # dialed because `expected` announced it (not config or mDNS)
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return ad.format_address(self.host, self.port)
 
 
 class Mesh:
@@ -146,6 +150,8 @@ class Mesh:
         self._acts_stored = 0
         self._acts_folded = 0
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self.book = AddressBook()  # where members listen, from their announcements
+        self._announcing = False
 
     # Life cycle
 
@@ -160,6 +166,8 @@ class Mesh:
         self._spawn(self._poll_loop())
         for address in peers:
             self.add_peer(address)
+        self._dial_members()
+        self._maybe_announce()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -188,27 +196,38 @@ class Mesh:
     async def refresh(self) -> None:
         """Re-read heads, fork evidence and membership (after writes by any process)."""
         acts = self._acts_stored
-        heads, forks, position, membership = await asyncio.to_thread(self._read_state)
+        heads, forks, position, membership, announced = await asyncio.to_thread(self._read_state)
         self._acts_folded = max(self._acts_folded, acts)
         self.arrivals.note_unknown()
         self.heads = heads
         self._forks = forks
         self.position = position
         changed = self._set_membership(membership)
+        moved = self.book.take(*announced)
         for session in self.sessions.values():
             session.wake.set()
         if changed:
             self._enforce_membership()
             if self._parked:
                 self._spawn(self._unpark())
+        if changed or moved:
+            self._dial_members()
+        self._maybe_announce()
         self._heads_moved()
 
     def _read_state(
         self,
-    ) -> tuple[dict[bytes, int], list[tuple[bytes, int, bytes]], int, ms.Membership]:
+    ) -> tuple[
+        dict[bytes, int],
+        list[tuple[bytes, int, bytes]],
+        int,
+        ms.Membership,
+        tuple[list[Announcement], int],
+    ]:
         position = self.store.max_position()
         heads = {author: head.seq for author, head in self.store.heads().items()}
-        return heads, self.store.forks(), position, self._read_membership()
+        announced = read_announcements(self.store, self.book.read_up_to)
+        return heads, self.store.forks(), position, self._read_membership(), announced
 
     def _read_membership(self) -> ms.Membership:
         return read_membership(self.store, self.roles, self.cluster_id)
@@ -384,6 +403,7 @@ class Mesh:
             )
             self._publish()
         self._remember(entries)
+        self.book.take_entries(entries)
         if entries:
             self.heads[self.me] = entries[-1].seq
         self._wake_all(first)
@@ -399,6 +419,7 @@ class Mesh:
             )
             self._publish()
         self._remember([entry])
+        self.book.take_entries([entry])
         self.heads[entry.author] = entry.seq
         if kind in ms.KINDS:
             await self.refresh()
@@ -494,6 +515,8 @@ class Mesh:
             self._publish()
             self._park(report.unwanted)
         self._remember(report.accepted)
+        if self.book.take_entries(report.accepted):
+            self._dial_members()
         touched: dict[bytes, int] = {}
         for entry in report.accepted:
             if entry.seq > self.heads.get(entry.author, 0):
@@ -659,14 +682,52 @@ class Mesh:
 
     # Dialing
 
-    def add_peer(self, address: str, expected: bytes | None = None) -> None:
+    def add_peer(
+        self, address: str, expected: bytes | None = None, announced: bool = False
+    ) -> None:
         host, port = parse_address(address)
-        key = f"{host}:{port}"
+        key = ad.format_address(host, port)
         if key in self.dialed or (self.bound and port == self.bound[1] and host in _LOCAL):
             return
-        target = Dialed(host, port, expected)
+        target = Dialed(host, port, expected, announced=announced)
         self.dialed[key] = target
         self._spawn(self._dial_loop(target))
+
+    def _dial_members(self) -> None:
+        """Dial every member at every address it announced (one seed is enough: the
+        others' addresses come with their logs). A target whose member no longer
+        announces it ends its dial loop itself."""
+        if self.bound is None:  # not started (a `bzzz join` copying logs): no dialing
+            return
+        for member, addresses in self.book.directory.members().items():
+            if member != self.me and self.membership.is_member(member):
+                for address in addresses:
+                    self.add_peer(address, expected=member, announced=True)
+
+    def _still_announced(self, target: Dialed) -> bool:
+        if not target.announced or target.expected is None:
+            return True
+        announced = self.book.directory.of(target.expected)
+        return any(ad.format_address(*parse_address(a)) == target.address for a in announced)
+
+    def _maybe_announce(self) -> None:
+        """Announce where this node listens, once it is a member and whenever that
+        differs from its latest announcement."""
+        if self._announcing or self.bound is None or not self.membership.is_member(self.me):
+            return
+        wanted = self.book.stale(self.me, self.listen, self.bound[1], self.settings.advertise)
+        if wanted is not None:
+            self._announcing = True
+            self._spawn(self._announce(wanted))
+
+    async def _announce(self, addresses: tuple[str, ...]) -> None:
+        try:
+            await self.append(ad.ANNOUNCED, ad.announced_body(addresses))
+            log.info("announced our addresses: %s", ", ".join(addresses))
+        except StoreError as error:
+            log.error("could not announce our addresses: %s", error)
+        finally:
+            self._announcing = False
 
     def _learn_address(self, session: PeerSession) -> None:
         """A member that dialed us says where it listens: dial it there from now on, so
@@ -699,6 +760,10 @@ class Mesh:
                 log.info("no longer dialing %s: removed from the cluster", target.address)
                 self.dialed.pop(target.address, None)
                 return
+            if not self._still_announced(target):
+                log.info("no longer dialing %s: its member announced others", target.address)
+                self.dialed.pop(target.address, None)
+                return
             if known is not None and known in self.sessions:
                 await sleep_to_tick(DIAL_CHECK_S)  # connected the other way round
                 continue
@@ -724,10 +789,17 @@ class Mesh:
     def view(self) -> MeshView:
         """What this node knows of itself and its peers, for status."""
         connected = set(self.sessions)
+        names = {key: member.name for key, member in self.membership.members.items()}
         unreached = [
-            DialedView(known, target.address, target.last_error)
+            DialedView(known, target.address, target.last_error, names.get(known or b""))
             for target in self.dialed.values()
             if (known := target.expected or target.peer) is None or known not in connected
+        ]
+        dialed = {t.expected or t.peer for t in self.dialed.values()}
+        unreached += [
+            DialedView(key, "", "no address known (it has not announced one yet)", name)
+            for key, name in names.items()
+            if key != self.me and key not in connected and key not in dialed
         ]
         me = self.membership.members.get(self.me)
         role = me.role if me else self.role

@@ -29,8 +29,9 @@ class DialedView:
     """An address we dial and are not connected to."""
 
     agent_id: bytes | None
-    address: str
+    address: str  # empty when the member has announced none
     last_error: str | None
+    name: str | None = None  # the member's, once known
 
 
 @dataclass(frozen=True)

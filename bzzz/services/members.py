@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from bzzz.clock import now_ms
 from bzzz.domain import membership as ms
+from bzzz.domain.addresses import parse_address
 from bzzz.domain.identity import short_id
 from bzzz.domain.invite import SECRET_BYTES, InviteToken
 from bzzz.domain.payload import encode_payload
@@ -20,7 +21,7 @@ from bzzz.errors import (
     ProtocolError,
     UsageError,
 )
-from bzzz.home.config import parse_address, write_config
+from bzzz.home.config import write_config
 from bzzz.home.node import Node, cluster_id_of
 from bzzz.projections.membership import read_membership
 from bzzz.services.ports import Inviters

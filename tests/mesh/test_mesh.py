@@ -59,15 +59,24 @@ def test_full_mesh_of_four_converges_and_audits_clean(tmp_path: Path, agents: li
 
 
 def test_a_line_forwards_entries_end_to_end(tmp_path: Path, agents: list[Agent]) -> None:
-    # a - b - c: c was invited by b and only ever dials b; a dials nobody.
+    # a - b - c: c was invited by b and only ever dials b; a dials nobody. a and c
+    # announce an address where nobody listens (as behind NAT), so they never meet.
+    nowhere = {"BZZZ_MESH_ADVERTISE": "127.0.0.1:9"}
     a = found(tmp_path)
+    a.env = nowhere
     agents.append(a.start())
     b = join(tmp_path, "b", a)
     agents.append(b.start())
     c = join(tmp_path, "c", b)
+    c.env = nowhere
     agents.append(c.start())
     wait_for(lambda: len(b.connected()) == 2, what="b to hear a and c")
     assert a.connected() == {b.agent_id} and c.connected() == {b.agent_id}
+    unreached = wait_for(
+        lambda: [p for p in a.status()["peers"] if p["agent_id"] == c.agent_id and p["last_error"]],
+        what="a to report c unreachable",
+    )
+    assert unreached[0]["address"] == "127.0.0.1:9" and unreached[0]["name"] == "c"
     seq = a.append(text="to the end of the line")
     wait_for(lambda: c.heads().get(a.agent_id, 0) >= seq, what="a's entry at c")
     seq = c.append(text="and back")

@@ -119,6 +119,7 @@ class Agent:
     # Runs the agent inside a network namespace, e.g. ["ip", "netns", "exec", "ns1"].
     wrap: list[str] = field(default_factory=list)
     mdns: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # added to the agent's environment
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
@@ -133,7 +134,8 @@ class Agent:
         for peer in self.peers:
             args += ["--peer", peer]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log)
+            env = {**os.environ, **self.env} if self.env else None
+            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env)
         wait_for(self._answers, START_TIMEOUT_S, f"agent {self.home.name} to start")
         return self
 
@@ -196,9 +198,12 @@ def found(root: Path, name: str = "n0", cluster: str = "test") -> Agent:
     return Agent(root / name, port)
 
 
-def invite_token(inviter: Agent, role: str = "developer", expires: str = "10m") -> str:
+def invite_token(
+    inviter: Agent, role: str = "developer", expires: str = "10m", reach: str | None = None
+) -> str:
+    """An invite to `inviter`'s cluster, reaching it at `reach` (default its address)."""
     with open_node(inviter.home) as node:
-        return encode_token(create_invite(node, role, expires, inviter.address))
+        return encode_token(create_invite(node, role, expires, reach or inviter.address))
 
 
 def join(root: Path, name: str, inviter: Agent, token: str | None = None) -> Agent:
@@ -226,8 +231,16 @@ def stop_all(agents: list[Agent]) -> None:
                 agent.kill()
 
 
-def join_in(host_wrap: list[str], address: str, root: Path, name: str, inviter: Agent) -> Agent:
-    """Like `join`, for a node that lives in a network namespace (`ip netns exec ...`)."""
+def join_in(
+    host_wrap: list[str],
+    address: str,
+    root: Path,
+    name: str,
+    inviter: Agent,
+    reach: str | None = None,
+) -> Agent:
+    """Like `join`, for a node that lives in a network namespace (`ip netns exec ...`),
+    reaching the inviter at `reach` (default its address)."""
     home = root / name
     result = subprocess.run(
         [
@@ -236,7 +249,7 @@ def join_in(host_wrap: list[str], address: str, root: Path, name: str, inviter: 
             "-m",
             "bzzz",
             "join",
-            invite_token(inviter),
+            invite_token(inviter, reach=reach),
             "--home",
             str(home),
             "--name",

@@ -63,46 +63,105 @@ def _base36(n: int) -> str:
             return digits
 
 
-@contextmanager
-def lan(count: int) -> Iterator[Lan]:
-    """`count` hosts on one switch. Every name (namespaces, and links, which start in the
-    host's own namespace) holds this process's pid and a count of the LANs it made, so
+def _tag() -> str:
+    return f"{_base36(os.getpid())}x{_base36(next(_made))}"
+
+
+def _net(index: int) -> str:
+    """A /24 private to the namespaces, per test process (and per LAN within it)."""
+    return f"10.{200 + (os.getpid() + index * 17) % 50}.{os.getpid() % 250}"
+
+
+class _Builder:
+    """Makes switches and hosts, and removes all it made (namespaces take their links
+    with them). Names hold this process's pid and a count of the builders it made, so
     test processes side by side (pytest-xdist workers, other runs) never share one; an
     interface name must stay within 15 characters."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 to make network namespaces")
-    if not 1 <= count <= 99:
-        raise ValueError(f"a LAN of 1 to 99 hosts, not {count}")
-    tag = f"{_base36(os.getpid())}x{_base36(next(_made))}"
-    net = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"  # private to the namespaces
-    switch = f"bzsw{tag}"
-    made: list[str] = []
-    try:
+
+    def __init__(self) -> None:
+        if os.geteuid() != 0 or shutil.which("ip") is None:
+            pytest.skip("needs root and iproute2 to make network namespaces")
+        self.tag = _tag()
+        self.made: list[str] = []
+        self._links = itertools.count(1)
+
+    def namespace(self, name: str) -> str:
+        ns = f"bz{name}{self.tag}"
         # A name with our pid in it can only be left over by a dead process (pids are
         # reused): it would make `ip netns add` fail.
-        for stale in [switch, *(f"bzh{tag}n{n}" for n in range(1, count + 1))]:
-            subprocess.run(["ip", "netns", "del", stale], capture_output=True, timeout=10)
-        for n in range(1, count + 1):
-            subprocess.run(["ip", "link", "del", f"bz{tag}i{n}"], capture_output=True, timeout=10)
-        _ip("netns", "add", switch)
-        made.append(switch)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+        _ip("netns", "add", ns)
+        self.made.append(ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+        return ns
+
+    def switch(self, name: str) -> str:
+        switch = self.namespace(name)
         _ip("-n", switch, "link", "add", "br0", "type", "bridge")
         _ip("-n", switch, "link", "set", "br0", "up")
+        return switch
+
+    def plug(self, ns: str, switch: str, address: str) -> str:
+        """A veth from host `ns` (holding `address`/24) to the switch; returns the
+        switch's end."""
+        n = next(self._links)
+        inside, outside = f"bz{self.tag}i{n}", f"bz{self.tag}o{n}"
+        subprocess.run(["ip", "link", "del", inside], capture_output=True, timeout=10)
+        _ip("link", "add", inside, "type", "veth", "peer", "name", outside)
+        _ip("link", "set", inside, "netns", ns)
+        _ip("link", "set", outside, "netns", switch)
+        _ip("-n", switch, "link", "set", outside, "master", "br0")
+        _ip("-n", switch, "link", "set", outside, "up")
+        _ip("-n", ns, "addr", "add", f"{address}/24", "dev", inside)
+        _ip("-n", ns, "link", "set", inside, "up")
+        return outside
+
+    def lan(self, index: int, count: int, first: int = 1) -> Lan:
+        switch = self.switch(f"sw{index}")
         hosts = []
-        for n in range(1, count + 1):
-            ns, inside, outside = f"bzh{tag}n{n}", f"bz{tag}i{n}", f"bz{tag}o{n}"
-            _ip("netns", "add", ns)
-            made.append(ns)
-            _ip("link", "add", inside, "type", "veth", "peer", "name", outside)
-            _ip("link", "set", inside, "netns", ns)
-            _ip("link", "set", outside, "netns", switch)
-            _ip("-n", switch, "link", "set", outside, "master", "br0")
-            _ip("-n", switch, "link", "set", outside, "up")
-            _ip("-n", ns, "addr", "add", f"{net}.{n}/24", "dev", inside)
-            _ip("-n", ns, "link", "set", inside, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-            hosts.append(Host(ns, f"{net}.{n}", outside))
-        yield Lan(switch, hosts)
-    finally:
-        for ns in reversed(made):
+        for n in range(first, first + count):
+            ns = self.namespace(f"h{index}n{n}")
+            address = f"{_net(index)}.{n}"
+            hosts.append(Host(ns, address, self.plug(ns, switch, address)))
+        return Lan(switch, hosts)
+
+    def remove(self) -> None:
+        for ns in reversed(self.made):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+@contextmanager
+def lan(count: int) -> Iterator[Lan]:
+    """`count` hosts on one switch."""
+    if not 1 <= count <= 99:
+        raise ValueError(f"a LAN of 1 to 99 hosts, not {count}")
+    build = _Builder()
+    try:
+        yield build.lan(0, count)
+    finally:
+        build.remove()
+
+
+@dataclass(frozen=True)
+class TwoLans:
+    """Two LANs that only `middle` is on (it does not route between them)."""
+
+    left: Lan
+    right: Lan
+    middle: Host  # its address on the left LAN
+    middle_right: str  # its address on the right one
+
+
+@contextmanager
+def two_lans(left: int, right: int) -> Iterator[TwoLans]:
+    """`left` hosts on one switch, `right` on another, and a host plugged into both."""
+    build = _Builder()
+    try:
+        west, east = build.lan(1, left, first=2), build.lan(2, right, first=2)
+        ns = build.namespace("mid")
+        west_address, east_address = f"{_net(1)}.1", f"{_net(2)}.1"
+        port = build.plug(ns, west.switch, west_address)
+        build.plug(ns, east.switch, east_address)
+        yield TwoLans(west, east, Host(ns, west_address, port), east_address)
+    finally:
+        build.remove()
