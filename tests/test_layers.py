@@ -18,7 +18,7 @@ LAYERS = [
     ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution", "bzzz.http"),
     ("bzzz.services",),
     ("bzzz.runtime",),
-    ("bzzz.agent", "bzzz.audit", "bzzz.cli"),  # front ends
+    ("bzzz.agent", "bzzz.audit", "bzzz.cli", "bzzz.hap"),  # front ends
 ]
 # Each adapter is one outside world behind a seam; the runtime is what puts them together.
 ADAPTERS = ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution", "bzzz.http")

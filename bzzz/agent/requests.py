@@ -15,6 +15,8 @@ from bzzz.domain.kinds import check_hand_written
 from bzzz.errors import EntryError, UsageError
 from bzzz.runtime.assembly import NodeRuntime
 
+CHANGES_POLL_S = 0.02  # how often a `changes` request looks at the heads while it waits
+
 
 class Requests:
     def __init__(self, runtime: NodeRuntime) -> None:
@@ -27,6 +29,7 @@ class Requests:
             "append": self.append,
             "wait": self.wait,
             "refresh": self.refresh,
+            "changes": self.changes,
             "election": self.election_status,
             "election_wait": self.election_wait,
             "claim": self.claim,
@@ -39,6 +42,7 @@ class Requests:
             "push_check": board.push_check,
             "threads": hmmm.threads,
             "thread": hmmm.thread,
+            "inbox": hmmm.inbox,
             "hmmm": hmmm.post,
         }
 
@@ -82,6 +86,26 @@ class Requests:
     async def refresh(self, _: dict[str, Any]) -> Answer:
         await self.mesh.refresh()
         return {"ok": True}
+
+    def _version(self) -> int:
+        """Grows by one with every entry this node stores, of any log."""
+        return sum(self.mesh.heads.values())
+
+    async def changes(self, request: dict[str, Any]) -> Answer:
+        """Answer once this node holds entries beyond `version` (what an earlier answer
+        said), or after `wait` seconds: a front end's cheap poll for news."""
+        since = request.get("since")
+        if since is not None and (type(since) is not int or since < 0):
+            raise UsageError('changes needs {"since": a version from an earlier answer}')
+        wait = seconds(request.get("wait", 0))
+        deadline = asyncio.get_running_loop().time() + wait
+        while since is not None and self._version() == since:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            await asyncio.sleep(min(CHANGES_POLL_S, left))
+        version = self._version()
+        return {"ok": True, "version": version, "changed": version != since}
 
     async def election_status(self, _: dict[str, Any]) -> Answer:
         return {"ok": True, "election": election_json(await self.election.view())}

@@ -19,6 +19,7 @@ from bzzz.cli import (
     audit_cmd,
     claim_cmds,
     election_cmds,
+    hap_cmd,
     hmmm_cmds,
     identity_cmds,
     log_cmds,
@@ -90,6 +91,7 @@ app.add_typer(claim_cmds.app, name="claim")
 app.add_typer(task_cmds.app, name="task")
 app.add_typer(hmmm_cmds.app, name="hmmm")
 app.add_typer(repo_cmds.app, name="repo")
+app.command("hap")(hap_cmd.hap)
 
 
 def _usage_line(error: ClickException) -> str:

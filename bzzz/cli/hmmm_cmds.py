@@ -92,6 +92,25 @@ def _who(message: dict[str, Any]) -> str:
     return str(message["author_name"] or message["author"][:12])
 
 
+@app.command("inbox")
+def inbox(home: HomeOption = None, json_: JsonOption = False) -> None:
+    """What needs this member now: escalations, others' plans in their objection window
+    it has not answered, and open questions to it, its role or people (the portal's
+    "Needs you"). Needs the running agent."""
+    rows = ask_running(resolve_home(home), {"op": "inbox"}, timeout=10.0)["inbox"]
+    if json_:
+        print_json({"inbox": rows})
+        return
+    if not rows:
+        out.print("nothing needs you now")
+    for row in rows:
+        who = row["author_name"] or (row["author"] or "")[:12]
+        out.print(
+            f"[bold]{escape(row['kind'])}[/bold] {escape(row['thread'])} "
+            f"{escape(who)}: {escape(row['text'])}"
+        )
+
+
 @app.command("show")
 def show(thread: ThreadArg, home: HomeOption = None, json_: JsonOption = False) -> None:
     """One thread: its plan, messages and what was left out."""

@@ -1,0 +1,196 @@
+"""What the portal shows, as rows and lines, from the node's answers (the JSON of the
+`bzzz ... --json` commands). Pure functions: the screens put them on the terminal."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.markup import escape
+
+from bzzz.hap.form import Selection
+
+CELL = 60  # characters of free text in a table cell
+CONTEXT_NOTE = "Context: not built yet (the UCXL context store is still to come)"
+NEEDS_LABEL = {"escalation": "ESCALATED", "plan": "review plan", "question": "question"}
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    cells: tuple[str, ...]
+    selection: Selection
+
+
+def short(text: object, width: int = CELL) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def age(ts: int | None, now_ms: float | None = None) -> str:
+    if not ts:
+        return ""
+    seconds = max(0.0, ((now_ms if now_ms is not None else time.time() * 1000) - ts) / 1000)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 86400:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def who(author: str | None, name: str | None) -> str:
+    return name or (author or "")[:8]
+
+
+def needs_rows(inbox: list[dict[str, Any]], now_ms: float | None = None) -> list[Row]:
+    rows = []
+    for item in inbox:
+        kind = str(item["kind"])
+        entry = item.get("entry")
+        rows.append(
+            Row(
+                f"{kind}:{item['thread']}:{entry}",
+                (
+                    NEEDS_LABEL.get(kind, kind),
+                    str(item["thread"]),
+                    who(item.get("author"), item.get("author_name")),
+                    age(item.get("ts"), now_ms),
+                    short(item.get("text")),
+                ),
+                Selection(item["thread"], item.get("task"), entry),
+            )
+        )
+    return rows
+
+
+def task_rows(tasks: list[dict[str, Any]], me: str | None) -> list[Row]:
+    rows = []
+    for t in tasks:
+        holder = t.get("holder")
+        held = "you" if holder and holder == me else who(holder, t.get("holder_name"))
+        rows.append(
+            Row(
+                str(t["id"]),
+                (str(t["state"]), f"p{t['priority']}", str(t["id"]), held, short(t["title"])),
+                Selection(str(t["id"]), str(t["id"]), None),
+            )
+        )
+    return rows
+
+
+def reply_to(thread: dict[str, Any]) -> str | None:
+    """The message a new reply in `thread` answers by default: its plan, else its latest."""
+    plan = thread.get("plan")
+    if plan:
+        return str(plan["entry"])
+    messages = thread.get("messages") or []
+    return str(messages[-1]["entry"]) if messages else None
+
+
+def thread_rows(threads: list[dict[str, Any]]) -> list[Row]:
+    rows = []
+    for t in sorted(threads, key=lambda t: -max((m["ts"] for m in t["messages"]), default=0)):
+        rows.append(
+            Row(
+                str(t["id"]),
+                (str(t["state"]), str(t["id"]), str(len(t["messages"])), short(t["why"])),
+                Selection(str(t["id"]), t.get("task"), reply_to(t)),
+            )
+        )
+    return rows
+
+
+def who_line(
+    status: dict[str, Any] | None, election: dict[str, Any] | None, mode: str, problem: str | None
+) -> str:
+    if status is None:
+        return f"[b]BZZZ HAP[/b] · {escape(problem or 'connecting ...')}"
+    cluster = status.get("cluster") or "no cluster"
+    leader = (election or {}).get("leader")
+    admin = "you" if leader and leader == status.get("agent_id") else None
+    if admin is None and leader:
+        admin = next(
+            (
+                p.get("name") or leader[:8]
+                for p in status.get("peers", [])
+                if p.get("agent_id") == leader
+            ),
+            leader[:8],
+        )
+    line = (
+        f"[b]{escape(str(status['name']))}[/b] ({escape(str(status['role']))}) · "
+        f"cluster {escape(str(cluster))} · admin {escape(admin or 'none (no quorum)')} · {mode}"
+    )
+    if status.get("execution"):
+        line += " · [red]a model works this node's tasks[/red]"
+    if problem:
+        line += f" · [red]{escape(problem)}[/red]"
+    return line
+
+
+def peers_line(status: dict[str, Any] | None, election: dict[str, Any] | None) -> str:
+    if status is None:
+        return CONTEXT_NOTE
+    leader = (election or {}).get("leader")
+    seen: dict[str, tuple[str, bool]] = {}  # one per member: a dial and a session may both show
+    for p in status.get("peers", []):
+        key = p.get("agent_id") or p.get("address") or "?"
+        name = p.get("name") or seen.get(key, (key[:8], False))[0]
+        seen[key] = (name, bool(p.get("connected")) or seen.get(key, ("", False))[1])
+    parts = []
+    for key, (name, connected) in seen.items():
+        mark = "[green]●[/green]" if connected else "[red]○[/red]"
+        parts.append(f"{mark} {escape(name)}{' (admin)' if key == leader else ''}")
+    peers = " ".join(parts) or "no peers yet"
+    return f"Peers: {peers} · [dim]{CONTEXT_NOTE}[/dim]"
+
+
+def thread_text(thread: dict[str, Any]) -> str:
+    """A thread as markup: its state, plan and messages (replies indented)."""
+    lines = [
+        f"[b]{escape(thread['id'])}[/b]  {thread['state']}: {escape(thread['why'])}",
+    ]
+    plan = thread.get("plan")
+    if plan:
+        files = ", ".join(plan["files"]) or "none named"
+        lines.append(f"current plan: revision {plan['revision']}, files {escape(files)}")
+    lines.append("")
+    for m in thread["messages"]:
+        extra = m.get("query_type") or m.get("severity") or m.get("outcome") or ""
+        kind = m["kind"].removeprefix("hmmm.") + (f" ({extra})" if extra else "")
+        author = escape(who(m.get("author"), m.get("author_name")))
+        indent = "  " * m.get("hop", 0)
+        lines.append(
+            f"{indent}[dim]{age(m['ts'])}[/dim] [b]{author}[/b] {kind} [dim]{m['entry'][:12]}[/dim]"
+        )
+        for text_line in str(m["text"]).splitlines() or [""]:
+            lines.append(f"{indent}  {escape(text_line)}")
+    for bad in thread.get("ignored", []):
+        lines.append(f"[yellow]left out {bad['entry'][:12]}: {escape(bad['rule'])}[/yellow]")
+    return "\n".join(lines)
+
+
+def task_text(task: dict[str, Any]) -> str:
+    lines = [f"[b]{escape(task['id'])}[/b]  {escape(task['title'])}"]
+    lines.append(f"state {task['state']}, priority {task['priority']}, from {task['scope']}")
+    if task.get("holder"):
+        holder = escape(who(task["holder"], task.get("holder_name")))
+        lines.append(f"held by {holder} with token {task['token']}")
+    for key in ("type", "url", "repo", "result", "link", "reason"):
+        if task.get(key):
+            lines.append(f"{key}: {escape(str(task[key]))}")
+    for key in ("needs", "labels", "depends_on", "waiting_for"):
+        if task.get(key):
+            lines.append(f"{key.replace('_', ' ')}: {escape(', '.join(task[key]))}")
+    if task.get("body"):
+        lines += ["", escape(task["body"])]
+    lines.append("")
+    for event in task.get("history", []):
+        author = escape(who(event["author"], event.get("author_name")))
+        lines.append(
+            f"[dim]{age(event['ts'])}[/dim] {author} {event['kind']}: {escape(event['what'])}"
+        )
+    return "\n".join(lines)
