@@ -5,7 +5,7 @@
 # Node.js with npm, to install GitHub's OpenAPI description (npm's @octokit/openapi,
 # pinned in fixtures/github-openapi) that the GitHub stand-in is checked against, and
 # bubblewrap (the sandbox a model's commands run in), git and ssh-keygen (a task's
-# worktree and its signed commits).
+# worktree and its signed commits), tmux (the portal's test in a real terminal).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -21,6 +21,7 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)  # git's SSH commit signing
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
