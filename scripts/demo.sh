@@ -253,11 +253,14 @@ elif [ -f "$root/fixtures/local-model/node_modules/.package-lock.json" ]; then
 fi
 echo "models: recorded turns (replay)${model_url:+, and $model_name at $model_url for trivial tasks}"
 hook_port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+http_port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 for n in 1 2 3; do
-  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" "$hook_port" "$model_url" "$model_name" <<'PYEOF'
+  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" "$hook_port" "$model_url" "$model_name" "$http_port" <<'PYEOF'
 import sys, yaml
-path, folder, n, hook, model_url, model_name = sys.argv[1:7]
+path, folder, n, hook, model_url, model_name, http_port = sys.argv[1:8]
 data = yaml.safe_load(open(path))
+if n == "1":  # m1 serves /healthz, /readyz, /metrics and the dashboard on 127.0.0.1
+    data["http"] = {"listen": f"127.0.0.1:{http_port}"}
 data["tasks"] = {"poll_s": 2, "sources": [{"type": "local", "path": folder, "name": "team"}]}
 data["hmmm"] = {"objection_window_s": 4,
                 "escalation": {"webhooks": [{"url": f"http://127.0.0.1:{hook}/hook"}]}}
@@ -489,6 +492,27 @@ git -C "$work/intruder" -c user.name=x -c user.email=x@example.org commit -q --a
 set +e
 git -C "$work/intruder" push -q origin "HEAD:refs/heads/$first-2" 2>&1 | sed 's/^/  /'
 set -e
+
+step "Health, metrics and the dashboard: m1 serves them (http.listen: 127.0.0.1:$http_port)"
+http="http://127.0.0.1:$http_port"
+echo "\$ curl $http/healthz"
+curl -sS --noproxy '*' "$http/healthz"
+echo "\$ curl $http/readyz"
+curl -sS --noproxy '*' -w '(HTTP %{http_code})\n' "$http/readyz"
+echo "\$ curl -s $http/metrics | grep -E '^bzzz_(ready|peers_connected|election_term|election_leader_changes_total|claim_grants_total|entries_(appended|ingested)_total|tasks|hmmm_threads)[ {]'"
+curl -sS --noproxy '*' "$http/metrics" \
+  | grep -E '^bzzz_(ready|peers_connected|election_term|election_leader_changes_total|claim_grants_total|entries_(appended|ingested)_total|tasks|hmmm_threads)[ {]' \
+  | grep -v ' 0\.0$'
+echo "\$ curl $http/api/v1/state   (the dashboard's data: without the token, refused)"
+curl -sS --noproxy '*' -w '(HTTP %{http_code})\n' "$http/api/v1/state"
+http_token=$(cat "$work/m1/http.token")
+curl -fsS --noproxy '*' -H "Authorization: Bearer $http_token" "$http/api/v1/state" \
+  | $PY -c 'import json, sys; s = json.load(sys.stdin); e = s["election"]
+print("with the token: agents", ", ".join(a["name"] for a in s["agents"]), "| leader", e["leader_name"], "in term", e["term"],
+      "|", len(s["tasks"]), "tasks,", s["threads_live"], "live HMMM threads")'
+$BZZZ status --home "$work/m1" | grep 'http:'
+echo "the dashboard (live; the token is m1's $work/m1/http.token, 0600):"
+echo "  $http/dashboard#token=$http_token"
 
 step "Stop the daemons (SIGTERM): each finishes its write, closes connections, exits"
 for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done

@@ -5,7 +5,8 @@
 # Node.js with npm, to install GitHub's OpenAPI description (npm's @octokit/openapi,
 # pinned in fixtures/github-openapi) that the GitHub stand-in is checked against, and
 # bubblewrap (the sandbox a model's commands run in), git and ssh-keygen (a task's
-# worktree and its signed commits), tmux (the portal's test in a real terminal).
+# worktree and its signed commits), tmux (the portal's test in a real terminal), Chromium
+# (the dashboard's test) and curl (the demo).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -22,6 +23,10 @@ command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)  # git's SSH commit signing
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v curl >/dev/null 2>&1 || need+=(curl)  # the demo reads the health endpoints
+# The dashboard's test renders it in headless Chromium; fonts make its screenshot readable.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -13,6 +13,7 @@ from bzzz.agent.control import ask
 from bzzz.agent.logs import setup_logging
 from bzzz.cli.options import HomeOption, JsonOption, check_address
 from bzzz.cli.render import NO_CLUSTER, err, iso_ms, out, print_json, shown
+from bzzz.domain.addresses import format_address, parse_address
 from bzzz.errors import BzzzError
 from bzzz.home.keys import load_identity
 from bzzz.home.location import private_file_problems, resolve_home, sqlite_files
@@ -70,11 +71,35 @@ def status(home: HomeOption = None, json_: JsonOption = False) -> None:
             "heads": heads,
             "peers": [],
         }
+    if data["running"]:
+        data["http"] = _http_urls(where, data.pop("http_listen", None))
     _warn_not_private(where)
     if json_:
         print_json(data)
         return
     _render(data)
+
+
+def _http_urls(home: Path, bound: str | None) -> dict[str, str] | None:
+    """Where the running agent serves health, metrics and the dashboard: where it says
+    it listens (`bound`), else its config's `http.listen`; None when it does not."""
+    try:
+        config = open_config(home)
+    except BzzzError:
+        return None
+    listen = bound or config.http.listen
+    if listen is None:
+        return None
+    host, port = parse_address(listen)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    base = f"http://{format_address(host, port)}"
+    return {
+        "healthz": f"{base}/healthz",
+        "readyz": f"{base}/readyz",
+        "metrics": f"{base}/metrics",
+        "dashboard": f"{base}/dashboard",
+        "token_file": str(home / Path(config.http.token_file).expanduser()),
+    }
 
 
 def _store_files(home: Path) -> list[Path]:
@@ -130,5 +155,12 @@ def _render(data: dict[str, Any]) -> None:
             out.print(f"  [red]○[/red] {ident} {peer['address']} down: {error}")
     if data["running"] and not data["peers"]:
         out.print("  no peers yet")
+    urls = data.get("http")
+    if urls:
+        out.print(
+            f"  http: {escape(urls['readyz'])}, {escape(urls['metrics'])}; dashboard "
+            f"{escape(urls['dashboard'])}#token=TOKEN (the token is in "
+            f"{escape(urls['token_file'])})"
+        )
     if not data["running"]:
         out.print(f"  (start the agent with `bzzz agent`; checked at {iso_ms(int(now))})")

@@ -335,6 +335,41 @@ class SandboxConfig(_Section):
     ro_paths: list[str] = Field(default_factory=list, max_length=50)
 
 
+class HttpConfig(_Section):
+    # Health (/healthz, /readyz), Prometheus /metrics and the mesh dashboard over HTTP.
+    # Off unless set: HOST:PORT, or a port alone (9464) on 127.0.0.1.
+    listen: str | None = None
+    # /readyz fails while a connected peer holds more than this many entries we lack.
+    ready_lag: int = Field(default=1000, ge=0, le=1_000_000_000)
+    # The dashboard's bearer token (relative to the home): created, mode 0600, on the
+    # first start with http on; a file of your own must be 0600 too.
+    token_file: str = Field(default="http.token", min_length=1, max_length=4096)
+    # Ask the dashboard's token of /metrics scrapers too (Prometheus: `authorization:
+    # credentials_file:`). /healthz and /readyz never ask.
+    metrics_auth: bool = False
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if not text:  # BZZZ_HTTP_LISTEN= turns it off
+            return None
+        port = text.removeprefix(":")
+        if port.isdigit():  # a port alone: on this machine only
+            text = f"127.0.0.1:{port}"
+        parse_address(text)
+        return text
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file(cls, value: str) -> str:
+        if "\0" in value or not value.strip():
+            raise ValueError("not a file name")
+        return value
+
+
 class NodeConfig(_Section):
     name: str
     role: str = "developer"
@@ -352,6 +387,7 @@ class NodeConfig(_Section):
     # commands).
     reasoning: ReasoningConfig | None = None
     sandbox: SandboxConfig = SandboxConfig()
+    http: HttpConfig = HttpConfig()
 
     @field_validator("name")
     @classmethod

@@ -56,6 +56,10 @@ HELP = {
         "Alert entries stored (what nodes saw go wrong and the audit reports: fork, "
         "split_brain, peer_refused, hmmm_rule), by kind."
     ),
+    "bzzz_audit_findings": (
+        "What the leadership audit's rules (those of `bzzz audit`) find in the logs this "
+        "node holds now, by check: split-brain, double-vote, unproven-leader."
+    ),
 }
 
 
@@ -113,6 +117,10 @@ def families(s: Snapshot, max_lag: int) -> Iterator[Metric]:
     for kind, n in sorted(s.alerts.items()):
         found.add_metric([kind], n)
     yield found
+    audit = GaugeMetricFamily("bzzz_audit_findings", HELP["bzzz_audit_findings"], labels=["check"])
+    for check, n in sorted(s.findings.items()):
+        audit.add_metric([check], n)
+    yield audit
 
 
 class SnapshotCollector:
@@ -137,7 +145,9 @@ class NodeMetrics:
         self.registry.register(self._collector)
 
     async def scrape(self, accept: str = "") -> tuple[bytes, str]:
-        """The exposition (in the format `accept` asks for) and its content type."""
+        """The exposition (in the format `accept` asks for) and its content type. Only
+        once the node runs: before, its counters would read zero (nothing read yet) and
+        a scraper would take the jump to the logs' totals for new entries."""
         snapshot = await self.readings.snapshot()
         encode, content_type = choose_encoder(accept)
         # No await from here on: a concurrent scrape cannot swap the snapshot mid-way.

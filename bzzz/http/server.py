@@ -1,12 +1,14 @@
 """A small HTTP/1.1 server on the daemon's own event loop: GET and HEAD on a few fixed
-paths, answers of known length, keep-alive, no request bodies.
+paths, answers of known length with keep-alive, or a stream (server-sent events) that
+ends the connection; no request bodies.
 
 *Why not a framework*: three read-only endpoints on a loopback port do not need FastAPI,
 uvicorn and their five dependencies, nor aiohttp's seven; `asyncio.start_server` runs on
 the loop the node already runs (uvloop), and what a scraper sends is one line and a few
 headers. The limits below keep a misbehaving client from holding the node's memory or
 its connections: a request head of at most 16 KiB, read within 10 s, at most 64
-connections, idle ones closed after 30 s."""
+connections, idle ones closed after 30 s, a write that a client does not take within
+10 s ends its connection (a stream's too)."""
 
 from __future__ import annotations
 
@@ -15,13 +17,13 @@ import contextlib
 import errno
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
+from bzzz.domain.addresses import parse_address
 from bzzz.errors import UsageError
-from bzzz.home.config import parse_address
 
 log = logging.getLogger("bzzz.http")
 
@@ -49,6 +51,9 @@ class Response:
     body: bytes
     content_type: str = TEXT
     headers: tuple[tuple[str, str], ...] = field(default=())
+    # A body of unknown length: its chunks are written as they come, after `body`, and
+    # the connection ends with it.
+    stream: Callable[[], AsyncGenerator[bytes, None]] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -117,11 +122,14 @@ def encode_response(response: Response, *, head_only: bool, keep: bool) -> bytes
         reason = HTTPStatus(response.status).phrase
     except ValueError:
         reason = ""
+    streamed = response.stream is not None and not head_only
+    keep = keep and not streamed
     lines = [
         f"HTTP/1.1 {response.status} {reason}",
         f"Content-Type: {response.content_type}",
-        f"Content-Length: {len(response.body)}",
+        *([] if streamed else [f"Content-Length: {len(response.body)}"]),
         "Cache-Control: no-store",
+        "X-Content-Type-Options: nosniff",
         f"Connection: {'keep-alive' if keep else 'close'}",
         *(f"{name}: {value}" for name, value in response.headers),
     ]
@@ -189,8 +197,8 @@ class HttpServer:
         log.info("serving %s on http://%s:%d", ", ".join(sorted(self.routes)), host, port)
         if not _loopback(self.host):
             log.warning(
-                "%s %s is reachable from other machines; these endpoints ask for no "
-                "credentials (127.0.0.1 keeps them on this machine)",
+                "%s %s is reachable from other machines, and so is what it serves "
+                "without a token (127.0.0.1 keeps it on this machine)",
                 self.key,
                 self.listen,
             )
@@ -249,10 +257,14 @@ class HttpServer:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 writer.write(encode_response(response, head_only=head_only, keep=keep))
                 await writer.drain()
+            if response.stream is not None and not head_only:
+                await _write_stream(writer, response.stream)
+                return
             if not keep:
                 return
 
     async def _answer(self, request: Request) -> Response:
+        """The handler's answer (a handler's bug is a 500, logged)."""
         handler = self.routes.get(request.path)
         if handler is None:
             return text(HTTPStatus.NOT_FOUND, f"not found; try {', '.join(sorted(self.routes))}")
@@ -270,3 +282,15 @@ class HttpServer:
         except Exception:
             log.exception("http: %s %s failed", request.method, request.path)
             return text(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error; the node's log says")
+
+
+async def _write_stream(
+    writer: asyncio.StreamWriter, stream: Callable[[], AsyncGenerator[bytes, None]]
+) -> None:
+    """Write a stream's chunks until it ends, the client leaves (the write fails) or the
+    server stops (cancelled); the generator is closed in every case."""
+    async with contextlib.aclosing(stream()) as chunks:
+        async for chunk in chunks:
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                writer.write(chunk)
+                await writer.drain()

@@ -21,6 +21,7 @@ from bzzz.domain.standing import TransferPolicy
 from bzzz.errors import ConfigError, UsageError
 from bzzz.home.config import NodeConfig
 from bzzz.home.node import Node
+from bzzz.http import HttpStep, http_step
 from bzzz.mesh.discovery import Discovery
 from bzzz.mesh.join import MeshInviters
 from bzzz.mesh.mesh import Mesh
@@ -147,6 +148,7 @@ class NodeRuntime:
     intake: IntakeService
     chooser: AutoClaim | None
     execution: ExecutionService | None = None
+    http: HttpStep | None = None  # health, metrics and the dashboard, when http.listen is set
     steps: list[Step] = field(default_factory=list)
     _started: list[Step] = field(default_factory=list)
 
@@ -203,8 +205,8 @@ def assemble(
     peers: list[str] | None = None,
     mdns: bool | None = None,
 ) -> NodeRuntime:
-    """The node's steps: mesh, profile, claims, board, hmmm, intake, election,
-    auto-claim, execution, discovery."""
+    """The node's steps: http (when `http.listen` is set), mesh, profile, claims, board,
+    hmmm, intake, election, auto-claim, execution, discovery, http ready."""
     config = node.config
     mesh = mesh_of(node, listen)
     e = config.election
@@ -279,6 +281,12 @@ def assemble(
     async def start_profile() -> None:
         await record_profile(mesh, mesh.profile)
 
+    # The HTTP endpoints start first and stop last: health answers while the mesh starts
+    # (a slow store), and a port already taken fails before anything else binds. They
+    # read the node as ready only once "http ready", the last step, has started.
+    served = runtime.http = http_step(runtime)
+    if served is not None:
+        runtime.add("http", served.start, served.stop)
     runtime.add("mesh", start_mesh, mesh.stop)
     runtime.add("profile", start_profile, _nothing)
     runtime.add("claims", claims.start, claims.stop)
@@ -294,4 +302,6 @@ def assemble(
     if config.mesh.mdns if mdns is None else mdns:
         discovery = Discovery(mesh)
         runtime.add("discovery", discovery.start, discovery.stop)
+    if served is not None:
+        runtime.add("http ready", served.running, served.stopping)
     return runtime

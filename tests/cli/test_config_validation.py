@@ -191,3 +191,44 @@ def test_reasoning_and_sandbox_errors_name_the_key(
 def test_a_bad_reasoning_section_is_one_line_from_the_cli(home: Path) -> None:
     set_in_config(home, "reasoning: {backend: ollama}\n")
     assert_one_line_error(bzzz("status", "--home", str(home)), "reasoning: ", "needs a model")
+
+
+@pytest.mark.parametrize(
+    ("section", "words"),
+    [
+        ({"http": {"listen": "nowhere"}}, ["http.listen: ", "'nowhere' is not HOST:PORT"]),
+        ({"http": {"listen": "999.1.1.1:80"}}, ["http.listen: ", "neither an IP address"]),
+        ({"http": {"ready_lag": -1}}, ["http.ready_lag: "]),
+        ({"http": {"token_file": ""}}, ["http.token_file: "]),
+        ({"http": {"metrics_auth": "maybe"}}, ["http.metrics_auth: "]),
+        ({"http": {"port": 80}}, ["http.port: unknown key"]),
+    ],
+)
+def test_http_errors_name_the_key(section: dict[str, object], words: list[str]) -> None:
+    from bzzz.errors import ConfigError
+    from bzzz.home.config import validate_config
+
+    with pytest.raises(ConfigError) as raised:
+        validate_config({"name": "n", **section}, "config.yaml")
+    for word in words:
+        assert word in str(raised.value), (word, str(raised.value))
+
+
+def test_http_is_off_by_default_and_a_port_alone_is_loopback() -> None:
+    from bzzz.home.config import validate_config
+
+    assert validate_config({"name": "n"}, "c").http.listen is None
+    for given in ("9464", ":9464", " 9464 "):
+        config = validate_config({"name": "n", "http": {"listen": given}}, "c")
+        assert config.http.listen == "127.0.0.1:9464"
+    wide = validate_config({"name": "n", "http": {"listen": "0.0.0.0:9464"}}, "c")
+    assert wide.http.listen == "0.0.0.0:9464"
+
+
+def test_http_listen_from_the_environment(home: Path) -> None:
+    from bzzz.home.config import load_config
+
+    assert load_config(home, {"BZZZ_HTTP_LISTEN": "9464"}).http.listen == "127.0.0.1:9464"
+    assert load_config(home, {"BZZZ_HTTP_LISTEN": ""}).http.listen is None  # off
+    result = bzzz("id", "--home", str(home), env={"BZZZ_HTTP_LISTEN": "no:where:x"})
+    assert_one_line_error(result, "BZZZ_HTTP_LISTEN: ", "is not HOST:PORT", "http.listen")

@@ -19,6 +19,7 @@ from bzzz.domain.identity import Ed25519Signer
 from bzzz.domain.invite import secret_hash
 from bzzz.domain.membership import Membership
 from bzzz.domain.payload import encode_payload
+from bzzz.domain.presence import Availability
 from bzzz.home.roles import load_roles
 from bzzz.http import HttpStep, http_step
 from bzzz.services.board import BoardService
@@ -43,6 +44,7 @@ class PeerStatus:
     name: str
     ours: dict[bytes, int]
     theirs: dict[bytes, int]
+    availability: Availability | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,12 @@ class Node:
         host, port = self.http.server.bound
         return f"http://{host}:{port}"
 
+    @property
+    def token(self) -> str:
+        token = self.http.endpoints.token
+        assert token is not None
+        return token.reveal()
+
 
 class Cluster:
     def __init__(self, root: Path, size: int = 3) -> None:
@@ -156,8 +164,10 @@ class Cluster:
 
             election.on_admin = on_admin
             mesh = MemoryMesh(replica)
+            home = self.root / f"home{len(self.nodes)}"
+            home.mkdir()
             parts = SimpleNamespace(
-                node=SimpleNamespace(config=SimpleNamespace()),
+                node=SimpleNamespace(config=SimpleNamespace(), home=home),
                 mesh=mesh,
                 election=election,
                 claims=claims,
@@ -176,10 +186,12 @@ class Cluster:
             self._started.append(node.http)
 
     async def start(self) -> None:
+        """The services, then the endpoints told the node runs (as the runtime does)."""
         for node in self.nodes:
             for service in (node.claims, node.board, node.hmmm, node.intake, node.election):
                 await service.start()
                 self._started.append(service)
+            await node.http.running()
 
     async def stop(self) -> None:
         while self._started:

@@ -135,6 +135,12 @@ async def test_metrics_parse_and_count_grants_tasks_and_the_term(cluster: Cluste
     assert {s.labels["kind"] for s in found.samples} == {
         k.removeprefix("alert.") for k in alerts.KINDS
     }
+    audit = families["bzzz_audit_findings"]
+    assert {s.labels["check"]: s.value for s in audit.samples} == {
+        "split-brain": 0,
+        "double-vote": 0,
+        "unproven-leader": 0,
+    }
     info = families["bzzz_node_info"]
     assert info.samples[0].labels["agent_id"] == worker.replica.me.hex()
 
@@ -155,17 +161,34 @@ async def test_metrics_parse_and_count_grants_tasks_and_the_term(cluster: Cluste
 
 
 async def test_readyz_is_503_until_a_leader_is_proven_then_200(cluster: Cluster) -> None:
-    await cluster.serve()  # the endpoints answer; the election does not run yet
+    await cluster.serve()  # the endpoints answer; the node's other steps have not started
     node = cluster.nodes[1]
     status, headers, body = await get(node.url + "/healthz")
     assert (status, body) == (200, b"ok\n")
     status, headers, body = await get(node.url + "/readyz")
     assert status == 503 and headers["Content-Type"] == "application/json"
     data = json.loads(body)
+    assert data["reasons"] == ["starting: the mesh and services are not all started yet"]
+    assert [c["name"] for c in data["checks"]] == ["running"]
+    # Counters read before the logs are would jump at the first scrape after: no metrics.
+    status, headers, body = await get(node.url + "/metrics")
+    assert status == 503 and headers["Retry-After"] == "1"
+    assert body.startswith(b"starting: "), body
+
+    await node.http.running()  # as if started; the election does not run yet
+    status, headers, body = await get(node.url + "/readyz")
+    assert status == 503
+    data = json.loads(body)
     assert data["ready"] is False
     assert data["reasons"] == ["no leader known in term 0"], data
     checks = {c["name"]: c["ok"] for c in data["checks"]}
-    assert checks == {"member": True, "peers": True, "caught_up": True, "leader": False}
+    assert checks == {
+        "running": True,
+        "member": True,
+        "peers": True,
+        "caught_up": True,
+        "leader": False,
+    }
 
     await cluster.start()
     await cluster.leader()
@@ -176,6 +199,10 @@ async def test_readyz_is_503_until_a_leader_is_proven_then_200(cluster: Cluster)
         data = json.loads(answer[2])
         assert data["ready"] is True and data["reasons"] == []
         assert all(c["ok"] for c in data["checks"])
+
+    await node.http.stopping()  # the runtime's first step to stop
+    status, _, body = await get(node.url + "/readyz")
+    assert status == 503 and json.loads(body)["reasons"] == ["stopping: the node is shutting down"]
 
 
 async def test_a_port_already_taken_is_a_clear_error() -> None:
@@ -196,7 +223,7 @@ def test_the_listen_address_is_checked_and_defaults_to_loopback() -> None:
         HttpServer("no-port", {})
     assert (HttpServer("9464", {}).host, HttpServer(":9464", {}).port) == ("127.0.0.1", 9464)
     parts = SimpleNamespace(
-        node=SimpleNamespace(config=SimpleNamespace()),
+        node=SimpleNamespace(config=SimpleNamespace(), home=Path("/nonexistent")),
         mesh=None,
         election=None,
         claims=None,
@@ -321,6 +348,29 @@ def test_readiness_checks_membership_peers_lag_and_the_leader() -> None:
     assert failing(_snapshot(leader_proven=False)) == [
         "n2 leads term 4, not proven by the logs yet"
     ]
+    # Before the node runs nothing else is judged: what it holds is not read yet.
+    assert failing(_snapshot(phase="starting", member=False)) == [
+        "starting: the mesh and services are not all started yet"
+    ]
+
+
+def test_leadership_findings_count_what_the_audit_would_report() -> None:
+    from bzzz.domain.leadership import MISSING_VOTE, LeaderClaim, Leadership
+    from bzzz.http.readings import leadership_findings
+
+    def claim(seq: int) -> LeaderClaim:
+        return LeaderClaim(b"\x01" * 32, 3, (), "no-leader", 0, 0, seq=seq)
+
+    proof = Leadership(
+        split_brain={3: {b"\x01" * 32, b"\x02" * 32}},
+        double_votes=[(b"\x03" * 32, 2), (b"\x03" * 32, 2), (b"\x04" * 32, 2)],
+        unproven=[(claim(1), "cites votes of 1 of 3 voters"), (claim(2), MISSING_VOTE)],
+    )
+    assert leadership_findings(proof) == {
+        "split-brain": 1,
+        "double-vote": 2,
+        "unproven-leader": 1,  # a claim waiting for votes not held yet is no finding
+    }
 
 
 # The scrape's cost
