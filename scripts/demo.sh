@@ -514,6 +514,16 @@ $BZZZ status --home "$work/m1" | grep 'http:'
 echo "the dashboard (live; the token is m1's $work/m1/http.token, 0600):"
 echo "  $http/dashboard#token=$http_token"
 
+step "A person's seat: the Human Agent Portal on this cluster"
+echo "\$ bzzz hmmm inbox --home m1   (what the portal's \"Needs you\" lists for m1's member)"
+$BZZZ hmmm inbox --home "$work/m1" | sed 's/^/  /'
+echo "open the portal on m1 in another terminal while this cluster runs (it attaches to"
+echo "m1's agent; q quits it and leaves the agent running):"
+echo "  $BZZZ hap --home $work/m1"
+if [ -t 0 ] && [ -t 1 ]; then
+  read -r -p "Press Enter to stop the cluster and end the demo ... " _ || true
+fi
+
 step "Stop the daemons (SIGTERM): each finishes its write, closes connections, exits"
 for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
 for n in 1 2 3; do eval "wait \$pid_m$n" 2>/dev/null || true; done

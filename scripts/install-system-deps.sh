@@ -6,7 +6,7 @@
 # pinned in fixtures/github-openapi) that the GitHub stand-in is checked against, and
 # bubblewrap (the sandbox a model's commands run in), git and ssh-keygen (a task's
 # worktree and its signed commits), tmux (the portal's test in a real terminal), Chromium
-# (the dashboard's test) and curl (the demo).
+# (the dashboard's test), curl (the demo) and systemd (`systemd-analyze verify` of the unit).
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -23,6 +23,7 @@ command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)  # git's SSH commit signing
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # the unit is verified
 command -v curl >/dev/null 2>&1 || need+=(curl)  # the demo reads the health endpoints
 # The dashboard's test renders it in headless Chromium; fonts make its screenshot readable.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

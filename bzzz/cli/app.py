@@ -26,6 +26,7 @@ from bzzz.cli import (
     member_cmds,
     projection_cmds,
     repo_cmds,
+    service_cmds,
     task_cmds,
 )
 from bzzz.cli.render import err
@@ -91,6 +92,7 @@ app.add_typer(claim_cmds.app, name="claim")
 app.add_typer(task_cmds.app, name="task")
 app.add_typer(hmmm_cmds.app, name="hmmm")
 app.add_typer(repo_cmds.app, name="repo")
+app.add_typer(service_cmds.app, name="service")
 app.command("hap")(hap_cmd.hap)
 
 
