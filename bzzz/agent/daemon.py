@@ -1,7 +1,8 @@
-"""`bzzz agent`: the autonomous front end. It assembles the node (`bzzz.runtime`), adds
-its control socket, and runs until SIGINT or SIGTERM. The decisions an agent takes on
-its own (tasks, discussion, execution) will live here; today it keeps the node's
-duties (replication, election, claims) and answers its control socket.
+"""`bzzz agent`: the node's daemon. It assembles the node (`bzzz.runtime`), adds its
+control socket, and runs until SIGINT or SIGTERM. The same daemon serves the Human Agent
+Portal (`bzzz hap --node-only`) with `autonomous=False`: the agent's own decisions (auto-
+claim, a model working the tasks) off, since a person makes them, and it stops when the
+portal that started it goes away.
 
 Under systemd (`Type=notify`) it says READY=1 once every step has started (the mesh
 listens, the services run, the control socket answers), WATCHDOG=1 while its event loop
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from bzzz.agent.control import ControlServer, serve_control, socket_path
 from bzzz.agent.lock import HomeLock
 from bzzz.agent.logs import tag
 from bzzz.agent.requests import Requests
+from bzzz.home.config import NodeConfig
 from bzzz.home.node import open_node
 from bzzz.ops.notify import Notifier
 from bzzz.runtime.assembly import NodeRuntime, assemble
@@ -28,6 +32,37 @@ log = logging.getLogger("bzzz.agent")
 # Store work runs on threads; with the default 5 ms GIL switch interval the event loop
 # waits that long for a thread holding the GIL, which a hop's latency would inherit.
 SWITCH_INTERVAL_S = 0.0005
+PARENT_CHECK_S = 0.5
+
+
+def without_autonomy(config: NodeConfig) -> NodeConfig:
+    """The node's config with the agent's own decisions off: a person takes the tasks,
+    writes the plans and does the work."""
+    agent = config.agent.model_copy(update={"auto_claim": False})
+    return config.model_copy(update={"agent": agent, "reasoning": None})
+
+
+def add_parent_watch(runtime: NodeRuntime, parent: int) -> None:
+    """Stop this node (as SIGTERM does) once the process that started it is gone."""
+    watcher: asyncio.Task[None] | None = None
+
+    async def watch() -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(PARENT_CHECK_S)
+        log.info("the portal that started this node is gone: stopping")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    async def start() -> None:
+        nonlocal watcher
+        watcher = asyncio.create_task(watch())
+
+    async def stop() -> None:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    runtime.add("parent watch", start, stop)
 
 
 def add_service_manager(runtime: NodeRuntime, notifier: Notifier) -> None:
@@ -66,7 +101,11 @@ async def run_agent(
     listen: str | None = None,
     peers: list[str] | None = None,
     mdns: bool | None = None,
+    autonomous: bool = True,
+    parent: int | None = None,
 ) -> None:
+    """Run the node on `home` until a signal. `autonomous=False`: the portal's node (no
+    auto-claim, no model); `parent`: stop when that process is gone."""
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     notifier = Notifier.from_environment()  # and out of the environment of children
     lock = HomeLock(home)
@@ -74,6 +113,8 @@ async def run_agent(
     try:
         with open_node(home) as node:
             tag(BZZZ_AGENT=node.identity.public_key.hex(), BZZZ_NODE=node.config.name)
+            if not autonomous:
+                node.config = without_autonomy(node.config)
             runtime = assemble(node, listen=listen, peers=peers, mdns=mdns)
             control: ControlServer | None = None
 
@@ -88,6 +129,8 @@ async def run_agent(
                     socket_path(node.home).unlink()
 
             runtime.add("control socket", start_control, stop_control)
+            if parent is not None:
+                add_parent_watch(runtime, parent)
             add_service_manager(runtime, notifier)
             await runtime.run_until_signal()
     finally:

@@ -76,12 +76,17 @@ def _run_node(
 ) -> None:
     import uvloop
 
+    from bzzz.agent.daemon import run_agent
     from bzzz.agent.logs import setup_logging
-    from bzzz.hap.human_node import run_human_node
 
     setup_logging(level, False)
     uvloop.run(
-        run_human_node(
-            home, listen=listen, peers=peers, mdns=False if no_mdns else None, parent=parent
+        run_agent(
+            home,
+            listen=listen,
+            peers=peers,
+            mdns=False if no_mdns else None,
+            autonomous=False,
+            parent=parent,
         )
     )
