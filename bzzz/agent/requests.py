@@ -8,10 +8,12 @@ from typing import Any
 
 from bzzz.agent.arguments import Answer, seconds
 from bzzz.agent.hmmm_requests import HmmmRequests
+from bzzz.agent.key_requests import KeyRequests
 from bzzz.agent.task_requests import TaskRequests
 from bzzz.cli.views import election_json, mesh_json
 from bzzz.domain.identity import parse_agent_id
 from bzzz.domain.kinds import check_hand_written
+from bzzz.domain.sealing import looks_sealed
 from bzzz.errors import EntryError, UsageError
 from bzzz.runtime.assembly import NodeRuntime
 
@@ -24,6 +26,8 @@ class Requests:
         self.execution = runtime.execution
         board = TaskRequests(runtime.board, runtime.mesh)
         hmmm = HmmmRequests(runtime.hmmm, runtime.mesh)
+        # The key service, once the runtime builds it (`bzzz.runtime.keys.keys_of`).
+        self.keys = KeyRequests(runtime.keys)
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Answer]]] = {
             "status": self.status,
             "append": self.append,
@@ -44,6 +48,10 @@ class Requests:
             "thread": hmmm.thread,
             "inbox": hmmm.inbox,
             "hmmm": hmmm.post,
+            "keys_status": self.keys.status,
+            "keys_split": self.keys.split,
+            "keys_reconstruct": self.keys.reconstruct,
+            "keys_release": self.keys.release,
         }
 
     async def handle(self, request: dict[str, Any]) -> Answer:
@@ -61,14 +69,27 @@ class Requests:
 
     async def append(self, request: dict[str, Any]) -> Answer:
         kind, data = request.get("kind"), request.get("data")
+        seal_for = request.get("seal_for")
         if not isinstance(kind, str) or not isinstance(data, dict):
-            raise UsageError('append needs {"kind": str, "data": {...}}')
+            raise UsageError('append needs {"kind": str, "data": {...}, "seal_for": role?}')
+        if seal_for is not None and not isinstance(seal_for, str):
+            raise UsageError("seal_for: a role's name")
         try:
             check_hand_written(kind)
         except EntryError as error:
             raise UsageError(str(error)) from None
+        if looks_sealed(data):
+            raise UsageError(
+                "data has exactly a sealed envelope's fields; seal with seal_for instead"
+            )
+        if seal_for is not None:
+            data = await self.keys.seal(kind, data, seal_for)
         entry = await self.mesh.append(kind, data)
-        return {"ok": True, "seq": entry.seq, "hash": entry.hash.hex()}
+        answer: Answer = {"ok": True, "seq": entry.seq, "hash": entry.hash.hex()}
+        if seal_for is not None:
+            answer["sealed_for"] = seal_for
+            answer["generation"] = data["generation"]
+        return answer
 
     async def wait(self, request: dict[str, Any]) -> Answer:
         """Answer once this node holds `author`'s log up to `seq` (or after `timeout`)."""

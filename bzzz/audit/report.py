@@ -19,6 +19,9 @@ class AuditReport:
     heads: dict[bytes, Head] = field(default_factory=dict)
     # Who led which term, as the logs prove it (stores audited whole; None otherwise).
     leadership: dict[str, object] | None = None
+    # The admin key's ceremonies (splits, reconstructions), oldest first (stores audited
+    # whole; None otherwise).
+    ceremonies: list[dict[str, object]] | None = None
     seconds: float = 0.0
 
     @property
@@ -34,6 +37,7 @@ class AuditReport:
             "entries": self.entries,
             "findings": [f.as_json() for f in self.sorted_findings()],
             "leadership": self.leadership,
+            "ceremonies": self.ceremonies,
             "seconds": round(self.seconds, 3),
         }
 

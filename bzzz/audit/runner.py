@@ -34,6 +34,8 @@ from bzzz.domain.audit_rules import (
 )
 from bzzz.domain.chain import Head, conflicts
 from bzzz.domain.entry import Entry, decode_entry, entry_hash
+from bzzz.domain.key_audit import KINDS as KEY_KINDS
+from bzzz.domain.key_audit import audit_keys
 from bzzz.domain.leadership_audit import KINDS as LEADERSHIP_KINDS
 from bzzz.domain.leadership_audit import audit_leadership
 from bzzz.domain.membership_audit import audit_membership
@@ -144,7 +146,8 @@ def _audit_leadership(
 ) -> None:
     entries: list[Entry] = []
     after = 0
-    while page := store.notifications(after=after, kinds=LEADERSHIP_KINDS, limit=10_000):
+    kinds = [*LEADERSHIP_KINDS, *KEY_KINDS]
+    while page := store.notifications(after=after, kinds=kinds, limit=10_000):
         for stored in page:
             with contextlib.suppress(EntryError):  # the log checks report damaged rows
                 entries.append(stored.decode())
@@ -154,6 +157,17 @@ def _audit_leadership(
     acts = [ms.MembershipAct.of(e) for e in entries if e.kind in ms.KINDS]
     report.findings.extend(audit_membership(acts, roles, founding, report.heads))
     report.leadership = checked.summary()
+    members = ms.fold_membership(acts, roles, founding)
+    names = {m.agent_id: m.name for m in (*members.members.values(), *members.removed.values())}
+    keys = audit_keys(
+        entries,
+        checked.proof,
+        [*members.members, *members.removed],
+        names,
+        proofs_pending=checked.waiting > 0,
+    )
+    report.findings.extend(keys.findings)
+    report.ceremonies = keys.ceremonies
 
 
 def _named(finding: Finding, authors: set[bytes]) -> bool:

@@ -22,6 +22,7 @@ from bzzz.cli import (
     hap_cmd,
     hmmm_cmds,
     identity_cmds,
+    keys_cmds,
     log_cmds,
     member_cmds,
     projection_cmds,
@@ -94,6 +95,7 @@ app.add_typer(hmmm_cmds.app, name="hmmm")
 app.add_typer(repo_cmds.app, name="repo")
 app.add_typer(service_cmds.app, name="service")
 app.command("hap")(hap_cmd.hap)
+app.add_typer(keys_cmds.app, name="keys")
 
 
 def _usage_line(error: ClickException) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from bzzz.audit.report import AuditReport
@@ -192,6 +193,20 @@ def _print(report: AuditReport, as_json: bool) -> None:
             f"term {lead['latest_term']} led by {leader}"
             + (f"; {waiting} claims wait for vote entries not here yet" if waiting else "")
         )
+    for row in report.ceremonies or []:
+        by = str(row["by_name"] or str(row["by"])[:12])
+        if row["ceremony"] == "split":
+            holders = row["holders"]
+            shares = str(len(holders)) if isinstance(holders, list) else "?"
+            out.print(
+                f"  key ceremony: split {str(row['entry'])[:12]} by {escape(by)} "
+                f"({row['threshold']} of {shares})"
+            )
+        else:
+            out.print(
+                f"  key ceremony: reconstruct {str(row['entry'])[:12]} by {escape(by)}: "
+                f"{row['status']} ({escape(str(row['reason']))})"
+            )
     for finding in report.sorted_findings():
         who = (finding.author or "?")[:12]
         seq = "-" if finding.seq is None else str(finding.seq)

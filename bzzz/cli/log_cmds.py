@@ -10,18 +10,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from bzzz.agent.control import notify_agent
 from bzzz.cli.authors import resolve_author
+from bzzz.cli.keys_cmds import node_keyring
 from bzzz.cli.options import AuthorOption, HomeOption, JsonOption
-from bzzz.cli.render import entry_json, entry_line, err, out, print_json
+from bzzz.cli.render import entry_json, entry_line, err, iso_ms, out, print_json
 from bzzz.clock import now_ms
+from bzzz.domain.entry import Entry
+from bzzz.domain.identity import short_id
 from bzzz.domain.kinds import check_hand_written, check_kind
 from bzzz.domain.limits import MAX_PAYLOAD_DEPTH
-from bzzz.domain.payload import encode_payload
+from bzzz.domain.payload import decode_payload, encode_payload
+from bzzz.domain.sealing import Opened, looks_sealed, parse_envelope
 from bzzz.errors import EntryError, UsageError, one_line
 from bzzz.home.location import resolve_home
 from bzzz.home.node import cluster_id_of, open_config, open_home_store, open_node
+from bzzz.projections.keyring import Keyring
 from bzzz.services.bundle_import import import_bundle
 from bzzz.store import EventStore, StoredEntry
 from bzzz.store.bundle import check_bundle, write_bundle
@@ -44,12 +50,22 @@ def _load_json(text: str, what: str) -> Any:
         raise UsageError(f"{what}: a number is too long (integers fit in 64 bits)") from None
 
 
-def _parse_data(text: str) -> bytes:
+def _parse_data(text: str) -> dict[str, Any]:
     data = _load_json(text, "--data")
     try:
-        return encode_payload(data)
+        encode_payload(data)
     except EntryError as exc:
         raise UsageError(f"--data: {exc}") from None
+    checked: dict[str, Any] = _not_an_envelope(data, "--data")
+    return checked
+
+
+def _not_an_envelope(data: Any, what: str) -> Any:
+    """Refuse a plain payload that has exactly a sealed envelope's fields: no entry
+    written in the clear may pass for a sealed one."""
+    if isinstance(data, dict) and looks_sealed(data):
+        raise UsageError(f"{what}: these are a sealed envelope's fields; seal with --seal-for")
+    return data
 
 
 def _batch_bytes(source: Path) -> bytes:
@@ -61,7 +77,7 @@ def _batch_bytes(source: Path) -> bytes:
         raise UsageError(f"--batch: cannot read {source}: {one_line(exc)}") from None
 
 
-def _batch_item(number: int, raw: bytes) -> tuple[str, bytes] | None:
+def _batch_item(number: int, raw: bytes) -> tuple[str, dict[str, Any]] | None:
     """One line of a batch, checked; None for a blank line."""
     try:
         line = raw.decode("utf-8")
@@ -81,16 +97,19 @@ def _batch_item(number: int, raw: bytes) -> tuple[str, bytes] | None:
             f"--batch line {number}: unknown field {unknown[0]!a}; "
             'a line has only "kind" and "data"'
         )
+    data = record.get("data", {})
     try:
-        return check_hand_written(record["kind"]), encode_payload(record.get("data", {}))
+        kind = check_hand_written(record["kind"])
+        encode_payload(data)
     except EntryError as exc:
         raise UsageError(f"--batch line {number}: {exc}") from None
+    return kind, _not_an_envelope(data, f"--batch line {number}")
 
 
-def _read_batch(source: Path) -> list[tuple[str, bytes]]:
+def _read_batch(source: Path) -> list[tuple[str, dict[str, Any]]]:
     """JSON lines of {"kind": ..., "data": {...}}; every line is checked before any is
     written, so a bad line changes nothing."""
-    items: list[tuple[str, bytes]] = []
+    items: list[tuple[str, dict[str, Any]]] = []
     for number, raw in enumerate(_batch_bytes(source).splitlines(), start=1):
         item = _batch_item(number, raw)
         if item is not None:
@@ -114,6 +133,13 @@ def append(
             "as one atomic batch.",
         ),
     ] = None,
+    seal_for: Annotated[
+        str | None,
+        typer.Option(
+            "--seal-for",
+            help="Seal the payload for ROLE: only members who may read that role can open it.",
+        ),
+    ] = None,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -131,7 +157,13 @@ def append(
         items = [(kind, _parse_data(data))]
     where = resolve_home(home)
     with open_node(where) as node:
-        entries = node.store.append_batch(node.identity.signer, items, now_ms())
+        if seal_for is None:
+            bodies = [(k, encode_payload(d)) for k, d in items]
+        else:
+            keyring, _ = node_keyring(node)
+            me = node.identity.public_key
+            bodies = [(k, encode_payload(keyring.seal(me, k, seal_for, d))) for k, d in items]
+        entries = node.store.append_batch(node.identity.signer, bodies, now_ms())
     notify_agent(where)
     for entry in entries if len(entries) <= 20 or json_ else entries[-1:]:
         if json_:
@@ -142,7 +174,51 @@ def append(
         out.print(f"[dim]… appended {len(entries)} entries in one batch[/dim]")
 
 
-def _render(rows: list[StoredEntry], as_json: bool) -> int:
+class _Reader:
+    """Opens sealed entries with this node's keys, read from its logs the first time a
+    sealed entry is shown (none are written anywhere)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._keyring: Keyring | None = None
+
+    def open(self, entry: Entry) -> Opened | None:
+        """None for a plain entry."""
+        if parse_envelope(entry.body) is None:
+            return None
+        if self._keyring is None:
+            with open_node(self.home) as node:
+                self._keyring, _ = node_keyring(node)
+        return self._keyring.open(entry)
+
+
+def _sealed_json(entry: Entry, opened: Opened) -> dict[str, Any]:
+    shown = entry_json(entry)
+    shown["sealed_for"] = opened.role
+    shown["generation"] = opened.generation
+    shown["opened"] = opened.readable
+    if opened.readable:
+        shown["data"] = decode_payload(encode_payload(opened.payload or {}))
+    else:
+        shown["data"] = None
+        shown["sealed"] = opened.label()
+    return shown
+
+
+def _sealed_line(entry: Entry, opened: Opened, width: int = 100) -> str:
+    if opened.readable:
+        data = json.dumps(decode_payload(encode_payload(opened.payload or {})), ensure_ascii=False)
+        data = data if len(data) <= width else data[: width - 1] + "…"
+        what = f"[magenta](sealed for {escape(opened.role or '')}, opened)[/magenta] {escape(data)}"
+    else:
+        what = f"[magenta]({escape(opened.label())})[/magenta]"
+    return (
+        f"[dim]{iso_ms(entry.ts)}[/dim] [cyan]{short_id(entry.author)}[/cyan]"
+        f" [bold]#{entry.seq}[/bold] [green]{escape(entry.kind)}[/green] {what}"
+    )
+
+
+def _render(rows: list[StoredEntry], as_json: bool, reader: _Reader) -> int:
     for row in rows:
         try:
             entry = row.decode()
@@ -152,10 +228,11 @@ def _render(rows: list[StoredEntry], as_json: bool) -> int:
                 f"damaged ({exc}); run `bzzz audit`"
             )
             continue
+        opened = reader.open(entry)
         if as_json:
-            print_json(entry_json(entry))
+            print_json(entry_json(entry) if opened is None else _sealed_json(entry, opened))
         else:
-            out.print(entry_line(entry))
+            out.print(entry_line(entry) if opened is None else _sealed_line(entry, opened))
     return rows[-1].position if rows else 0
 
 
@@ -174,34 +251,42 @@ def show(
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Show entries in local arrival order (oldest first), like `tail`."""
+    """Show entries in local arrival order (oldest first), like `tail`. Sealed entries
+    are opened when this node holds their role's key, else shown as "sealed for ROLE"."""
     kinds = kind or []
     for k in kinds:
         try:
             check_kind(k)
         except EntryError as exc:
             raise UsageError(f"--kind: {exc}") from None
-    with open_home_store(resolve_home(home)) as store:
+    where = resolve_home(home)
+    reader = _Reader(where)
+    with open_home_store(where) as store:
         who = resolve_author(author, store.heads()) if author else None
         if limit is not None:
-            position = _render(store.latest(limit, kinds=kinds, author=who), json_)
+            position = _render(store.latest(limit, kinds=kinds, author=who), json_, reader)
             position = position or store.max_position()
         else:
             position = 0
             while rows := store.notifications(after=position, kinds=kinds, author=who):
-                position = _render(rows, json_)
+                position = _render(rows, json_, reader)
         if follow:
-            _follow(store, max(position, 0), kinds, who, json_)
+            _follow(store, max(position, 0), kinds, who, json_, reader)
 
 
 def _follow(
-    store: EventStore, position: int, kinds: list[str], who: bytes | None, as_json: bool
+    store: EventStore,
+    position: int,
+    kinds: list[str],
+    who: bytes | None,
+    as_json: bool,
+    reader: _Reader,
 ) -> None:
     """Poll for new arrivals until interrupted (SQLite has no change notifications)."""
     while True:
         rows = store.notifications(after=position, kinds=kinds, author=who)
         if rows:
-            position = _render(rows, as_json)
+            position = _render(rows, as_json, reader)
         else:
             time.sleep(FOLLOW_POLL_S)
 

@@ -27,6 +27,7 @@ from bzzz.mesh.join import MeshInviters
 from bzzz.mesh.mesh import Mesh
 from bzzz.notify.webhook import WebhookNotifier, WebhookTarget
 from bzzz.runtime.execution import execution_of
+from bzzz.runtime.keys import keys_of
 from bzzz.services.board import BoardService
 from bzzz.services.chooser import AutoClaim
 from bzzz.services.claims import ClaimService
@@ -35,6 +36,7 @@ from bzzz.services.escalations import EscalationService
 from bzzz.services.execution import ExecutionService
 from bzzz.services.hmmm import HmmmService
 from bzzz.services.intake import IntakeService
+from bzzz.services.keys import KeyService
 from bzzz.services.ports import Inviters, Notifier, TaskMirror, TaskSource
 from bzzz.services.profile import record_profile
 from bzzz.tasks.github_source import github_source_of
@@ -149,6 +151,7 @@ class NodeRuntime:
     chooser: AutoClaim | None
     execution: ExecutionService | None = None
     http: HttpStep | None = None  # health, metrics and the dashboard, when http.listen is set
+    keys: KeyService | None = None  # role keys, sealed content, the admin key's shares
     steps: list[Step] = field(default_factory=list)
     _started: list[Step] = field(default_factory=list)
 
@@ -229,9 +232,12 @@ def assemble(
         AutoClaim(mesh, board, claims, config.agent.max_tasks) if config.agent.auto_claim else None
     )
 
+    keys = keys_of(node, mesh, election)
+
     async def admin_duties(on: bool) -> None:
         await claims.set_admin(on)  # granting claims
         await intake.set_admin(on)  # polling task sources, mirroring claims
+        await keys.set_admin(on)  # granting role keys, splitting the admin key
 
     escalations = EscalationService(mesh, election, hmmm, notifiers_of(config))
 
@@ -242,6 +248,7 @@ def assemble(
     election.on_admin = admin_duties_and_delivery
     execution = execution_of(node, mesh, board, hmmm)
     runtime = NodeRuntime(node, mesh, election, claims, board, hmmm, intake, chooser, execution)
+    runtime.keys = keys
 
     async def start_mesh() -> None:
         await mesh.refresh()
@@ -292,6 +299,7 @@ def assemble(
     runtime.add("claims", claims.start, claims.stop)
     runtime.add("board", board.start, board.stop)
     runtime.add("hmmm", hmmm.start, hmmm.stop)
+    runtime.add("keys", keys.start, keys.stop)
     runtime.add("escalations", escalations.start, escalations.stop)
     runtime.add("intake", intake.start, intake.stop)
     runtime.add("election", election.start, election.stop)
