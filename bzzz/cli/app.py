@@ -29,6 +29,7 @@ from bzzz.cli import (
     repo_cmds,
     service_cmds,
     task_cmds,
+    ucxl_cmds,
 )
 from bzzz.cli.render import err
 from bzzz.errors import BzzzError, one_line
@@ -96,6 +97,8 @@ app.add_typer(repo_cmds.app, name="repo")
 app.add_typer(service_cmds.app, name="service")
 app.command("hap")(hap_cmd.hap)
 app.add_typer(keys_cmds.app, name="keys")
+app.add_typer(ucxl_cmds.app, name="ucxl")
+app.command("decide")(ucxl_cmds.decide)
 
 
 def _usage_line(error: ClickException) -> str:

@@ -1,0 +1,245 @@
+"""`bzzz ucxl get|history|search|put` and `bzzz decide`: shared context by UCXL address,
+read from this node's store (the agent need not run) and written to its own log."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from bzzz.agent.control import notify_agent
+from bzzz.cli.options import HomeOption, JsonOption
+from bzzz.cli.render import iso_ms, out, print_json
+from bzzz.clock import now_ms
+from bzzz.domain import context as cx
+from bzzz.domain import ucxl
+from bzzz.domain.payload import encode_payload
+from bzzz.domain.roles import can_make_decisions
+from bzzz.errors import UsageError
+from bzzz.home.location import resolve_home
+from bzzz.home.node import Node, cluster_id_of, open_node
+from bzzz.projections.context import read_context
+from bzzz.projections.membership import read_membership
+
+app = typer.Typer(help="Shared context by UCXL address.", no_args_is_help=True)
+
+AddressArg = Annotated[str, typer.Argument(help="ucxl://AGENT:ROLE@PROJECT:TASK/TEMPORAL/PATH")]
+TextOption = Annotated[
+    str | None, typer.Option("--text", "-t", help="The text; - reads it from stdin.")
+]
+FileOption = Annotated[Path | None, typer.Option("--file", "-f", help="Read the text from FILE.")]
+
+
+def _address(text: str, what: str = "ADDRESS") -> ucxl.Address:
+    try:
+        return ucxl.parse(text)
+    except UsageError as error:
+        raise UsageError(f"{what}: {error}") from None
+
+
+def _one(context: cx.Context, address: ucxl.Address) -> cx.Item:
+    """The one item `address` names, or a usage error that says why there is none."""
+    if address.is_pattern:
+        raise UsageError("ADDRESS has a *: that is a search (`bzzz ucxl search PATTERN`)")
+    found = context.find(address)
+    if len(found) > 1:
+        raise UsageError(f"the agent {address.agent} begins {len(found)} ids: give more of it")
+    if not found:
+        raise UsageError(f"nothing at {address} (`bzzz ucxl search` lists what there is)")
+    return found[0]
+
+
+def _context(node: Node) -> cx.Context:
+    project = cx.project_name(node.config.mesh.cluster)
+    return read_context(node.store, node.roles, cluster_id_of(node.config), project)
+
+
+def _at(item: cx.Item, version: cx.Version) -> str:
+    """The address of one version (~vN)."""
+    a = item.address
+    numbered = ucxl.Temporal(ucxl.TemporalKind.VERSION, version.number)
+    return str(ucxl.Address(a.agent, a.role, a.project, a.task, numbered, a.path))
+
+
+def _json(item: cx.Item, version: cx.Version) -> dict[str, Any]:
+    return {
+        "address": _at(item, version),
+        "latest": str(item.address),
+        "version": version.number,
+        "versions": len(item.versions),
+        "author": version.author.hex(),
+        "seq": version.seq,
+        "ts": version.ts,
+        "kind": version.kind,
+        "hash": version.hash.hex(),
+        "text": version.text,
+    }
+
+
+def _line(item: cx.Item, version: cx.Version) -> str:
+    return (
+        f"[bold]{escape(_at(item, version))}[/bold] [dim]({version.number} of "
+        f"{len(item.versions)}, {version.kind}, {iso_ms(version.ts)})[/dim]"
+    )
+
+
+@app.command("get")
+def get(address: AddressArg, home: HomeOption = None, json_: JsonOption = False) -> None:
+    """The version of one piece of context an address names (~latest, ~vN, ~-N, a time)."""
+    wanted = _address(address)
+    with open_node(resolve_home(home)) as node:
+        item = _one(_context(node), wanted)
+    version = cx.pick(item.versions, wanted.temporal)
+    if version is None:
+        raise UsageError(
+            f"{item.address} has {len(item.versions)} versions: none is {wanted.temporal}"
+        )
+    found = (item, version)
+    if json_:
+        print_json(_json(*found))
+        return
+    out.print(_line(*found))
+    out.print(escape(found[1].text), highlight=False)
+
+
+@app.command("history")
+def history(address: AddressArg, home: HomeOption = None, json_: JsonOption = False) -> None:
+    """Every version of one piece of context, oldest first, and who wrote each."""
+    wanted = _address(address)
+    with open_node(resolve_home(home)) as node:
+        item = _one(_context(node), wanted)
+    if json_:
+        print_json(
+            {"address": str(item.address), "versions": [_json(item, v) for v in item.versions]}
+        )
+        return
+    for version in item.versions:
+        first = version.text.splitlines()[0] if version.text else ""
+        out.print(f"{_line(item, version)} {escape(first[:100])}", highlight=False)
+
+
+@app.command("search")
+def search(
+    pattern: Annotated[
+        str, typer.Argument(help="An address with * in agent, role, project or task.")
+    ],
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Every piece of context a pattern matches (a path matches itself and below)."""
+    wanted = _address(pattern, "PATTERN")
+    with open_node(resolve_home(home)) as node:
+        found = _context(node).search(wanted)
+    if json_:
+        print_json({"pattern": str(wanted), "found": [_json(i, v) for i, v in found]})
+        return
+    if not found:
+        out.print("nothing matches")
+    for item, version in found:
+        first = version.text.splitlines()[0] if version.text else ""
+        out.print(f"{_line(item, version)} {escape(first[:100])}", highlight=False)
+
+
+def _text(text: str | None, file: Path | None) -> str:
+    if (text is None) == (file is None):
+        raise UsageError("give the text with --text TEXT (- for stdin) or --file FILE")
+    if file is not None:
+        try:
+            value = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"--file: cannot read {file}: {error}") from None
+    else:
+        value = sys.stdin.read() if text == "-" else str(text)
+    if not value.strip():
+        raise UsageError("the text is empty")
+    if len(value) > cx.MAX_TEXT:
+        raise UsageError(f"the text has {len(value)} characters; at most {cx.MAX_TEXT}")
+    return value
+
+
+def _own(node: Node, address: ucxl.Address) -> str:
+    """Check that `address` is one this node may write; its member role."""
+    if address.is_pattern:
+        raise UsageError("ADDRESS has a *: write to one address, not a pattern")
+    if address.temporal != ucxl.LATEST:
+        raise UsageError(f"write to ~latest (each write is a new version), not {address.temporal}")
+    if not address.path:
+        raise UsageError("ADDRESS needs a path after the temporal part, e.g. /~latest/notes.md")
+    me = node.identity.public_key.hex()
+    if not me.startswith(address.agent):
+        raise UsageError(f"you write your own context only: the agent part is your id, {me}")
+    member = read_membership(node.store, node.roles, cluster_id_of(node.config)).members.get(
+        node.identity.public_key
+    )
+    if member is None:
+        raise UsageError("this node is not a member of a cluster (`bzzz join`)")
+    if address.role != member.role:
+        raise UsageError(f"your role is {member.role}, not {address.role}")
+    project = cx.project_name(node.config.mesh.cluster)
+    if address.project != project:
+        raise UsageError(f"this cluster's project is {project}, not {address.project}")
+    return member.role
+
+
+def _write(home: Path | None, kind: str, address: ucxl.Address, text: str, json_: bool) -> None:
+    where = resolve_home(home)
+    with open_node(where) as node:
+        role = _own(node, address)
+        if kind == cx.DECISION:
+            found = node.roles.get(role)
+            if found is None or not can_make_decisions(found):
+                raise UsageError(
+                    f"the role {role} may not make decisions (authority below decision)"
+                )
+        body = encode_payload(cx.put_body(address.task, address.path, text))
+        entry = node.store.append(node.identity.signer, kind, body, now_ms())
+        item = _context(node).history(address if kind == cx.PUT else _decision(address))
+    notify_agent(where)
+    if item is None:  # pragma: no cover - the entry was just written
+        raise UsageError("the entry was written but does not read back as context")
+    version = next(v for v in item.versions if v.hash == entry.hash)
+    if json_:
+        print_json(_json(item, version))
+    else:
+        out.print(f"wrote {_line(item, version)}")
+
+
+def _decision(address: ucxl.Address) -> ucxl.Address:
+    if address.path[:1] == (cx.DECISIONS,):
+        return address
+    return ucxl.Address(
+        address.agent,
+        address.role,
+        address.project,
+        address.task,
+        address.temporal,
+        (cx.DECISIONS, *address.path),
+    )
+
+
+@app.command("put")
+def put(
+    address: AddressArg,
+    text: TextOption = None,
+    file: FileOption = None,
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Write a new version of a piece of your own context (a signed `context.put`)."""
+    _write(home, cx.PUT, _address(address), _text(text, file), json_)
+
+
+def decide(
+    address: Annotated[
+        str, typer.Option("--address", "-a", help="Where the decision lives (under decisions/).")
+    ],
+    text: TextOption = None,
+    file: FileOption = None,
+    home: HomeOption = None,
+    json_: JsonOption = False,
+) -> None:
+    """Record a decision as context (a signed `decision.made`; roles that may decide)."""
+    _write(home, cx.DECISION, _address(address, "--address"), _text(text, file), json_)

@@ -1,0 +1,42 @@
+"""The shared context a store holds, by UCXL address (`bzzz.domain.context`), read from
+its entries on demand: for `bzzz ucxl` and `bzzz decide` (and, later, the UCXI server)."""
+
+from __future__ import annotations
+
+from bzzz.domain.context import KINDS, Context, ContextEntry, fold_context
+from bzzz.domain.roles import Roles, can_make_decisions
+from bzzz.errors import EntryError
+from bzzz.projections.membership import read_membership
+from bzzz.store import EventStore
+
+_PAGE = 10_000
+
+
+def context_entries(store: EventStore) -> list[ContextEntry]:
+    """Every entry of a kind that may be context. Damaged rows are skipped (the audit
+    reports them)."""
+    found: list[ContextEntry] = []
+    after = 0
+    while True:
+        page = store.notifications(after=after, limit=_PAGE, kinds=KINDS)
+        for stored in page:
+            try:
+                e = stored.decode()
+            except EntryError:
+                continue
+            found.append(ContextEntry(e.author, e.seq, e.ts, e.kind, e.hash, e.body))
+        if len(page) < _PAGE:
+            return found
+        after = page[-1].position
+
+
+def read_context(
+    store: EventStore, roles: Roles, cluster_id: bytes | None, project: str
+) -> Context:
+    """The context of the cluster whose founding entry is `cluster_id`: entries of its
+    members (past members too, in the role they had when removed)."""
+    membership = read_membership(store, roles, cluster_id)
+    roles_of = {key: m.role for key, m in membership.removed.items()}
+    roles_of.update({key: m.role for key, m in membership.members.items()})
+    deciding = frozenset(r.name for r in roles.by_name.values() if can_make_decisions(r))
+    return fold_context(context_entries(store), roles_of, project, deciding)
