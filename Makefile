@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint system venv local-model bench clean
+.PHONY: demo test lint system venv local-model bench nemesis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,9 @@ demo: system venv local-model
 	BZZZ=$(VENV)/bin/bzzz PY=$(PY) bash scripts/demo.sh
 
 lint: venv
-	$(VENV)/bin/ruff check bzzz tests bench fixtures
-	$(VENV)/bin/ruff format --check bzzz tests bench fixtures
-	$(VENV)/bin/mypy bzzz
+	$(VENV)/bin/ruff check bzzz tests bench fixtures nemesis
+	$(VENV)/bin/ruff format --check bzzz tests bench fixtures nemesis
+	$(VENV)/bin/mypy bzzz nemesis
 
 # Each test process may map at most 8 GB: a runaway test (a property test once drew a
 # seq of 2**40 and the audit planned 22 million chunks) then fails alone instead of the
@@ -50,6 +50,11 @@ bench: system venv
 	$(PY) -m bench.tasks
 	$(PY) -m bench.hmmm
 	$(PY) -m bench.execution
+
+# A long nemesis run (root: network namespaces): make nemesis SEED=7 MINUTES=30 NODES=5.
+# Without SEED a random one is drawn and printed; a failure prints the command to replay.
+nemesis: system venv
+	$(PY) -m nemesis $(if $(SEED),--seed $(SEED)) --minutes $(or $(MINUTES),10) --nodes $(or $(NODES),3)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/.cache

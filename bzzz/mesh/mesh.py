@@ -645,6 +645,9 @@ class Mesh:
             reason = str(error) or "connection closed"
         except TimeoutError:
             reason = "no hello in time"
+        except StoreError as error:  # our store (a full disk): drop the link, dial again
+            reason = f"our store failed: {error}"
+            log.error("link with %s dropped: %s", peer.hex()[:12], reason)
         finally:
             if registered and self.sessions.get(peer) is session:
                 del self.sessions[peer]

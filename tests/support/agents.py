@@ -285,7 +285,7 @@ def proven_leader(agents: list[Agent]) -> str | None:
     views = [a.election() for a in agents if a.running()]
     leaders = {v["leader"] for v in views}
     if len(leaders) == 1 and None not in leaders and all(v["leader_proven"] for v in views):
-        return leaders.pop()
+        return str(leaders.pop())
     return None
 
 

@@ -30,6 +30,12 @@ class Host:
     def wrap(self) -> list[str]:
         return ["ip", "netns", "exec", self.ns]
 
+    @property
+    def link(self) -> str:
+        """Its end of the veth, inside its namespace (the switch's end with o -> i)."""
+        head, _, number = self.port_link.rpartition("o")
+        return f"{head}i{number}"
+
 
 @dataclass(frozen=True)
 class Lan:
@@ -49,6 +55,62 @@ class Lan:
     def heal_between(self, a: Host, b: Host) -> None:
         _ip("-n", a.ns, "route", "del", "blackhole", f"{b.address}/32")
         _ip("-n", b.ns, "route", "del", "blackhole", f"{a.address}/32")
+
+    # One way, and slow links (the nemesis uses these)
+
+    def block(self, a: Host, b: Host) -> None:
+        """What `a` sends to `b` is dropped; what `b` sends to `a` still arrives."""
+        _ip("-n", a.ns, "route", "add", "blackhole", f"{b.address}/32")
+
+    def unblock(self, a: Host, b: Host) -> None:
+        _ip("-n", a.ns, "route", "del", "blackhole", f"{b.address}/32")
+
+    def slow(self, host: Host, rate_kbit: int, latency_ms: int = 400) -> None:
+        """Limit the host's link to `rate_kbit` each way (a token bucket: packets
+        beyond `latency_ms` of queue are dropped)."""
+        burst = max(rate_kbit // 8, 2)  # kbytes: what the bucket holds
+        shape = ["rate", f"{rate_kbit}kbit", "burst", f"{burst}kb", "latency", f"{latency_ms}ms"]
+        _tc(host.ns, "qdisc", "replace", "dev", host.link, "root", "tbf", *shape)
+        _tc(self.switch, "qdisc", "replace", "dev", host.port_link, "root", "tbf", *shape)
+
+    def unslow(self, host: Host) -> None:
+        for ns, link in ((host.ns, host.link), (self.switch, host.port_link)):
+            subprocess.run(
+                ["tc", "-n", ns, "qdisc", "del", "dev", link, "root"],
+                capture_output=True,
+                timeout=10,
+            )
+
+
+def _tc(ns: str, *args: str) -> None:
+    subprocess.run(["tc", "-n", ns, *args], check=True, capture_output=True, timeout=10)
+
+
+def qdisc_problem(kind: str, *options: str) -> str | None:
+    """Why the kernel here cannot put a `kind` qdisc on a link (tried on a veth in a
+    namespace made for the purpose), or None when it can."""
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
+        return "needs root, iproute2 and tc"
+    ns, tag = f"bzq{_tag()}", _tag()
+    inside, outside = f"bzq{tag}a", f"bzq{tag}b"
+    try:
+        _ip("netns", "add", ns)
+        _ip("link", "add", inside, "type", "veth", "peer", "name", outside)
+        _ip("link", "set", inside, "netns", ns)
+        result = subprocess.run(
+            ["tc", "-n", ns, "qdisc", "add", "dev", inside, "root", kind, *options],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if result.returncode != 0:
+            return f"tc qdisc add ... {kind} failed: {result.stderr.strip() or result.returncode}"
+        return None
+    except subprocess.CalledProcessError as error:
+        return f"could not make a test link: {error.stderr.decode(errors='replace').strip()}"
+    finally:
+        subprocess.run(["ip", "link", "del", outside], capture_output=True, timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
 
 
 _made = itertools.count()
