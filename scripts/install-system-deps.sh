@@ -24,6 +24,7 @@ command -v git >/dev/null 2>&1 || need+=(git)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)  # git's SSH commit signing
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)  # the unit is verified
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)  # bzzz deploy's tests log in to a real sshd
 command -v curl >/dev/null 2>&1 || need+=(curl)  # the demo reads the health endpoints
 # The dashboard's test renders it in headless Chromium; fonts make its screenshot readable.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -15,13 +15,29 @@ LAYERS = [
     ("bzzz.projections",),
     ("bzzz.home",),
     # adapters, one package each: see ADAPTERS
-    ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution", "bzzz.http", "bzzz.ops"),
+    (
+        "bzzz.mesh",
+        "bzzz.tasks",
+        "bzzz.notify",
+        "bzzz.execution",
+        "bzzz.http",
+        "bzzz.ops",
+        "bzzz.deploy",
+    ),
     ("bzzz.services",),
     ("bzzz.runtime",),
     ("bzzz.agent", "bzzz.audit", "bzzz.cli", "bzzz.hap"),  # front ends
 ]
 # Each adapter is one outside world behind a seam; the runtime is what puts them together.
-ADAPTERS = ("bzzz.mesh", "bzzz.tasks", "bzzz.notify", "bzzz.execution", "bzzz.http", "bzzz.ops")
+ADAPTERS = (
+    "bzzz.mesh",
+    "bzzz.tasks",
+    "bzzz.notify",
+    "bzzz.execution",
+    "bzzz.http",
+    "bzzz.ops",
+    "bzzz.deploy",
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 

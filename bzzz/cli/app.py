@@ -18,6 +18,7 @@ from bzzz.cli import (
     agent_cmds,
     audit_cmd,
     claim_cmds,
+    deploy_cmds,
     election_cmds,
     hap_cmd,
     hmmm_cmds,
@@ -97,6 +98,8 @@ app.add_typer(repo_cmds.app, name="repo")
 app.add_typer(service_cmds.app, name="service")
 app.command("hap")(hap_cmd.hap)
 app.add_typer(keys_cmds.app, name="keys")
+app.command("deploy")(deploy_cmds.deploy)
+app.command("setup")(deploy_cmds.setup)
 app.add_typer(ucxl_cmds.app, name="ucxl")
 app.command("decide")(ucxl_cmds.decide)
 
