@@ -493,6 +493,73 @@ set +e
 git -C "$work/intruder" push -q origin "HEAD:refs/heads/$first-2" 2>&1 | sed 's/^/  /'
 set -e
 
+step "Keys: m2 (developer) seals a note for developers: m1 (admin) and m2 read it, m3 (reviewer) cannot"
+id_of() { $BZZZ id --home "$work/$1" --json | $PY -c 'import json,sys; print(json.load(sys.stdin)["agent_id"])'; }
+for n in m1 m2 m3; do  # the admin grants each member the role keys it is entitled to
+  for _ in $(seq 1 100); do
+    $BZZZ keys status --home "$work/$n" --json | $PY -c 'import json,sys
+rows = json.load(sys.stdin)["role_keys"]
+sys.exit(0 if any(r["held"] for r in rows) else 1)' && break
+    sleep 0.2
+  done
+done
+sealed=$($BZZZ log append --home "$work/m2" --kind task.note --seal-for developer --json \
+  --data '{"text": "the staging database password rotates on Friday"}' \
+  | $PY -c 'import json,sys; e = json.load(sys.stdin); print(e["seq"])')
+m2_id=$(id_of m2)
+for n in m1 m3; do
+  for _ in $(seq 1 100); do
+    shown=$($BZZZ log show --home "$work/$n" --author "$m2_id" --kind task.note --json \
+      | $PY -c 'import json,sys
+for line in sys.stdin:
+    e = json.loads(line)
+    if e["seq"] == int(sys.argv[1]):
+        print(e["data"].get("text") if e.get("opened") else e.get("sealed"))' "$sealed")
+    [ -n "$shown" ] && break
+    sleep 0.1
+  done
+  echo "  $n sees m2's seq $sealed: $shown"
+done
+
+step "The admin key: split 2-of-3 among the members (SLIP-39), then a reconstruction ceremony"
+admin_id=$(leader_of "$work/m1")
+for n in m1 m2 m3; do [ "$(id_of $n)" = "$admin_id" ] && admin_home="$work/$n"; done
+$BZZZ keys split --home "$admin_home" --holders "$(id_of m1),$(id_of m2),$(id_of m3)" --threshold 2
+echo "  (the demo has three members; a production cluster would split 3-of-5)"
+for _ in $(seq 1 100); do  # the split reaches m3
+  $BZZZ keys status --home "$work/m3" --json | $PY -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["split"] else 1)' && break
+  sleep 0.1
+done
+request=$($BZZZ keys reconstruct --home "$work/m3" --reason "demo: recovery drill" --json \
+  | $PY -c 'import json,sys; print(json.load(sys.stdin)["request"])')
+echo "m3 asks for the admin key (request ${request:0:12}); m1 and m2 consent:"
+for n in m1 m2; do
+  for _ in $(seq 1 100); do
+    $BZZZ keys release "${request:0:16}" --home "$work/$n" 2>/dev/null && break
+    sleep 0.1
+  done
+done
+for _ in $(seq 1 150); do
+  $BZZZ keys status --home "$work/m3" --json | $PY -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["master_in_memory"] else 1)' && break
+  sleep 0.2
+done
+$BZZZ audit --home "$work/m3" --json | $PY -c 'import json,sys
+for c in json.load(sys.stdin)["ceremonies"]:
+    print("  ceremony:", {k: c[k] for k in c if k in ("ceremony", "status", "reason", "threshold")})'
+
+step "Context by UCXL address: the admin records a decision; m3 finds it by address"
+task=local:add-a-health-endpoint
+decision="ucxl://${admin_id:0:16}:admin@demo:${task}/~latest/decisions/api.md"
+$BZZZ decide --home "$admin_home" --address "$decision" --text "Health checks live at /healthz, unauthenticated."
+for _ in $(seq 1 100); do
+  $BZZZ ucxl get "$decision" --home "$work/m3" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+echo "\$ bzzz ucxl get $decision --home m3"
+$BZZZ ucxl get "$decision" --home "$work/m3" | sed 's/^/  /'
+echo "\$ bzzz ucxl search 'ucxl://*:*@demo:${task}/~latest' --home m3"
+$BZZZ ucxl search "ucxl://*:*@demo:${task}/~latest" --home "$work/m3" | sed 's/^/  /'
+
 step "Health, metrics and the dashboard: m1 serves them (http.listen: 127.0.0.1:$http_port)"
 http="http://127.0.0.1:$http_port"
 echo "\$ curl $http/healthz"
