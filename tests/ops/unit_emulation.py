@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]  # the checkout
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 # The parts of /proc ProtectKernelTunables= makes read-only (a subset of systemd's list).
 PROC_TUNABLES = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
@@ -57,8 +58,18 @@ def main() -> None:
     Path(home).mkdir()
     mount("--bind", plan["home_source"], home)
     if plan["private_tmp"]:
+        # A checkout below /tmp (CI clones there) would vanish with it: the test's own
+        # code (this folder's helpers, the venv) is bound back at its path. A real unit
+        # turns PrivateTmp= off when its program is there (`home/service_unit.py`).
+        keep = "/run/emulated-repo" if under(str(ROOT), ("/tmp", "/var/tmp")) else None
+        if keep is not None:
+            Path(keep).mkdir(exist_ok=True)
+            mount("--bind", str(ROOT), keep)
         for tmp in ("/tmp", "/var/tmp"):
             mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", tmp)
+        if keep is not None:
+            ROOT.mkdir(parents=True, exist_ok=True)
+            mount("--bind", keep, str(ROOT))
     if plan["private_devices"]:
         dev = "/run/emulated-dev"
         Path(dev).mkdir(exist_ok=True)
