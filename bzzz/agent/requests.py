@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bzzz.agent.arguments import Answer, seconds
+from bzzz.agent.context_requests import ContextRequests
 from bzzz.agent.hmmm_requests import HmmmRequests
 from bzzz.agent.key_requests import KeyRequests
 from bzzz.agent.task_requests import TaskRequests
@@ -26,6 +27,7 @@ class Requests:
         self.execution = runtime.execution
         board = TaskRequests(runtime.board, runtime.mesh)
         hmmm = HmmmRequests(runtime.hmmm, runtime.mesh)
+        context = ContextRequests(runtime.mesh)
         # The key service, once the runtime builds it (`bzzz.runtime.keys.keys_of`).
         self.keys = KeyRequests(runtime.keys)
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Answer]]] = {
@@ -48,6 +50,8 @@ class Requests:
             "thread": hmmm.thread,
             "inbox": hmmm.inbox,
             "hmmm": hmmm.post,
+            "ucxl_search": context.search,
+            "ucxl_history": context.history,
             "keys_status": self.keys.status,
             "keys_split": self.keys.split,
             "keys_reconstruct": self.keys.reconstruct,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -21,7 +21,7 @@ from bzzz.domain.roles import can_make_decisions
 from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
 from bzzz.home.node import Node, cluster_id_of, open_node
-from bzzz.projections.context import read_context
+from bzzz.projections.context import read_context, version_address, version_json
 from bzzz.projections.membership import read_membership
 
 app = typer.Typer(help="Shared context by UCXL address.", no_args_is_help=True)
@@ -57,31 +57,9 @@ def _context(node: Node) -> cx.Context:
     return read_context(node.store, node.roles, cluster_id_of(node.config), project)
 
 
-def _at(item: cx.Item, version: cx.Version) -> str:
-    """The address of one version (~vN)."""
-    a = item.address
-    numbered = ucxl.Temporal(ucxl.TemporalKind.VERSION, version.number)
-    return str(ucxl.Address(a.agent, a.role, a.project, a.task, numbered, a.path))
-
-
-def _json(item: cx.Item, version: cx.Version) -> dict[str, Any]:
-    return {
-        "address": _at(item, version),
-        "latest": str(item.address),
-        "version": version.number,
-        "versions": len(item.versions),
-        "author": version.author.hex(),
-        "seq": version.seq,
-        "ts": version.ts,
-        "kind": version.kind,
-        "hash": version.hash.hex(),
-        "text": version.text,
-    }
-
-
 def _line(item: cx.Item, version: cx.Version) -> str:
     return (
-        f"[bold]{escape(_at(item, version))}[/bold] [dim]({version.number} of "
+        f"[bold]{escape(version_address(item, version))}[/bold] [dim]({version.number} of "
         f"{len(item.versions)}, {version.kind}, {iso_ms(version.ts)})[/dim]"
     )
 
@@ -99,7 +77,7 @@ def get(address: AddressArg, home: HomeOption = None, json_: JsonOption = False)
         )
     found = (item, version)
     if json_:
-        print_json(_json(*found))
+        print_json(version_json(*found))
         return
     out.print(_line(*found))
     out.print(escape(found[1].text), highlight=False)
@@ -113,7 +91,10 @@ def history(address: AddressArg, home: HomeOption = None, json_: JsonOption = Fa
         item = _one(_context(node), wanted)
     if json_:
         print_json(
-            {"address": str(item.address), "versions": [_json(item, v) for v in item.versions]}
+            {
+                "address": str(item.address),
+                "versions": [version_json(item, v) for v in item.versions],
+            }
         )
         return
     for version in item.versions:
@@ -134,7 +115,7 @@ def search(
     with open_node(resolve_home(home)) as node:
         found = _context(node).search(wanted)
     if json_:
-        print_json({"pattern": str(wanted), "found": [_json(i, v) for i, v in found]})
+        print_json({"pattern": str(wanted), "found": [version_json(i, v) for i, v in found]})
         return
     if not found:
         out.print("nothing matches")
@@ -202,7 +183,7 @@ def _write(home: Path | None, kind: str, address: ucxl.Address, text: str, json_
         raise UsageError("the entry was written but does not read back as context")
     version = next(v for v in item.versions if v.hash == entry.hash)
     if json_:
-        print_json(_json(item, version))
+        print_json(version_json(item, version))
     else:
         out.print(f"wrote {_line(item, version)}")
 

@@ -15,12 +15,14 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from bzzz.errors import UsageError
 from bzzz.hap.client import NodeClient
+from bzzz.hap.context_screens import ContextScreen
 from bzzz.hap.form import FormScreen, Selection, Sent
-from bzzz.hap.rows import needs_rows, peers_line, task_rows, thread_rows, who_line
+from bzzz.hap.rows import context_pattern, needs_rows, peers_line, task_rows, thread_rows, who_line
 from bzzz.hap.screens import DetailScreen, HelpScreen, HomeScreen, OpenDetail
 from bzzz.hap.templates import Templates
 
@@ -135,9 +137,12 @@ class HapApp(App[None]):
 
         if not self.home_screen.is_mounted:
             return
-        who = who_line(self.status, self.election, self.mode, self.problem)
-        self.home_screen.query_one("#who", Static).update(who)
-        self.home_screen.query_one("#peers", Static).update(peers_line(self.status, self.election))
+        try:
+            who, peers = (self.home_screen.query_one(f"#{n}", Static) for n in ("who", "peers"))
+        except NoMatches:  # the screen is being taken down (the portal quits)
+            return
+        who.update(who_line(self.status, self.election, self.mode, self.problem))
+        peers.update(peers_line(self.status, self.election))
 
     def show_detail(self, screen: DetailScreen) -> None:
         picked = screen.picked
@@ -204,6 +209,11 @@ class HapApp(App[None]):
         self.push_screen(screen)
         self.call_after_refresh(self.show_detail, screen)
 
+    def action_context(self) -> None:
+        if isinstance(self.screen, ContextScreen):
+            return
+        self.push_screen(ContextScreen(self.client, context_pattern(self.status)))
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
@@ -230,5 +240,8 @@ class HapApp(App[None]):
                 f"{template.help or template.action} (on {picked})",
                 lambda t=template.name, s=selection: self.open_form(t, s),
             )
+        yield SystemCommand(
+            "Context", "Search shared context by UCXL address (u)", self.action_context
+        )
         yield SystemCommand("Help", "The keys and templates", self.action_help)
         yield SystemCommand("Light or dark", "Switch the theme", self.action_toggle_theme)

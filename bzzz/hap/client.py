@@ -100,6 +100,14 @@ class NodeClient:
     async def claims(self) -> dict[str, Any]:
         return await self.ask({"op": "claims"})
 
+    async def ucxl_search(self, pattern: str) -> dict[str, Any]:
+        """Every piece of context `pattern` matches: `found` rows and how many `more`."""
+        return await self.ask({"op": "ucxl_search", "pattern": pattern})
+
+    async def ucxl_history(self, address: str) -> dict[str, Any]:
+        """Every version of the piece of context at `address`, oldest first."""
+        return await self.ask({"op": "ucxl_history", "address": address})
+
     async def changes(self, since: int | None, wait: float) -> int:
         """The node's version once it moved past `since`, or after `wait` seconds."""
         request = {"op": "changes", "since": since, "wait": wait}

@@ -9,10 +9,11 @@ from typing import Any
 
 from rich.markup import escape
 
+from bzzz.domain.context import project_name
 from bzzz.hap.form import Selection
 
 CELL = 60  # characters of free text in a table cell
-CONTEXT_NOTE = "Context: not built yet (the UCXL context store is still to come)"
+CONTEXT_HINT = "u: shared context by UCXL address"
 NEEDS_LABEL = {"escalation": "ESCALATED", "plan": "review plan", "question": "question"}
 
 
@@ -133,7 +134,7 @@ def who_line(
 
 def peers_line(status: dict[str, Any] | None, election: dict[str, Any] | None) -> str:
     if status is None:
-        return CONTEXT_NOTE
+        return CONTEXT_HINT
     leader = (election or {}).get("leader")
     seen: dict[str, tuple[str, bool]] = {}  # one per member: a dial and a session may both show
     for p in status.get("peers", []):
@@ -145,7 +146,7 @@ def peers_line(status: dict[str, Any] | None, election: dict[str, Any] | None) -
         mark = "[green]●[/green]" if connected else "[red]○[/red]"
         parts.append(f"{mark} {escape(name)}{' (admin)' if key == leader else ''}")
     peers = " ".join(parts) or "no peers yet"
-    return f"Peers: {peers} · [dim]{CONTEXT_NOTE}[/dim]"
+    return f"Peers: {peers} · [dim]{CONTEXT_HINT}[/dim]"
 
 
 def thread_text(thread: dict[str, Any]) -> str:
@@ -194,3 +195,66 @@ def task_text(task: dict[str, Any]) -> str:
             f"[dim]{age(event['ts'])}[/dim] {author} {event['kind']}: {escape(event['what'])}"
         )
     return "\n".join(lines)
+
+
+def context_pattern(status: dict[str, Any] | None) -> str:
+    """The search the context screen starts with: the newest of everything in the
+    cluster's project."""
+    project = project_name(str(status["cluster"]) if status and status.get("cluster") else None)
+    return f"ucxl://*:*@{project}:*/~latest"
+
+
+def first_line(text: object) -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def context_rows(found: list[dict[str, Any]], now_ms: float | None = None) -> list[Row]:
+    """One row a piece of context (the `ucxl_search` answer), keyed by its address."""
+    return [
+        Row(
+            str(row["latest"]),
+            (
+                str(row["latest"]),
+                who(row.get("author"), row.get("author_name")),
+                f"v{row['version']} of {row['versions']}",
+                age(row.get("ts"), now_ms),
+                short(first_line(row.get("text"))),
+            ),
+            Selection(),
+        )
+        for row in found
+    ]
+
+
+def version_rows(versions: list[dict[str, Any]], now_ms: float | None = None) -> list[Row]:
+    """One row a version (the `ucxl_history` answer), newest first."""
+    return [
+        Row(
+            str(v["address"]),
+            (
+                f"v{v['version']}",
+                who(v.get("author"), v.get("author_name")),
+                age(v.get("ts"), now_ms),
+                str(v["kind"]),
+                short(first_line(v.get("text"))),
+            ),
+            Selection(),
+        )
+        for v in reversed(versions)
+    ]
+
+
+def version_text(version: dict[str, Any]) -> str:
+    """One version in full, as markup (everything from the node escaped)."""
+    author = escape(who(version.get("author"), version.get("author_name")))
+    return "\n".join(
+        [
+            f"[b]{escape(str(version['address']))}[/b]",
+            f"[dim]version {version['version']} of {version['versions']} · {author} · "
+            f"{escape(str(version['kind']))} · {age(version.get('ts'))} ago · seq "
+            f"{version['seq']} · {str(version['hash'])[:12]}[/dim]",
+            "",
+            escape(str(version.get("text") or "")),
+        ]
+    )

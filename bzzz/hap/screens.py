@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
@@ -13,7 +14,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Markdown, Static
 
 from bzzz.hap.form import Selection
-from bzzz.hap.rows import CONTEXT_NOTE, Row, reply_to, task_text, thread_text
+from bzzz.hap.rows import CONTEXT_HINT, Row, reply_to, task_text, thread_text
 
 
 class OpenDetail(Message):
@@ -55,6 +56,7 @@ class HomeScreen(Screen[None]):
         Binding("1", "pick('needs')", "Needs you", show=False),
         Binding("2", "pick('tasks')", "Tasks", show=False),
         Binding("3", "pick('threads')", "Threads", show=False),
+        Binding("u", "app.context", "Context"),
         Binding("q", "app.quit", "Quit"),
     ]
     DEFAULT_CSS = """
@@ -75,7 +77,7 @@ class HomeScreen(Screen[None]):
             table: DataTable[str] = DataTable(id=name, cursor_type="row", zebra_stripes=True)
             table.add_columns(*columns)
             yield table
-        yield Static(CONTEXT_NOTE, id="peers")
+        yield Static(CONTEXT_HINT, id="peers")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -86,13 +88,13 @@ class HomeScreen(Screen[None]):
 
     def show_rows(self, name: str, rows: list[Row], empty: str) -> None:
         """Put `rows` in the table, keeping the cursor on the row it was on."""
-        table: DataTable[str] = self.query_one(f"#{name}", DataTable)
+        table: DataTable[Text] = self.query_one(f"#{name}", DataTable)
         old = self.rows[name]
         was = old[table.cursor_row].key if old and 0 <= table.cursor_row < len(old) else None
         self.rows[name] = rows
         table.clear()
         for row in rows:
-            table.add_row(*row.cells, key=row.key)
+            table.add_row(*(Text(cell) for cell in row.cells), key=row.key)  # not markup
         keys = [r.key for r in rows]
         if was in keys:
             table.move_cursor(row=keys.index(was), animate=False)
@@ -181,6 +183,7 @@ key, in its log, like any agent's.
 | `f` | mark done, with a link | `bzzz task done` |
 | `g` | give the task up as failed | `bzzz task fail` |
 | `x` | release the task | `bzzz claim release` |
+| `u` | search shared context by UCXL address | `bzzz ucxl search PATTERN` |
 | `ctrl+p` | command palette (every form, the theme) | |
 | `ctrl+t` | light or dark theme | |
 | `?` `f1` | this help | |
@@ -196,7 +199,11 @@ command that does the same; anything wrong is said in the form and nothing is se
 
 ## Context
 
-{context}
+`u` opens the shared context: a UCXL pattern (`*` in the agent, role, project or task;
+a path matches itself and below; the temporal part, e.g. `~latest` or `~v2`, picks the
+version) and the pieces it matches. `enter` in the pattern searches; `enter` on a piece
+opens its history (every version, who wrote it and when, newest first; `↑` `↓` show each
+in full: `bzzz ucxl history ADDRESS`). `ctrl+f` goes back to the pattern, `escape` back.
 """
 
 
@@ -215,6 +222,6 @@ class HelpScreen(ModalScreen[None]):
         self.templates = templates
 
     def compose(self) -> ComposeResult:
-        text = HELP.format(templates=self.templates, context=CONTEXT_NOTE + ".")
+        text = HELP.format(templates=self.templates)
         with VerticalScroll(id="help"):
             yield Markdown(text)

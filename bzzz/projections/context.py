@@ -1,9 +1,14 @@
 """The shared context a store holds, by UCXL address (`bzzz.domain.context`), read from
-its entries on demand: for `bzzz ucxl` and `bzzz decide` (and, later, the UCXI server)."""
+its entries on demand: for `bzzz ucxl`, `bzzz decide` and the control socket's
+`ucxl_search`/`ucxl_history` (and, later, the UCXI server); `version_json` is the JSON
+all of them answer with."""
 
 from __future__ import annotations
 
-from bzzz.domain.context import KINDS, Context, ContextEntry, fold_context
+from typing import Any
+
+from bzzz.domain import ucxl
+from bzzz.domain.context import KINDS, Context, ContextEntry, Item, Version, fold_context
 from bzzz.domain.roles import Roles, can_make_decisions
 from bzzz.errors import EntryError
 from bzzz.projections.membership import read_membership
@@ -40,3 +45,26 @@ def read_context(
     roles_of.update({key: m.role for key, m in membership.members.items()})
     deciding = frozenset(r.name for r in roles.by_name.values() if can_make_decisions(r))
     return fold_context(context_entries(store), roles_of, project, deciding)
+
+
+def version_address(item: Item, version: Version) -> str:
+    """The address of one version of an item (its temporal part ~vN)."""
+    a = item.address
+    numbered = ucxl.Temporal(ucxl.TemporalKind.VERSION, version.number)
+    return str(ucxl.Address(a.agent, a.role, a.project, a.task, numbered, a.path))
+
+
+def version_json(item: Item, version: Version) -> dict[str, Any]:
+    """One version as `bzzz ucxl ... --json` and the control socket give it."""
+    return {
+        "address": version_address(item, version),
+        "latest": str(item.address),
+        "version": version.number,
+        "versions": len(item.versions),
+        "author": version.author.hex(),
+        "seq": version.seq,
+        "ts": version.ts,
+        "kind": version.kind,
+        "hash": version.hash.hex(),
+        "text": version.text,
+    }

@@ -22,11 +22,14 @@ import yaml
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static, TextArea
 
-from bzzz.agent.control import ask
+from bzzz.agent.context_requests import MAX_FOUND
+from bzzz.agent.control import Control, ask
+from bzzz.domain import context as cx
 from bzzz.domain import hmmm as hm
 from bzzz.errors import UsageError
 from bzzz.hap.app import HapApp
 from bzzz.hap.client import NodeClient
+from bzzz.hap.context_screens import ContextScreen, HistoryScreen
 from bzzz.hap.form import FormScreen
 from bzzz.hap.launch import StartedNode, start_node
 from bzzz.hap.templates import load_templates
@@ -442,7 +445,7 @@ async def test_help_palette_theme_and_the_context_note(
 ) -> None:
     app, pilot = portal
     peers = str(app.home_screen.query_one("#peers", Static).render())
-    assert "Context: not built yet" in peers
+    assert "u: shared context" in peers
     who = str(app.home_screen.query_one("#who", Static).render())
     assert "h (architect)" in who and "own node" in who
     await until(pilot, lambda: app.election and app.election["leader"], "an admin")
@@ -456,6 +459,7 @@ async def test_help_palette_theme_and_the_context_note(
     assert app.theme != dark and not app.current_theme.dark
     commands = [c.title for c in app.get_system_commands(app.screen)]
     assert "Object to the plan" in commands and "Take the task" in commands
+    assert "Context" in commands
     await pilot.press("3")
     await pilot.press("enter")  # a thread in full
     assert type(app.screen).__name__ == "DetailScreen"
@@ -519,3 +523,147 @@ def test_changes_answers_at_once_with_news_and_waits_without(team: Team) -> None
     assert later is not None and later["changed"] and time.monotonic() - started < 1
     inbox = ask(team.person_home, {"op": "inbox"})
     assert inbox is not None and inbox["ok"] and isinstance(inbox["inbox"], list)
+
+
+# Shared context by UCXL address: the control requests and the portal's screens
+
+
+def person(team: Team) -> tuple[str, str]:
+    """The person's agent id and the cluster's UCXL project."""
+    status = ask(team.person_home, {"op": "status"})
+    assert status is not None and status["ok"], status
+    return str(status["status"]["agent_id"]), cx.project_name(status["status"]["cluster"])
+
+
+def put_versions(team: Team, task: str, texts: list[str]) -> str:
+    """Write versions of notes.md under `task` as the person, with `bzzz ucxl put` on the
+    running node's home; the item's ~latest address."""
+    me, project = person(team)
+    address = f"ucxl://{me}:architect@{project}:{task}/~latest/notes.md"
+    for text in texts:
+        put = bzzz("ucxl", "put", address, "--text", text, "--home", str(team.person_home))
+        assert put.code == 0, put
+    return address
+
+
+HOSTILE = "[bold]third[/bold] [/oops] draft\nand a second line"
+
+
+def test_context_requests_search_history_and_refusals(team: Team) -> None:
+    address = put_versions(team, "local:ctx-ops", ["first draft", "second draft", HOSTILE])
+    me, project = person(team)
+    found = ask(team.person_home, {"op": "ucxl_search", "pattern": address})
+    assert found is not None and found["ok"], found
+    assert found["more"] == 0 and len(found["found"]) == 1
+    row = found["found"][0]
+    assert row["latest"] == address and row["address"].endswith("/~v3/notes.md")
+    assert row["version"] == row["versions"] == 3 and row["text"] == HOSTILE
+    assert row["author"] == me and row["author_name"] == "h" and row["kind"] == cx.PUT
+    # the same JSON as `bzzz ucxl search --json`, plus the author's name
+    cli = json.loads(bzzz("ucxl", "search", address, "--json", "--home", str(team.person_home)).out)
+    assert cli["found"] == [{k: v for k, v in row.items() if k != "author_name"}]
+    history = ask(team.person_home, {"op": "ucxl_history", "address": address})
+    assert history is not None and history["ok"], history
+    assert history["address"] == address and history["more"] == 0
+    assert [v["text"] for v in history["versions"]] == ["first draft", "second draft", HOSTILE]
+    assert [v["version"] for v in history["versions"]] == [1, 2, 3]
+    cut = ask(team.person_home, {"op": "ucxl_history", "address": address, "limit": 2})
+    assert cut is not None and [v["version"] for v in cut["versions"]] == [2, 3], cut
+    assert cut["more"] == 1
+    # a prefix of the agent id names the same item
+    short_ = address.replace(me, me[:12])
+    again = ask(team.person_home, {"op": "ucxl_history", "address": short_})
+    assert again is not None and len(again["versions"]) == 3, again
+    everything = ask(
+        team.person_home, {"op": "ucxl_search", "pattern": f"ucxl://*:*@{project}:*/~latest"}
+    )
+    assert everything is not None and any(r["latest"] == address for r in everything["found"])
+
+
+def test_a_search_is_cut_at_the_cap_and_says_how_many_more(team: Team) -> None:
+    _, project = person(team)
+    control = Control.connect(team.person_home)
+    assert control is not None
+    with control:
+        for n in range(MAX_FOUND + 3):
+            body = cx.put_body("local:ctx-many", (f"n{n}.md",), f"note {n}")
+            answer = control.ask({"op": "append", "kind": cx.PUT, "data": body})
+            assert answer is not None and answer["ok"], answer
+    pattern = f"ucxl://*:*@{project}:local:ctx-many/~latest"
+    found = ask(team.person_home, {"op": "ucxl_search", "pattern": pattern}, timeout=30)
+    assert found is not None and found["ok"], found
+    assert len(found["found"]) == MAX_FOUND and found["more"] == 3
+    some = ask(team.person_home, {"op": "ucxl_search", "pattern": pattern, "limit": 10})
+    assert some is not None and len(some["found"]) == 10 and some["more"] == MAX_FOUND - 7
+
+
+@pytest.mark.parametrize(
+    ("request_", "words"),
+    [
+        ({"op": "ucxl_search"}, "pattern: a UCXL address"),
+        ({"op": "ucxl_search", "pattern": 7}, "pattern: a UCXL address"),
+        ({"op": "ucxl_search", "pattern": "ucxl://nope"}, "pattern: "),
+        ({"op": "ucxl_search", "pattern": "x" * 5000}, "pattern: "),
+        ({"op": "ucxl_search", "pattern": "ucxl://*:*@p:*/~latest\n[x]"}, "pattern: "),
+        ({"op": "ucxl_search", "pattern": "ucxl://*:*@p:*/~latest", "limit": 0}, "limit: "),
+        ({"op": "ucxl_search", "pattern": "ucxl://*:*@p:*/~latest", "limit": 501}, "limit: "),
+        ({"op": "ucxl_search", "pattern": "ucxl://*:*@p:*/~latest", "limit": True}, "limit: "),
+        ({"op": "ucxl_history", "address": "ucxl://*:*@p:*/~latest"}, "has a *"),
+        ({"op": "ucxl_history", "address": "ucxl://abcd:dev@p:t/~latest/x"}, "nothing at"),
+        ({"op": "ucxl_history", "address": ["a"]}, "address: a UCXL address"),
+    ],
+)
+def test_the_context_requests_refuse_hostile_input(
+    team: Team, request_: dict[str, Any], words: str
+) -> None:
+    answer = ask(team.person_home, request_)
+    assert answer is not None and not answer["ok"], answer
+    assert words in answer["error"] and "\n" not in answer["error"], answer
+
+
+async def test_a_person_browses_context_and_its_history(
+    team: Team, portal: tuple[HapApp, Pilot[None]]
+) -> None:
+    app, pilot = portal
+    texts = ["first draft", "second draft", HOSTILE]
+    address = await asyncio.to_thread(put_versions, team, "local:ctx-pilot", texts)
+    _, project = await asyncio.to_thread(person, team)
+    await pilot.press("u")
+    screen = app.screen
+    assert isinstance(screen, ContextScreen), screen
+    pattern_input = screen.query_one("#pattern", Input)
+    assert pattern_input.value == f"ucxl://*:*@{project}:*/~latest"
+    await until(pilot, lambda: screen.searches > 0, "the first search")
+    # a bad pattern is said in one line, and nothing is listed
+    pattern_input.value = "ucxl://nope"
+    pattern_input.focus()
+    await pilot.press("enter")
+    title = screen.query_one("#matches-title", Static)
+    await until(pilot, lambda: "pattern:" in str(title.render()), "the refusal")
+    assert not screen.rows and "\n" not in str(title.render())
+    # the pilot's task only
+    pattern_input.value = f"ucxl://*:*@{project}:local:ctx-pilot/~latest"
+    await pilot.press("enter")
+    await until(pilot, lambda: [r.key for r in screen.rows] == [address], "the match")
+    cells = screen.rows[0].cells
+    assert cells[1] == "h" and cells[2] == "v3 of 3" and cells[4].startswith("[bold]third[/bold]")
+    table = screen.query_one("#matches", DataTable)
+    assert "[bold]third[/bold] [/oops]" in str(table.get_row_at(0)[4])  # shown, not markup
+    assert table.has_focus
+    await pilot.press("enter")
+    history = app.screen
+    assert isinstance(history, HistoryScreen), history
+    await until(pilot, lambda: len(history.versions) == 3, "the history")
+    assert [v["version"] for v in history.versions] == [3, 2, 1]  # newest first
+    assert all(v["author_name"] == "h" for v in history.versions)
+    shown = history.shown()
+    assert "[bold]third[/bold] [/oops] draft" in shown and "and a second line" in shown
+    assert "version 3 of 3" in shown
+    await pilot.press("down")
+    await until(pilot, lambda: "second draft" in history.shown(), "version 2 in full")
+    await pilot.press("down")
+    await until(pilot, lambda: "first draft" in history.shown(), "version 1 in full")
+    await pilot.press("escape")
+    assert app.screen is screen
+    await pilot.press("escape")
+    assert type(app.screen).__name__ == "HomeScreen"

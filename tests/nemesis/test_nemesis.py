@@ -14,7 +14,7 @@ from nemesis.schedule import make_schedule
 
 pytestmark = pytest.mark.slow
 
-FAULT_SECONDS = 50.0
+FAULT_SECONDS = 40.0
 
 
 @pytest.mark.parametrize("seed", [3])
