@@ -144,13 +144,23 @@ async def _sample(origin: Agent, others: list[Agent], author: str, seq: int) -> 
     return [(done - sent) * 1000 for _, done in results]
 
 
+# Members announce their addresses and dial each other (one seed is enough): a line's
+# nodes announce one where nobody listens, so each links only with its neighbours.
+NOWHERE = {"BZZZ_MESH_ADVERTISE": "127.0.0.1:9"}
+
+
 def mesh(root: Path, shape: str, size: int = 5) -> list[Agent]:
-    agents = [found(root / shape).start()]
+    first = found(root / shape)
+    if shape == "line":
+        first.env = NOWHERE
+    agents = [first.start()]
     for n in range(1, size):
         inviter = agents[0] if shape == "full" else agents[-1]
         node = join(root / shape, f"n{n}", inviter)
         if shape == "full":
             node.peers = [x.address for x in agents[1:]]
+        else:
+            node.env = NOWHERE
         agents.append(node.start())
     links = size - 1 if shape == "full" else (1 if shape == "line" else 0)
     for agent in agents:
