@@ -9,10 +9,8 @@ import ifaddr
 
 from bzzz.domain import addresses as ad
 from bzzz.domain.entry import Entry
-from bzzz.errors import EntryError
+from bzzz.projections.reading import entries_of_kinds
 from bzzz.store import EventStore
-
-_PAGE = 1_000
 
 Announcement = tuple[bytes, int, bytes]  # author, seq, body
 
@@ -21,18 +19,10 @@ def read_announcements(store: EventStore, after: int) -> tuple[list[Announcement
     """The announcements stored after position `after`, and the position read up to
     (runs on a worker thread; the caller folds them on the event loop)."""
     found: list[Announcement] = []
-    while True:
-        page = store.notifications(after=after, limit=_PAGE, kinds=[ad.ANNOUNCED])
-        for stored in page:
-            try:
-                entry = stored.decode()
-            except EntryError:
-                continue  # a damaged row: the audit reports it
-            found.append((entry.author, entry.seq, entry.body))
-        if page:
-            after = page[-1].position
-        if len(page) < _PAGE:
-            return found, after
+    for position, entry in entries_of_kinds(store, [ad.ANNOUNCED], after):
+        found.append((entry.author, entry.seq, entry.body))
+        after = position
+    return found, after
 
 
 def interface_addresses() -> list[str]:

@@ -10,29 +10,18 @@ from typing import Any
 from bzzz.domain import ucxl
 from bzzz.domain.context import KINDS, Context, ContextEntry, Item, Version, fold_context
 from bzzz.domain.roles import Roles, can_make_decisions
-from bzzz.errors import EntryError
 from bzzz.projections.membership import read_membership
+from bzzz.projections.reading import entries_of_kinds
 from bzzz.store import EventStore
-
-_PAGE = 10_000
 
 
 def context_entries(store: EventStore) -> list[ContextEntry]:
-    """Every entry of a kind that may be context. Damaged rows are skipped (the audit
+    """Every entry of a kind that may be context (damaged rows skipped: the audit
     reports them)."""
-    found: list[ContextEntry] = []
-    after = 0
-    while True:
-        page = store.notifications(after=after, limit=_PAGE, kinds=KINDS)
-        for stored in page:
-            try:
-                e = stored.decode()
-            except EntryError:
-                continue
-            found.append(ContextEntry(e.author, e.seq, e.ts, e.kind, e.hash, e.body))
-        if len(page) < _PAGE:
-            return found
-        after = page[-1].position
+    return [
+        ContextEntry(e.author, e.seq, e.ts, e.kind, e.hash, e.body)
+        for _, e in entries_of_kinds(store, KINDS)
+    ]
 
 
 def read_context(

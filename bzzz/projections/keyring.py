@@ -14,7 +14,6 @@ The age encryption (pyrage) is done here; the formats and the rules are in
 from __future__ import annotations
 
 import base64
-import contextlib
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,10 +42,10 @@ from bzzz.domain.sealing import (
     parse_envelope,
 )
 from bzzz.errors import EntryError, UsageError
+from bzzz.projections.reading import entries_of_kinds
 from bzzz.store import EventStore
 
 KINDS = (kk.GRANTED, *kc.KINDS)
-_PAGE = 5000
 
 
 def agent_recipient(agent_id: bytes) -> pyrage.ssh.Recipient:
@@ -284,14 +283,7 @@ class Keyring:
 
 def key_entries(store: EventStore) -> list[Entry]:
     """Every key entry a store holds (damaged rows skipped: the audit reports them)."""
-    found: list[Entry] = []
-    after = 0
-    while page := store.notifications(after=after, kinds=list(KINDS), limit=_PAGE):
-        for stored in page:
-            with contextlib.suppress(EntryError):
-                found.append(stored.decode())
-        after = page[-1].position
-    return found
+    return [entry for _, entry in entries_of_kinds(store, KINDS)]
 
 
 def offline_keyring(

@@ -14,30 +14,17 @@ from bzzz.domain.membership import (
     fold_membership,
 )
 from bzzz.domain.roles import Roles
-from bzzz.errors import EntryError
+from bzzz.projections.reading import entries_of_kinds
 from bzzz.store import EventStore
 from bzzz.store.ingest import IngestReport, Refusal
 
-_PAGE = 10_000
 NOT_MEMBER = "not-member"
 
 
 def membership_acts(store: EventStore) -> list[MembershipAct]:
     """Every membership entry the store holds. Damaged rows are skipped: the audit
     reports them, and membership must still be decidable."""
-    acts: list[MembershipAct] = []
-    after = 0
-    while True:
-        page = store.notifications(after=after, limit=_PAGE, kinds=KINDS)
-        for stored in page:
-            try:
-                entry = stored.decode()
-            except EntryError:
-                continue
-            acts.append(MembershipAct.of(entry))
-        if len(page) < _PAGE:
-            return acts
-        after = page[-1].position
+    return [MembershipAct.of(entry) for _, entry in entries_of_kinds(store, KINDS)]
 
 
 def read_membership(store: EventStore, roles: Roles, founding: bytes | None) -> Membership:
@@ -48,13 +35,7 @@ def read_membership(store: EventStore, roles: Roles, founding: bytes | None) -> 
 
 def foundings(store: EventStore) -> list[Entry]:
     """Every founding entry the store holds (one, unless someone forged another)."""
-    found = []
-    for stored in store.notifications(after=0, limit=_PAGE, kinds=[FOUNDED]):
-        try:
-            found.append(stored.decode())
-        except EntryError:
-            continue
-    return found
+    return [entry for _, entry in entries_of_kinds(store, [FOUNDED])]
 
 
 Ingest = Callable[[list[bytes], Callable[[Entry], bool]], IngestReport]
