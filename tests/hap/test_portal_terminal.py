@@ -141,8 +141,13 @@ def test_the_portal_in_a_real_terminal(
     tmux.wait_screen("own", "Take the task", "same as: bzzz claim request")
     tmux.keys("own", "C-s")
     tmux.wait_screen("own", f"claimed  p0  {spec.id}  you")
-    answer = ask(a.home, {"op": "task", "task": spec.id})
-    assert answer is not None and answer["task"]["holder_name"] == "person"
+    # the other node sees the grant once the grant and the proof of its term reach it
+    wait_for(
+        lambda: (answer := ask(a.home, {"op": "task", "task": spec.id})) is not None
+        and answer["task"]["holder_name"] == "person",
+        20,
+        "n0 to show the person holding the task",
+    )
 
     tmux.keys("own", "q")
     wait_for(lambda: not tmux.alive("own"), 20, "the portal to quit")
