@@ -4,6 +4,7 @@
     ├── UsageError             bad input or an impossible request; nothing changed
     │   ├── ConfigError        the node home or its config.yaml
     │   ├── AddressError (position)  a UCXL address breaks its grammar
+    │   ├── NotFoundError      what was asked for does not exist (HTTP 404)
     │   └── BundleError        an unreadable or damaged bundle
     │       └── NotABundleError
     ├── EntryError (code)      an entry breaks the format or a chain rule
@@ -13,6 +14,7 @@
     ├── ReasoningError         a model server failed or answered what is not its protocol
     ├── SandboxError           a sandbox cannot be set up (not a command's own failure)
     ├── WorkspaceError         a git command of the execution loop failed
+    ├── UcxiError (status)     a UCXI server refused a request or could not be reached
     └── PeerError              a connection to a peer failed or ended
         ├── PeerUnreachable    it could not be dialed
         ├── PeerRefused        it refused our login (not a member, a spent token)
@@ -41,6 +43,10 @@ class UsageError(BzzzError):
 
 class ConfigError(UsageError):
     """The node home or its config.yaml is missing or invalid."""
+
+
+class NotFoundError(UsageError):
+    """What was asked for (a piece of context, a task, a thread) does not exist here."""
 
 
 class AddressError(UsageError):
@@ -105,6 +111,15 @@ class SandboxError(BzzzError):
 class WorkspaceError(BzzzError):
     """A git command of the execution loop failed (a mirror, a worktree, a commit, a
     push); the message is git's own first line."""
+
+
+class UcxiError(BzzzError):
+    """A UCXI server (`bzzz.client`) answered with an error, or could not be reached
+    (`status` 0); the message is the server's or says what failed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class PeerError(BzzzError):

@@ -26,7 +26,7 @@ LAYERS = [
     ),
     ("bzzz.services",),
     ("bzzz.runtime",),
-    ("bzzz.agent", "bzzz.audit", "bzzz.cli", "bzzz.hap"),  # front ends
+    ("bzzz.agent", "bzzz.audit", "bzzz.cli", "bzzz.hap", "bzzz.client"),  # front ends
 ]
 # Each adapter is one outside world behind a seam; the runtime is what puts them together.
 ADAPTERS = (

@@ -22,8 +22,10 @@ from bzzz.agent.control import ControlServer, serve_control, socket_path
 from bzzz.agent.lock import HomeLock
 from bzzz.agent.logs import tag
 from bzzz.agent.requests import Requests
+from bzzz.agent.ucxi_backend import RequestsBackend
 from bzzz.home.config import NodeConfig
 from bzzz.home.node import open_node
+from bzzz.http.ucxi_server import ucxi_server
 from bzzz.ops.notify import Notifier
 from bzzz.runtime.assembly import NodeRuntime, assemble
 
@@ -116,11 +118,12 @@ async def run_agent(
             if not autonomous:
                 node.config = without_autonomy(node.config)
             runtime = assemble(node, listen=listen, peers=peers, mdns=mdns)
+            requests = Requests(runtime)
             control: ControlServer | None = None
 
             async def start_control() -> None:
                 nonlocal control
-                control = await serve_control(node.home, Requests(runtime).handle)
+                control = await serve_control(node.home, requests.handle)
 
             async def stop_control() -> None:
                 if control is not None:
@@ -129,6 +132,9 @@ async def run_agent(
                     socket_path(node.home).unlink()
 
             runtime.add("control socket", start_control, stop_control)
+            ucxi = ucxi_server(node.home, node.config, RequestsBackend(requests.handle))
+            if ucxi is not None:
+                runtime.add("ucxi", ucxi.start, ucxi.stop)
             if parent is not None:
                 add_parent_watch(runtime, parent)
             add_service_manager(runtime, notifier)

@@ -27,7 +27,7 @@ class Requests:
         self.execution = runtime.execution
         board = TaskRequests(runtime.board, runtime.mesh)
         hmmm = HmmmRequests(runtime.hmmm, runtime.mesh)
-        context = ContextRequests(runtime.mesh)
+        context = ContextRequests(runtime.mesh, runtime.keys)
         # The key service, once the runtime builds it (`bzzz.runtime.keys.keys_of`).
         self.keys = KeyRequests(runtime.keys)
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[Answer]]] = {
@@ -50,6 +50,8 @@ class Requests:
             "thread": hmmm.thread,
             "inbox": hmmm.inbox,
             "hmmm": hmmm.post,
+            "ucxl_get": context.get,
+            "ucxl_put": context.put,
             "ucxl_search": context.search,
             "ucxl_history": context.history,
             "keys_status": self.keys.status,

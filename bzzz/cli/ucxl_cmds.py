@@ -11,11 +11,13 @@ import typer
 from rich.markup import escape
 
 from bzzz.agent.control import notify_agent
+from bzzz.cli.keys_cmds import node_keyring
 from bzzz.cli.options import HomeOption, JsonOption
 from bzzz.cli.render import iso_ms, out, print_json
 from bzzz.clock import now_ms
 from bzzz.domain import context as cx
 from bzzz.domain import ucxl
+from bzzz.domain.context_write import Writer, check_text, check_write
 from bzzz.domain.payload import encode_payload
 from bzzz.domain.roles import can_make_decisions
 from bzzz.errors import UsageError
@@ -134,50 +136,43 @@ def _text(text: str | None, file: Path | None) -> str:
             raise UsageError(f"--file: cannot read {file}: {error}") from None
     else:
         value = sys.stdin.read() if text == "-" else str(text)
-    if not value.strip():
-        raise UsageError("the text is empty")
-    if len(value) > cx.MAX_TEXT:
-        raise UsageError(f"the text has {len(value)} characters; at most {cx.MAX_TEXT}")
+    check_text(value)
     return value
 
 
-def _own(node: Node, address: ucxl.Address) -> str:
-    """Check that `address` is one this node may write; its member role."""
-    if address.is_pattern:
-        raise UsageError("ADDRESS has a *: write to one address, not a pattern")
-    if address.temporal != ucxl.LATEST:
-        raise UsageError(f"write to ~latest (each write is a new version), not {address.temporal}")
-    if not address.path:
-        raise UsageError("ADDRESS needs a path after the temporal part, e.g. /~latest/notes.md")
-    me = node.identity.public_key.hex()
-    if not me.startswith(address.agent):
-        raise UsageError(f"you write your own context only: the agent part is your id, {me}")
+def writer_of(node: Node) -> Writer:
+    """This node as a writer of context; a usage error when it is not a member."""
     member = read_membership(node.store, node.roles, cluster_id_of(node.config)).members.get(
         node.identity.public_key
     )
     if member is None:
         raise UsageError("this node is not a member of a cluster (`bzzz join`)")
-    if address.role != member.role:
-        raise UsageError(f"your role is {member.role}, not {address.role}")
-    project = cx.project_name(node.config.mesh.cluster)
-    if address.project != project:
-        raise UsageError(f"this cluster's project is {project}, not {address.project}")
-    return member.role
+    role = node.roles.get(member.role)
+    return Writer(
+        node.identity.public_key.hex(),
+        member.role,
+        role is not None and can_make_decisions(role),
+        cx.project_name(node.config.mesh.cluster),
+    )
 
 
-def _write(home: Path | None, kind: str, address: ucxl.Address, text: str, json_: bool) -> None:
+def _write(
+    home: Path | None,
+    kind: str,
+    address: ucxl.Address,
+    text: str,
+    seal_for: str | None,
+    json_: bool,
+) -> None:
     where = resolve_home(home)
     with open_node(where) as node:
-        role = _own(node, address)
-        if kind == cx.DECISION:
-            found = node.roles.get(role)
-            if found is None or not can_make_decisions(found):
-                raise UsageError(
-                    f"the role {role} may not make decisions (authority below decision)"
-                )
-        body = encode_payload(cx.put_body(address.task, address.path, text))
-        entry = node.store.append(node.identity.signer, kind, body, now_ms())
-        item = _context(node).history(address if kind == cx.PUT else _decision(address))
+        at = check_write(address, kind, writer_of(node))
+        data = cx.put_body(at.task, at.path, text)
+        if seal_for is not None:
+            keyring, _ = node_keyring(node)
+            data = keyring.seal(node.identity.public_key, kind, seal_for, data)
+        entry = node.store.append(node.identity.signer, kind, encode_payload(data), now_ms())
+        item = _context(node).history(at)
     notify_agent(where)
     if item is None:  # pragma: no cover - the entry was just written
         raise UsageError("the entry was written but does not read back as context")
@@ -188,17 +183,13 @@ def _write(home: Path | None, kind: str, address: ucxl.Address, text: str, json_
         out.print(f"wrote {_line(item, version)}")
 
 
-def _decision(address: ucxl.Address) -> ucxl.Address:
-    if address.path[:1] == (cx.DECISIONS,):
-        return address
-    return ucxl.Address(
-        address.agent,
-        address.role,
-        address.project,
-        address.task,
-        address.temporal,
-        (cx.DECISIONS, *address.path),
-    )
+SealOption = Annotated[
+    str | None,
+    typer.Option(
+        "--seal-for",
+        help="Seal the text for ROLE: only members who may read that role can open it.",
+    ),
+]
 
 
 @app.command("put")
@@ -206,11 +197,12 @@ def put(
     address: AddressArg,
     text: TextOption = None,
     file: FileOption = None,
+    seal_for: SealOption = None,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Write a new version of a piece of your own context (a signed `context.put`)."""
-    _write(home, cx.PUT, _address(address), _text(text, file), json_)
+    _write(home, cx.PUT, _address(address), _text(text, file), seal_for, json_)
 
 
 def decide(
@@ -219,8 +211,9 @@ def decide(
     ],
     text: TextOption = None,
     file: FileOption = None,
+    seal_for: SealOption = None,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Record a decision as context (a signed `decision.made`; roles that may decide)."""
-    _write(home, cx.DECISION, _address(address, "--address"), _text(text, file), json_)
+    _write(home, cx.DECISION, _address(address, "--address"), _text(text, file), seal_for, json_)

@@ -335,6 +335,26 @@ class SandboxConfig(_Section):
     ro_paths: list[str] = Field(default_factory=list, max_length=50)
 
 
+def _http_listen(value: object) -> object:
+    """HOST:PORT, a port alone on 127.0.0.1, or empty (BZZZ_HTTP_LISTEN=) for off."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    port = text.removeprefix(":")
+    if port.isdigit():  # a port alone: on this machine only
+        text = f"127.0.0.1:{port}"
+    parse_address(text)
+    return text
+
+
+def _file_name(value: str) -> str:
+    if "\0" in value or not value.strip():
+        raise ValueError("not a file name")
+    return value
+
+
 class HttpConfig(_Section):
     # Health (/healthz, /readyz), Prometheus /metrics and the mesh dashboard over HTTP.
     # Off unless set: HOST:PORT, or a port alone (9464) on 127.0.0.1.
@@ -351,23 +371,44 @@ class HttpConfig(_Section):
     @field_validator("listen", mode="before")
     @classmethod
     def _listen(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if not text:  # BZZZ_HTTP_LISTEN= turns it off
-            return None
-        port = text.removeprefix(":")
-        if port.isdigit():  # a port alone: on this machine only
-            text = f"127.0.0.1:{port}"
-        parse_address(text)
-        return text
+        return _http_listen(value)
 
     @field_validator("token_file")
     @classmethod
     def _token_file(cls, value: str) -> str:
-        if "\0" in value or not value.strip():
-            raise ValueError("not a file name")
-        return value
+        return _file_name(value)
+
+
+class UcxiConfig(_Section):
+    # UCXI, the HTTP API resolving UCXL addresses (and the node's status, tasks and
+    # threads, read-only). Off unless set: HOST:PORT, or a port alone on 127.0.0.1.
+    listen: str | None = None
+    # Its bearer token (relative to the home): created, mode 0600, on the first start
+    # with ucxi on; a file of your own must be 0600 too.
+    token_file: str = Field(default="ucxi.token", min_length=1, max_length=4096)
+    # HTTPS: a certificate and its key (PEM). With `tls_client_ca` too, mutual TLS: a
+    # client must show a certificate that CA signed, and then needs no token.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, value: object) -> object:
+        return _http_listen(value)
+
+    @field_validator("token_file", "tls_cert", "tls_key", "tls_client_ca")
+    @classmethod
+    def _files(cls, value: str | None) -> str | None:
+        return None if value is None else _file_name(value)
+
+    @model_validator(mode="after")
+    def _tls(self) -> UcxiConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together (the certificate and its key)")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_client_ca needs tls_cert and tls_key (mutual TLS is TLS)")
+        return self
 
 
 class NodeConfig(_Section):
@@ -388,6 +429,7 @@ class NodeConfig(_Section):
     reasoning: ReasoningConfig | None = None
     sandbox: SandboxConfig = SandboxConfig()
     http: HttpConfig = HttpConfig()
+    ucxi: UcxiConfig = UcxiConfig()
 
     @field_validator("name")
     @classmethod

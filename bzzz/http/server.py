@@ -76,13 +76,25 @@ def listen_address(text: str, key: str = LISTEN_KEY) -> tuple[str, int]:
         raise UsageError(f"{key}: {error}") from None
 
 
-def _loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
+
+
+def bind_error(error: OSError, key: str, listen: str) -> str:
+    """Why listening on `listen` failed, and what to do, in one line."""
+    why = error.strerror or str(error)
+    if error.errno == errno.EADDRINUSE:
+        why += ": another process listens on that port; choose another or stop it"
+    elif error.errno == errno.EADDRNOTAVAIL:
+        why += ": that address is not one of this machine's"
+    elif error.errno == errno.EACCES:
+        why += ": a port below 1024 needs privileges; choose a higher one"
+    return f"{key}: cannot listen on {listen}: {why}"
 
 
 class _BadRequest(Exception):
@@ -185,17 +197,10 @@ class HttpServer:
                 self._connection, self.host, self.port, limit=MAX_HEAD
             )
         except OSError as error:
-            why = error.strerror or str(error)
-            if error.errno == errno.EADDRINUSE:
-                why += ": another process listens on that port; choose another or stop it"
-            elif error.errno == errno.EADDRNOTAVAIL:
-                why += ": that address is not one of this machine's"
-            elif error.errno == errno.EACCES:
-                why += ": a port below 1024 needs privileges; choose a higher one"
-            raise UsageError(f"{self.key}: cannot listen on {self.listen}: {why}") from None
+            raise UsageError(bind_error(error, self.key, self.listen)) from None
         host, port = self.bound
         log.info("serving %s on http://%s:%d", ", ".join(sorted(self.routes)), host, port)
-        if not _loopback(self.host):
+        if not is_loopback(self.host):
             log.warning(
                 "%s %s is reachable from other machines, and so is what it serves "
                 "without a token (127.0.0.1 keeps it on this machine)",

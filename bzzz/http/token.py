@@ -57,7 +57,7 @@ def token_path(home: Path, configured: str) -> Path:
     return home / Path(configured).expanduser()
 
 
-def load_or_create_token(path: Path) -> BearerToken:
+def load_or_create_token(path: Path, key: str = TOKEN_KEY) -> BearerToken:
     """The token in `path`, made (random, mode 0600) when there is no such file. A file
     others may read, or one that holds no usable token, is a `ConfigError` naming the
     key and the file (never its content)."""
@@ -66,8 +66,8 @@ def load_or_create_token(path: Path) -> BearerToken:
     except FileExistsError:
         pass
     except OSError as error:
-        raise ConfigError(f"{TOKEN_KEY}: cannot create {path}: {one_line(error)}") from None
-    return _read(path)
+        raise ConfigError(f"{key}: cannot create {path}: {one_line(error)}") from None
+    return _read(path, key)
 
 
 def _create(path: Path) -> None:
@@ -85,8 +85,8 @@ def _create(path: Path) -> None:
     os.close(fd)
 
 
-def _read(path: Path) -> BearerToken:
-    where = f"{TOKEN_KEY}: {path}"
+def _read(path: Path, key: str) -> BearerToken:
+    where = f"{key}: {path}"
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
