@@ -232,3 +232,23 @@ def test_http_listen_from_the_environment(home: Path) -> None:
     assert load_config(home, {"BZZZ_HTTP_LISTEN": ""}).http.listen is None  # off
     result = bzzz("id", "--home", str(home), env={"BZZZ_HTTP_LISTEN": "no:where:x"})
     assert_one_line_error(result, "BZZZ_HTTP_LISTEN: ", "is not HOST:PORT", "http.listen")
+
+
+def test_ucxi_is_off_by_default_and_its_tls_files_go_together() -> None:
+    from bzzz.errors import ConfigError
+    from bzzz.home.config import validate_config
+
+    assert validate_config({"name": "n"}, "c").ucxi.listen is None
+    assert validate_config({"name": "n", "ucxi": {"listen": "9470"}}, "c").ucxi.listen == (
+        "127.0.0.1:9470"
+    )
+    for section, words in [
+        ({"tls_cert": "a.crt"}, ["ucxi", "tls_cert and tls_key go together"]),
+        ({"tls_key": "a.key"}, ["ucxi", "tls_cert and tls_key go together"]),
+        ({"tls_client_ca": "ca.crt"}, ["ucxi", "mutual TLS is TLS"]),
+        ({"listen": "no:where:x"}, ["ucxi.listen", "HOST:PORT"]),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            validate_config({"name": "n", "ucxi": section}, "config.yaml")
+        for word in words:
+            assert word in str(raised.value), (word, str(raised.value))
