@@ -194,3 +194,25 @@ def test_a_port_taken_is_one_line_naming_the_key(tmp_path: Path) -> None:
         )
     assert run.returncode != 0
     assert "ucxi.listen: cannot listen on" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_readme_examples_run_against_a_daemon(
+    node: Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Shared context and UCXI") :]
+    code = section[section.index("```python\n") + 10 : section.index("```\n", 10)]
+    address = decision_at(node, "decisions/readme.md", task="readme")
+    with node.client() as ucxi:
+        ucxi.put(address, "from the README test", decision=True)
+    code = (
+        code.replace("http://127.0.0.1:9470", node.url)
+        .replace("/path/to/home/ucxi.token", str(node.agent.home / "ucxi.token"))
+        .replace('token="..."', f'token="{node.token}"')
+        .replace("ucxl://4f2a:architect@demo:api/~latest/decisions/auth.md", address)
+    )
+    scope: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    printed = capsys.readouterr().out
+    assert "n0 1 from the README test" in printed and "~v1/decisions/readme.md" in printed
+    assert asyncio.run(scope["tasks"]()) == []  # type: ignore[operator]
