@@ -134,6 +134,7 @@ async def run_agent(
             runtime.add("control socket", start_control, stop_control)
             ucxi = ucxi_server(node.home, node.config, RequestsBackend(requests.handle))
             if ucxi is not None:
+                requests.ucxi = ucxi
                 runtime.add("ucxi", ucxi.start, ucxi.stop)
             if parent is not None:
                 add_parent_watch(runtime, parent)

@@ -16,6 +16,7 @@ from bzzz.domain.identity import parse_agent_id
 from bzzz.domain.kinds import check_hand_written
 from bzzz.domain.sealing import looks_sealed
 from bzzz.errors import EntryError, UsageError
+from bzzz.http.ucxi_server import UcxiServer
 from bzzz.runtime.assembly import NodeRuntime
 
 CHANGES_POLL_S = 0.02  # how often a `changes` request looks at the heads while it waits
@@ -25,6 +26,7 @@ class Requests:
     def __init__(self, runtime: NodeRuntime) -> None:
         self.mesh, self.election, self.claims = runtime.mesh, runtime.election, runtime.claims
         self.execution = runtime.execution
+        self.ucxi: UcxiServer | None = None  # set by the daemon when it serves UCXI
         board = TaskRequests(runtime.board, runtime.mesh)
         hmmm = HmmmRequests(runtime.hmmm, runtime.mesh)
         context = ContextRequests(runtime.mesh, runtime.keys)
@@ -71,6 +73,11 @@ class Requests:
         entries = await asyncio.to_thread(self.mesh.store.count)
         status = mesh_json(self.mesh.view(), entries)
         status["execution"] = self.execution.status() if self.execution is not None else None
+        if self.ucxi is not None and self.ucxi.started:
+            status["ucxi"] = {
+                "url": f"{self.ucxi.url}/ucxi/v1",
+                "token_file": str(self.ucxi.token.path) if self.ucxi.token else None,
+            }
         return {"ok": True, "status": status}
 
     async def append(self, request: dict[str, Any]) -> Answer:

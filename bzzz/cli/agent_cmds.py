@@ -73,6 +73,7 @@ def status(home: HomeOption = None, json_: JsonOption = False) -> None:
         }
     if data["running"]:
         data["http"] = _http_urls(where, data.pop("http_listen", None))
+        data.setdefault("ucxi", None)
     _warn_not_private(where)
     if json_:
         print_json(data)
@@ -162,5 +163,9 @@ def _render(data: dict[str, Any]) -> None:
             f"{escape(urls['dashboard'])}#token=TOKEN (the token is in "
             f"{escape(urls['token_file'])})"
         )
+    ucxi = data.get("ucxi")
+    if ucxi:
+        how = f"the token is in {ucxi['token_file']}" if ucxi["token_file"] else "mutual TLS"
+        out.print(f"  ucxi: {escape(ucxi['url'])} ({escape(how)})")
     if not data["running"]:
         out.print(f"  (start the agent with `bzzz agent`; checked at {iso_ms(int(now))})")

@@ -38,7 +38,7 @@ from bzzz.errors import BzzzError, one_line
 try:  # typer vendors click since 0.20; before, it used click itself
     from typer._click.exceptions import ClickException, UsageError
 except ImportError:  # pragma: no cover
-    from click.exceptions import (  # type: ignore[import-not-found,no-redef,unused-ignore]
+    from click.exceptions import (  # type: ignore[import-not-found,no-redef,assignment,unused-ignore]
         ClickException,
         UsageError,
     )

@@ -159,6 +159,10 @@ class UcxiServer:
         self._loop: asyncio.Task[None] | None = None
 
     @property
+    def started(self) -> bool:
+        return self._socket is not None and self._server.started
+
+    @property
     def bound(self) -> tuple[str, int]:
         if self._socket is None:
             raise RuntimeError("UCXI is not started")

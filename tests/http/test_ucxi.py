@@ -216,3 +216,12 @@ def test_the_readme_examples_run_against_a_daemon(
     printed = capsys.readouterr().out
     assert "n0 1 from the README test" in printed and "~v1/decisions/readme.md" in printed
     assert asyncio.run(scope["tasks"]()) == []  # type: ignore[operator]
+
+
+def test_status_says_where_ucxi_is_and_where_its_token_is(node: Node) -> None:
+    shown = bzzz("status", "--home", str(node.agent.home), "--json")
+    assert shown.returncode == 0, shown.stderr
+    ucxi = json.loads(shown.stdout)["ucxi"]
+    assert ucxi == {"url": f"{node.url}/ucxi/v1", "token_file": str(node.agent.home / "ucxi.token")}
+    text = bzzz("status", "--home", str(node.agent.home)).stdout
+    assert f"ucxi: {node.url}/ucxi/v1 (the token is in" in text
