@@ -25,7 +25,6 @@ from bzzz.projections.board import offline_board
 from bzzz.projections.leadership import offline_view
 from bzzz.projections.membership import read_membership
 from bzzz.projections.threads import offline_threads, verify_messages
-from bzzz.runtime.assembly import limits_of
 
 app = typer.Typer(help="HMMM: plans discussed before the work.", no_args_is_help=True)
 ThreadArg = Annotated[str, typer.Argument(help="The thread: a task id, e.g. local:fix-login.")]
@@ -43,6 +42,8 @@ def _offline(home: Path) -> list[dict[str, Any]]:
             for m in members
             if (role := node.roles.get(m.role)) is not None and role.authority >= Authority.DECISION
         }
+        from bzzz.runtime.assembly import limits_of  # lazy: the runtime loads asyncssh
+
         limits = limits_of(node.config)
         threads = offline_threads(node.store, board, deciders, limits)
     now = now_ms()

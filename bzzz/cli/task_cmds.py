@@ -24,7 +24,6 @@ from bzzz.home.location import resolve_home
 from bzzz.home.node import cluster_id_of, open_node
 from bzzz.projections.board import offline_board
 from bzzz.projections.leadership import offline_view
-from bzzz.runtime.assembly import local_task_folder
 from bzzz.tasks.local import write_task
 
 app = typer.Typer(
@@ -176,6 +175,8 @@ def add(
     """Write a task file into this node's local task folder (tasks.sources)."""
     where = resolve_home(home)
     with open_node(where) as node:
+        from bzzz.runtime.assembly import local_task_folder  # lazy: it loads asyncssh
+
         folder = local_task_folder(node)
     if folder is None:
         raise UsageError(

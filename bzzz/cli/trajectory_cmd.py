@@ -16,13 +16,10 @@ from bzzz.cli.render import iso_ms, out, print_json
 from bzzz.domain.tasks import task_id_problem
 from bzzz.domain.trajectory import Run
 from bzzz.errors import UsageError
-from bzzz.execution.replay import load_turns
 from bzzz.home.location import resolve_home
 from bzzz.home.node import cluster_id_of, open_node
 from bzzz.projections.leadership import offline_view
 from bzzz.projections.trajectory import read_trajectory
-from bzzz.runtime.execution import TRAJECTORIES, WORK_FOLDER
-from bzzz.services.execution import turns_path
 
 
 def run_json(run: Run, names: dict[bytes, str]) -> dict[str, Any]:
@@ -76,6 +73,11 @@ def trajectory(
         mine = [r for r in runs if r.author == me]
         if not mine:
             raise UsageError(f"this node ran no part of {task}: its turns are on the node that did")
+        # lazy: the execution runtime loads the model clients
+        from bzzz.execution.replay import load_turns
+        from bzzz.runtime.execution import TRAJECTORIES, WORK_FOLDER
+        from bzzz.services.execution import turns_path
+
         source = turns_path(where / WORK_FOLDER / TRAJECTORIES, task, mine[-1].token)
         if not source.exists():
             raise UsageError(f"no recorded turns for {task} at {source}")
