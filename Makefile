@@ -51,6 +51,7 @@ bench: system venv
 	$(PY) -m bench.hmmm
 	$(PY) -m bench.execution
 	$(PY) -m bench.context
+	$(PY) -m bench.ucxi
 
 # A long nemesis run (root: network namespaces): make nemesis SEED=7 MINUTES=30 NODES=5.
 # Without SEED a random one is drawn and printed; a failure prints the command to replay.
