@@ -62,6 +62,8 @@ SERVICE_ONLY_KINDS: tuple[str, ...] = (
     "task.completed",
     "task.failed",
     "hmmm.delivered",
+    "context.linked",  # the admin's curation of context (bzzz.domain.slurp)
+    "context.superseded",
     "exec.",
     "mesh.",
 )

@@ -39,6 +39,7 @@ from bzzz.services.intake import IntakeService
 from bzzz.services.keys import KeyService
 from bzzz.services.ports import Inviters, Notifier, TaskMirror, TaskSource
 from bzzz.services.profile import record_profile
+from bzzz.services.slurp import SlurpService
 from bzzz.tasks.github_source import github_source_of
 from bzzz.tasks.hive import hive_source_of
 from bzzz.tasks.local import LocalFolderSource
@@ -152,6 +153,7 @@ class NodeRuntime:
     execution: ExecutionService | None = None
     http: HttpStep | None = None  # health, metrics and the dashboard, when http.listen is set
     keys: KeyService | None = None  # role keys, sealed content, the admin key's shares
+    slurp: SlurpService | None = None  # the admin's curation of shared context
     steps: list[Step] = field(default_factory=list)
     _started: list[Step] = field(default_factory=list)
 
@@ -233,11 +235,13 @@ def assemble(
     )
 
     keys = keys_of(node, mesh, election)
+    slurp = SlurpService(mesh, election, board, hmmm)
 
     async def admin_duties(on: bool) -> None:
         await claims.set_admin(on)  # granting claims
         await intake.set_admin(on)  # polling task sources, mirroring claims
         await keys.set_admin(on)  # granting role keys, splitting the admin key
+        await slurp.set_admin(on)  # linking and superseding decisions
 
     escalations = EscalationService(mesh, election, hmmm, notifiers_of(config))
 
@@ -249,6 +253,7 @@ def assemble(
     execution = execution_of(node, mesh, board, hmmm)
     runtime = NodeRuntime(node, mesh, election, claims, board, hmmm, intake, chooser, execution)
     runtime.keys = keys
+    runtime.slurp = slurp
 
     async def start_mesh() -> None:
         await mesh.refresh()
@@ -301,6 +306,7 @@ def assemble(
     runtime.add("hmmm", hmmm.start, hmmm.stop)
     runtime.add("keys", keys.start, keys.stop)
     runtime.add("escalations", escalations.start, escalations.stop)
+    runtime.add("slurp", slurp.start, slurp.stop)
     runtime.add("intake", intake.start, intake.stop)
     runtime.add("election", election.start, election.stop)
     if chooser is not None:
