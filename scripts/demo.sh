@@ -6,7 +6,8 @@
 # from a shared folder chosen by the agents, and HMMM: plans discussed before the work,
 # an objection, a revision, an escalation posted to a webhook. Then execution: tasks on a
 # team repository planned and worked by a model (recorded turns, and a real local model
-# when installed) in bubblewrap, pushed as signed branches. Uses the real `bzzz`.
+# when installed) in bubblewrap, pushed as signed branches. Then two more members join
+# and the admin key is split 3-of-5 and rebuilt in a recorded ceremony. Uses the real `bzzz`.
 set -euo pipefail
 
 BZZZ=${BZZZ:-bzzz}
@@ -254,13 +255,16 @@ fi
 echo "models: recorded turns (replay)${model_url:+, and $model_name at $model_url for trivial tasks}"
 hook_port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 http_port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ucxi_port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 for n in 1 2 3; do
-  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" "$hook_port" "$model_url" "$model_name" "$http_port" <<'PYEOF'
+  $PY - "$work/m$n/config.yaml" "$work/tasks" "$n" "$hook_port" "$model_url" "$model_name" "$http_port" "$ucxi_port" <<'PYEOF'
 import sys, yaml
-path, folder, n, hook, model_url, model_name, http_port = sys.argv[1:8]
+path, folder, n, hook, model_url, model_name, http_port, ucxi_port = sys.argv[1:9]
 data = yaml.safe_load(open(path))
 if n == "1":  # m1 serves /healthz, /readyz, /metrics and the dashboard on 127.0.0.1
     data["http"] = {"listen": f"127.0.0.1:{http_port}"}
+if n == "3":  # m3 serves UCXI, the HTTP API of shared context, on 127.0.0.1
+    data["ucxi"] = {"listen": f"127.0.0.1:{ucxi_port}"}
 data["tasks"] = {"poll_s": 2, "sources": [{"type": "local", "path": folder, "name": "team"}]}
 data["hmmm"] = {"objection_window_s": 4,
                 "escalation": {"webhooks": [{"url": f"http://127.0.0.1:{hook}/hook"}]}}
@@ -521,36 +525,82 @@ for line in sys.stdin:
   echo "  $n sees m2's seq $sealed: $shown"
 done
 
-step "The admin key: split 2-of-3 among the members (SLIP-39), then a reconstruction ceremony"
-admin_id=$(leader_of "$work/m1")
-for n in m1 m2 m3; do [ "$(id_of $n)" = "$admin_id" ] && admin_home="$work/$n"; done
-$BZZZ keys split --home "$admin_home" --holders "$(id_of m1),$(id_of m2),$(id_of m3)" --threshold 2
-echo "  (the demo has three members; a production cluster would split 3-of-5)"
-for _ in $(seq 1 100); do  # the split reaches m3
-  $BZZZ keys status --home "$work/m3" --json | $PY -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["split"] else 1)' && break
-  sleep 0.1
+step "Two more members join: m4 (architect) and m5 (reviewer); the admin grants their role keys"
+read -r p4 p5 < <($PY -c 'import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])')
+keys_until() {  # keys_until NODE TEST [SHOW]: wait until TEST holds of NODE's key status k; print SHOW
+  $PY - "$work/$1" "$2" "${3:-}" <<'PYEOF'
+import sys, time
+from pathlib import Path
+from bzzz.agent.control import ask
+home, test, show = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+for _ in range(300):
+    answer = ask(home, {"op": "keys_status"}, timeout=10)
+    k = answer["keys"] if answer and answer.get("ok") else None
+    if k is not None and eval(test, {"k": k}):
+        break
+    time.sleep(0.1)
+else:
+    sys.exit(f"{home.name}: gave up waiting until {test}")
+if show:
+    print(eval(show, {"k": k}))
+PYEOF
+}
+for spec in m4:architect:$p4 m5:reviewer:$p5; do
+  IFS=: read -r n role port <<<"$spec"
+  token=$($BZZZ invite --home "$work/m1" --role "$role" --expires 10m 2>/dev/null)
+  $BZZZ join "$token" --home "$work/$n" --name "$n" --listen "127.0.0.1:$port"
+  start "$n" --peer "127.0.0.1:$p1"
 done
-request=$($BZZZ keys reconstruct --home "$work/m3" --reason "demo: recovery drill" --json \
-  | $PY -c 'import json,sys; print(json.load(sys.stdin)["request"])')
-echo "m3 asks for the admin key (request ${request:0:12}); m1 and m2 consent:"
-for n in m1 m2; do
-  for _ in $(seq 1 100); do
-    $BZZZ keys release "${request:0:16}" --home "$work/$n" 2>/dev/null && break
-    sleep 0.1
-  done
+echo "(no task folder, no model, agent.auto_claim off by default: they take no tasks)"
+for n in m4 m5; do
+  keys_until "$n" 'any(r["held"] for r in k["role_keys"])' \
+    '"  '"$n"' holds the role keys of: " + ", ".join(sorted({r["role"] for r in k["role_keys"] if r["held"]}))'
 done
-for _ in $(seq 1 150); do
-  $BZZZ keys status --home "$work/m3" --json | $PY -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["master_in_memory"] else 1)' && break
-  sleep 0.2
-done
-$BZZZ audit --home "$work/m3" --json | $PY -c 'import json,sys
-for c in json.load(sys.stdin)["ceremonies"]:
-    print("  ceremony:", {k: c[k] for k in c if k in ("ceremony", "status", "reason", "threshold")})'
+$BZZZ member list --home "$work/m5"
 
-step "Context by UCXL address: the admin records a decision; m3 finds it by address"
+step "The admin key: split 3-of-5 among the members (SLIP-39), then a reconstruction ceremony"
+admin_id=$(leader_of "$work/m1")
+read -r id_m1 id_m2 id_m3 id_m4 id_m5 admin_name < <($BZZZ member list --home "$work/m1" --json | $PY -c '
+import json, sys
+ids = {m["name"]: m["agent_id"] for m in json.load(sys.stdin)["members"]}
+print(*[ids[f"m{n}"] for n in range(1, 6)], next(n for n, i in ids.items() if i == sys.argv[1]))' "$admin_id")
+admin_home="$work/$admin_name"
+split=$($BZZZ keys split --home "$admin_home" --threshold 3 --json \
+  --holders "$id_m1,$id_m2,$id_m3,$id_m4,$id_m5" | $PY -c 'import json,sys; print(json.load(sys.stdin)["split"])')
+echo "the admin ($admin_name) splits a new admin key 3-of-5 (entry ${split:0:12}): a share for each of m1..m5, sealed to it"
+keys_until m4 "k['split'] and k['split']['entry'] == '$split'"
+request=$($BZZZ keys reconstruct --home "$work/m4" --reason "demo: recovery drill" --json \
+  | $PY -c 'import json,sys; print(json.load(sys.stdin)["request"])')
+asked="next(c for c in k['ceremonies'] if c['entry'] == '$request')"
+seen="'$request' in [c['entry'] for c in k['ceremonies']]"
+state="$asked['status'] + ' | master_in_memory: ' + str(k['master_in_memory']).lower()"
+release() {  # release NODE: NODE consents once the request reached it
+  keys_until "$1" "$seen"
+  $BZZZ keys release "${request:0:16}" --home "$work/$1"
+}
+echo "m4 asks for the admin key (request ${request:0:12}); m1 and m2 consent:"
+release m1
+release m2
+keys_until m4 "len($asked['consents']) == 2" "'  on m4, after 2 consents: ' + $state"
+echo "  (two shares of a 3-of-5 split rebuild nothing)"
+echo "m5 consents too:"
+release m5
+keys_until m4 "k['master_in_memory']" "'  on m4, after 3 consents: ' + $state"
+echo "the ceremony, as m4's logs record it (bzzz audit):"
+$BZZZ audit --home "$work/m4" --json | $PY -c 'import json,sys
+for c in json.load(sys.stdin)["ceremonies"]:
+    shown = {k: c[k] for k in c if k in ("ceremony", "by_name", "status", "reason", "threshold", "holder_names")}
+    if c["ceremony"] == "reconstruct":
+        shown["consents"] = len(c["consents"])
+    print("  ceremony:", shown)'
+
+step "Context by UCXL address: m1 (role admin) records a decision; m3 finds it by address"
 task=local:add-a-health-endpoint
-decision="ucxl://${admin_id:0:16}:admin@demo:${task}/~latest/decisions/api.md"
-$BZZZ decide --home "$admin_home" --address "$decision" --text "Health checks live at /healthz, unauthenticated."
+decision="ucxl://${id_m1:0:16}:admin@demo:${task}/~latest/decisions/api.md"
+$BZZZ decide --home "$work/m1" --address "$decision" --text "Health checks live at /healthz, unauthenticated."
 for _ in $(seq 1 100); do
   $BZZZ ucxl get "$decision" --home "$work/m3" >/dev/null 2>&1 && break
   sleep 0.1
@@ -559,6 +609,34 @@ echo "\$ bzzz ucxl get $decision --home m3"
 $BZZZ ucxl get "$decision" --home "$work/m3" | sed 's/^/  /'
 echo "\$ bzzz ucxl search 'ucxl://*:*@demo:${task}/~latest' --home m3"
 $BZZZ ucxl search "ucxl://*:*@demo:${task}/~latest" --home "$work/m3" | sed 's/^/  /'
+ucxi="http://127.0.0.1:$ucxi_port/ucxi/v1"
+echo "The same through UCXI, m3's HTTP API (ucxi.listen: 127.0.0.1:$ucxi_port); without its token, refused:"
+echo "\$ curl '$ucxi/resolve?address=...'"
+curl -sS --noproxy '*' -w ' (HTTP %{http_code})\n' -G "$ucxi/resolve" --data-urlencode "address=$decision"
+echo "\$ curl -H 'Authorization: Bearer TOKEN' '$ucxi/resolve?address=...'   (TOKEN: m3's ucxi.token, 0600)"
+curl -fsS --noproxy '*' -H "Authorization: Bearer $(cat "$work/m3/ucxi.token")" -G "$ucxi/resolve" \
+  --data-urlencode "address=$decision" | $PY -c 'import json, sys; v = json.load(sys.stdin)
+print("  " + v["address"])
+print("  by %s (%s, version %d of %d): %s" % (v["author_name"], v["kind"], v["version"], v["versions"], v["text"]))'
+echo "m3 writes a note of its own with the Python client (a node writes only its own context):"
+$PY - "http://127.0.0.1:$ucxi_port" "$work/m3/ucxi.token" "$task" <<'PYEOF'
+import sys
+from bzzz.client import UcxiClient
+from bzzz.errors import UcxiError
+
+url, token_file, task = sys.argv[1:4]
+with UcxiClient(url, token_file=token_file) as ucxi:
+    me = ucxi.status()["status"]
+    note = f"ucxl://{me['agent_id'][:16]}:{me['role']}@demo:{task}/~latest/review/notes.md"
+    written = ucxi.put(note, "Reviewed: /healthz needs no token, /readyz neither.")
+    print(f"  wrote {written.version.address} ({written.version.kind})")
+    try:
+        ucxi.put(note.replace(me["agent_id"][:16], "abcd" * 4), "not mine")
+    except UcxiError as refused:
+        print(f"  and someone else's address is refused: HTTP {refused.status}: {refused}")
+    for version in ucxi.search(f"ucxl://*:*@demo:{task}/~latest").found:
+        print(f"  found {version.latest} by {version.author_name}")
+PYEOF
 
 step "Health, metrics and the dashboard: m1 serves them (http.listen: 127.0.0.1:$http_port)"
 http="http://127.0.0.1:$http_port"
@@ -592,8 +670,8 @@ if [ -t 0 ] && [ -t 1 ]; then
 fi
 
 step "Stop the daemons (SIGTERM): each finishes its write, closes connections, exits"
-for n in 1 2 3; do eval "kill -TERM \$pid_m$n"; done
-for n in 1 2 3; do eval "wait \$pid_m$n" 2>/dev/null || true; done
+for n in 1 2 3 4 5; do eval "kill -TERM \$pid_m$n"; done
+for n in 1 2 3 4 5; do eval "wait \$pid_m$n" 2>/dev/null || true; done
 tail -n 2 "$work/m1.log"
 pids=()
 printf '\nDemo done. Everything above ran in %s, now removed.\n' "$work"
