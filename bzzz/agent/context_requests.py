@@ -12,19 +12,24 @@ most `MAX_FOUND` rows an answer (`more` says how many were left out)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from bzzz.agent.arguments import Answer
 from bzzz.domain import context as cx
+from bzzz.domain import leadership as ld
+from bzzz.domain import membership as ms
 from bzzz.domain import ucxl
 from bzzz.domain.context_write import Writer, check_text, check_write
 from bzzz.domain.roles import can_make_decisions
 from bzzz.errors import NotFoundError, UsageError
 from bzzz.mesh.mesh import Mesh
-from bzzz.projections.context import read_context, version_json
+from bzzz.projections.context import READ_KINDS, hidden_json, read_context, version_json
+from bzzz.projections.keyring import KINDS as KEY_KINDS
 from bzzz.services.keys import KeyService
 
 MAX_FOUND = 500  # items of a search, versions of a history
+CHANGES = (*READ_KINDS, *ms.KINDS, *ld.KINDS, *KEY_KINDS)  # kinds that can change context
 
 
 def _address(request: dict[str, Any], key: str) -> ucxl.Address:
@@ -44,38 +49,59 @@ def _limit(request: dict[str, Any]) -> int:
     return value
 
 
-def _one(context: cx.Context, address: ucxl.Address) -> cx.Item:
-    if address.is_pattern:
-        raise UsageError("address has a *: that is a search (ucxl_search)")
-    found = context.find(address)
-    if len(found) > 1:
-        raise UsageError(f"the agent {address.agent} begins {len(found)} ids: give more of it")
-    if not found:
-        raise NotFoundError(f"nothing at {address} (ucxl_search lists what there is)")
-    return found[0]
+@dataclass(frozen=True, slots=True)
+class _Folded:
+    mark: int  # the entries the mesh held (the sum of its heads) when it was read
+    position: int  # the store's latest arrival then
+    held: int  # role keys this node held then
+    context: cx.Context
 
 
 class ContextRequests:
     def __init__(self, mesh: Mesh, keys: KeyService | None = None) -> None:
         self.mesh = mesh
         self.keys = keys
-        self._folded: tuple[int, cx.Context] | None = None  # at which store position
+        self._folded: _Folded | None = None
         self._folding = asyncio.Lock()
 
-    def _read(self) -> tuple[int, cx.Context]:
-        """The cluster's context now, and the store position it was read at (blocking:
-        run on a worker thread)."""
-        mesh = self.mesh
+    def _mark(self) -> int:
+        """A number that grows with every entry the mesh stores or ingests."""
+        return sum(self.mesh.heads.values())
+
+    def _held(self) -> int:
+        return len(self.keys.keyring.held()) if self.keys is not None else 0
+
+    def _read(self, mark: int, held: int) -> _Folded:
+        """The cluster's context now (blocking: run on a worker thread): the last one
+        if no entry that can change it arrived since, else read again."""
+        mesh, last = self.mesh, self._folded
         position = mesh.store.max_position()
-        if self._folded is not None and self._folded[0] == position:
-            return self._folded
+        if last is not None and last.held == held:
+            if last.position == position:
+                return _Folded(mark, position, held, last.context)
+            changes = mesh.store.notifications(after=last.position, kinds=CHANGES, limit=1)
+            if not changes:
+                return _Folded(mark, position, held, last.context)
         project = cx.project_name(mesh.cluster)
-        return position, read_context(mesh.store, mesh.roles, mesh.cluster_id, project)
+        keyring = self.keys.keyring if self.keys is not None else None
+        context = read_context(mesh.store, mesh.roles, mesh.cluster_id, project, keyring)
+        return _Folded(mark, position, held, context)
 
     async def _context(self) -> cx.Context:
+        """The context, folded again only when entries arrived that can change it:
+        context and curation, membership, elections (which prove the curators) and
+        keys (sealed versions open with them)."""
+        last, mark = self._folded, self._mark()
+        if last is not None and last.mark == mark and last.held == self._held():
+            return last.context
         async with self._folding:  # one fold at a time; the others take its result
-            self._folded = await asyncio.to_thread(self._read)
-            return self._folded[1]
+            last, mark = self._folded, self._mark()
+            if last is not None and last.mark == mark and last.held == self._held():
+                return last.context
+            if self.keys is not None:
+                await self.keys.refresh()  # the keys the entries so far grant
+            self._folded = await asyncio.to_thread(self._read, mark, self._held())
+            return self._folded.context
 
     def _row(self, item: cx.Item, version: cx.Version) -> dict[str, Any]:
         row = version_json(item, version)
@@ -87,7 +113,7 @@ class ContextRequests:
 
     async def get(self, request: dict[str, Any]) -> Answer:
         address = _address(request, "address")
-        item = _one(await self._context(), address)
+        item = cx.one_item(await self._context(), address)
         version = cx.pick(item.versions, address.temporal)
         if version is None:
             raise NotFoundError(
@@ -97,14 +123,16 @@ class ContextRequests:
 
     async def search(self, request: dict[str, Any]) -> Answer:
         pattern, limit = _address(request, "pattern"), _limit(request)
-        found = (await self._context()).search(pattern)
+        context = await self._context()
+        found = context.search(pattern)
         rows = [self._row(item, version) for item, version in found[:limit]]
         more = max(0, len(found) - limit)
-        return {"ok": True, "pattern": str(pattern), "found": rows, "more": more}
+        hidden = hidden_json(context, pattern)
+        return {"ok": True, "pattern": str(pattern), "found": rows, "more": more, "hidden": hidden}
 
     async def history(self, request: dict[str, Any]) -> Answer:
         address, limit = _address(request, "address"), _limit(request)
-        item = _one(await self._context(), address)
+        item = cx.one_item(await self._context(), address)
         shown = item.versions[-limit:]  # the newest, oldest first
         return {
             "ok": True,

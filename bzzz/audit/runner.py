@@ -23,6 +23,7 @@ from bzzz.audit.chunks import Chunk, check_chunk, close_worker_stores
 from bzzz.audit.reader import read_forks, read_heads, read_streams, scan
 from bzzz.audit.report import AuditReport
 from bzzz.domain import membership as ms
+from bzzz.domain import slurp as sl
 from bzzz.domain.audit_rules import (
     ChunkResult,
     Finding,
@@ -146,7 +147,7 @@ def _audit_leadership(
 ) -> None:
     entries: list[Entry] = []
     after = 0
-    kinds = [*LEADERSHIP_KINDS, *KEY_KINDS]
+    kinds = [*LEADERSHIP_KINDS, *KEY_KINDS, *sl.KINDS]
     while page := store.notifications(after=after, kinds=kinds, limit=10_000):
         for stored in page:
             with contextlib.suppress(EntryError):  # the log checks report damaged rows
@@ -168,6 +169,15 @@ def _audit_leadership(
     )
     report.findings.extend(keys.findings)
     report.ceremonies = keys.ceremonies
+    curation = [
+        sl.ActEntry(e.author, e.seq, e.lamport, e.kind, e.hash, e.body)
+        for e in entries
+        if e.kind in sl.KINDS
+    ]
+    leaders = {term: proof.leader for term, proof in checked.proof.proven.items()}
+    report.findings.extend(
+        sl.audit_acts(curation, leaders, checked.proof.ends(), proofs_pending=checked.waiting > 0)
+    )
 
 
 def _named(finding: Finding, authors: set[bytes]) -> bool:

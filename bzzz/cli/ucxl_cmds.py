@@ -23,7 +23,7 @@ from bzzz.domain.roles import can_make_decisions
 from bzzz.errors import UsageError
 from bzzz.home.location import resolve_home
 from bzzz.home.node import Node, cluster_id_of, open_node
-from bzzz.projections.context import read_context, version_address, version_json
+from bzzz.projections.context import hidden_json, read_context, version_address, version_json
 from bzzz.projections.membership import read_membership
 
 app = typer.Typer(help="Shared context by UCXL address.", no_args_is_help=True)
@@ -42,27 +42,21 @@ def _address(text: str, what: str = "ADDRESS") -> ucxl.Address:
         raise UsageError(f"{what}: {error}") from None
 
 
-def _one(context: cx.Context, address: ucxl.Address) -> cx.Item:
-    """The one item `address` names, or a usage error that says why there is none."""
-    if address.is_pattern:
-        raise UsageError("ADDRESS has a *: that is a search (`bzzz ucxl search PATTERN`)")
-    found = context.find(address)
-    if len(found) > 1:
-        raise UsageError(f"the agent {address.agent} begins {len(found)} ids: give more of it")
-    if not found:
-        raise UsageError(f"nothing at {address} (`bzzz ucxl search` lists what there is)")
-    return found[0]
-
-
 def _context(node: Node) -> cx.Context:
+    """The context this node's logs hold, sealed versions opened where its keys allow."""
     project = cx.project_name(node.config.mesh.cluster)
-    return read_context(node.store, node.roles, cluster_id_of(node.config), project)
+    keyring, _ = node_keyring(node)
+    return read_context(node.store, node.roles, cluster_id_of(node.config), project, keyring)
 
 
 def _line(item: cx.Item, version: cx.Version) -> str:
+    sealed = f", sealed for {version.sealed_for}" if version.sealed_for else ""
+    superseded = ", superseded" if version.superseded_by else ""
+    links = "".join(f", from task {link.task}" for link in version.links if link.task)
     return (
         f"[bold]{escape(version_address(item, version))}[/bold] [dim]({version.number} of "
-        f"{len(item.versions)}, {version.kind}, {iso_ms(version.ts)})[/dim]"
+        f"{len(item.versions)}, {version.kind}, {iso_ms(version.ts)}"
+        f"{escape(sealed + superseded + links)})[/dim]"
     )
 
 
@@ -71,7 +65,7 @@ def get(address: AddressArg, home: HomeOption = None, json_: JsonOption = False)
     """The version of one piece of context an address names (~latest, ~vN, ~-N, a time)."""
     wanted = _address(address)
     with open_node(resolve_home(home)) as node:
-        item = _one(_context(node), wanted)
+        item = cx.one_item(_context(node), wanted)
     version = cx.pick(item.versions, wanted.temporal)
     if version is None:
         raise UsageError(
@@ -90,7 +84,7 @@ def history(address: AddressArg, home: HomeOption = None, json_: JsonOption = Fa
     """Every version of one piece of context, oldest first, and who wrote each."""
     wanted = _address(address)
     with open_node(resolve_home(home)) as node:
-        item = _one(_context(node), wanted)
+        item = cx.one_item(_context(node), wanted)
     if json_:
         print_json(
             {
@@ -115,15 +109,22 @@ def search(
     """Every piece of context a pattern matches (a path matches itself and below)."""
     wanted = _address(pattern, "PATTERN")
     with open_node(resolve_home(home)) as node:
-        found = _context(node).search(wanted)
+        context = _context(node)
+    found, hidden = context.search(wanted), hidden_json(context, wanted)
     if json_:
-        print_json({"pattern": str(wanted), "found": [version_json(i, v) for i, v in found]})
+        rows = [version_json(i, v) for i, v in found]
+        print_json({"pattern": str(wanted), "found": rows, "hidden": hidden})
         return
     if not found:
         out.print("nothing matches")
     for item, version in found:
         first = version.text.splitlines()[0] if version.text else ""
         out.print(f"{_line(item, version)} {escape(first[:100])}", highlight=False)
+    for row in hidden:
+        out.print(
+            f"[dim]{row['versions']} version(s) sealed for {escape(row['sealed_for'])} may "
+            "match and are not shown (this node holds no key of that role)[/dim]"
+        )
 
 
 def _text(text: str | None, file: Path | None) -> str:
@@ -174,9 +175,17 @@ def _write(
         entry = node.store.append(node.identity.signer, kind, encode_payload(data), now_ms())
         item = _context(node).history(at)
     notify_agent(where)
-    if item is None:  # pragma: no cover - the entry was just written
-        raise UsageError("the entry was written but does not read back as context")
-    version = next(v for v in item.versions if v.hash == entry.hash)
+    version = next((v for v in item.versions if v.hash == entry.hash), None) if item else None
+    if item is None or version is None:
+        # Sealed for a role this node may not read: written, and not readable here.
+        if json_:
+            print_json({"version": None, "entry": entry.hash.hex(), "sealed_for": seal_for})
+        else:
+            out.print(
+                f"wrote entry {entry.hash.hex()[:12]} (seq {entry.seq}), sealed for "
+                f"{escape(seal_for or '?')}: this node holds no key of that role to read it back"
+            )
+        return
     if json_:
         print_json(version_json(item, version))
     else:

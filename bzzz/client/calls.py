@@ -29,6 +29,9 @@ class Version:
     kind: str
     hash: str
     text: str
+    sealed_for: str | None = None  # the role it is sealed for (opened by the node)
+    superseded_by: str | None = None  # the hash of the version that superseded it
+    links: list[Mapping[str, str | None]] = field(default_factory=list)  # {"task", "thread"}
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields newer servers add
 
 
@@ -44,6 +47,7 @@ class Found:
     pattern: str
     found: list[Version]
     more: int
+    hidden: dict[str, int] = field(default_factory=dict)  # sealed-for role -> versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,20 @@ class Call(Generic[T]):
     body: Mapping[str, Any] | None = None
 
 
-_VERSION_FIELDS = tuple(f for f in Version.__dataclass_fields__ if f != "extra")
+_REQUIRED = (
+    "address",
+    "latest",
+    "version",
+    "versions",
+    "author",
+    "author_name",
+    "seq",
+    "ts",
+    "kind",
+    "hash",
+    "text",
+)
+_OPTIONAL = ("sealed_for", "superseded_by", "links")
 
 
 def _bad(what: str) -> UcxiError:
@@ -77,10 +94,11 @@ def _map(data: Any, what: str) -> Mapping[str, Any]:
 def parse_version(data: Any) -> Version:
     row = _map(data, "a version")
     try:
-        known = {name: row[name] for name in _VERSION_FIELDS}
+        known = {name: row[name] for name in _REQUIRED}
     except KeyError as missing:
         raise _bad(f"a version has no {missing}") from None
-    extra = {k: v for k, v in row.items() if k not in known}
+    known.update({name: row[name] for name in _OPTIONAL if row.get(name) is not None})
+    extra = {k: v for k, v in row.items() if k not in known and k != "readable"}
     return Version(**known, extra=extra)
 
 
@@ -97,7 +115,12 @@ def parse_found(data: Any) -> Found:
     found = row.get("found")
     if not isinstance(found, list):
         raise _bad("found is not a list")
-    return Found(str(row.get("pattern")), [parse_version(v) for v in found], _int(row))
+    hidden = {
+        h["sealed_for"]: h["versions"]
+        for h in row.get("hidden") or []
+        if isinstance(h, Mapping) and isinstance(h.get("sealed_for"), str)
+    }
+    return Found(str(row.get("pattern")), [parse_version(v) for v in found], _int(row), hidden)
 
 
 def parse_written(data: Any) -> Written:

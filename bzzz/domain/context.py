@@ -64,6 +64,7 @@ from bzzz.domain import ucxl
 from bzzz.domain.payload import payload_map
 from bzzz.domain.sealing import DAMAGED, MISMATCH, OPEN, SEALED, Opened, not_open, parse_envelope
 from bzzz.domain.task_entries import COMPLETED
+from bzzz.errors import NotFoundError, UsageError
 
 PUT = "context.put"
 DECISION = "decision.made"
@@ -240,6 +241,19 @@ class Context:
                 if version is not None:
                     found.append((item, version))
         return found
+
+
+def one_item(context: Context, address: ucxl.Address) -> Item:
+    """The one item `address` names; a `UsageError` when it is a pattern or its agent
+    prefix is ambiguous, a `NotFoundError` when there is none."""
+    if address.is_pattern:
+        raise UsageError("the address has a *: that is a search (`bzzz ucxl search`)")
+    found = context.find(address)
+    if len(found) > 1:
+        raise UsageError(f"the agent {address.agent} begins {len(found)} ids: give more of it")
+    if not found:
+        raise NotFoundError(f"nothing at {address} (`bzzz ucxl search` lists what there is)")
+    return found[0]
 
 
 def _known_path(kind: str) -> tuple[tuple[str, ...], bool]:

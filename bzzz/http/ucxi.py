@@ -61,6 +61,18 @@ class Error(BaseModel):
     error: str = Field(description="What was wrong and what to do, in one line.")
 
 
+class Link(BaseModel):
+    """Where a decision came from, as the elected admin recorded it."""
+
+    task: str | None
+    thread: str | None
+
+
+class Hidden(BaseModel):
+    sealed_for: str = Field(description="The role they are sealed for.")
+    versions: int = Field(ge=1, description="How many may match and are not shown.")
+
+
 class Version(BaseModel):
     """One version of a piece of context."""
 
@@ -77,6 +89,16 @@ class Version(BaseModel):
     kind: str = Field(description="The entry's kind (context.put, decision.made, hmmm.*).")
     hash: str = Field(description="The entry's hash (hex).")
     text: str
+    sealed_for: str | None = Field(
+        default=None, description="The role it is sealed for (opened here); null: plain."
+    )
+    readable: bool = True
+    links: list[Link] = Field(
+        default_factory=list, description="The task and thread a decision came from."
+    )
+    superseded_by: str | None = Field(
+        default=None, description="The hash of the version that superseded this one."
+    )
 
 
 class History(BaseModel):
@@ -89,6 +111,10 @@ class Found(BaseModel):
     pattern: str
     found: list[Version] = Field(description="The latest version of each piece that matches.")
     more: int = Field(ge=0, description="Pieces left out past `limit`.")
+    hidden: list[Hidden] = Field(
+        default_factory=list,
+        description="Versions sealed for roles this node holds no key of, that may match.",
+    )
 
 
 class Put(BaseModel):

@@ -225,3 +225,34 @@ def test_status_says_where_ucxi_is_and_where_its_token_is(node: Node) -> None:
     assert ucxi == {"url": f"{node.url}/ucxi/v1", "token_file": str(node.agent.home / "ucxi.token")}
     text = bzzz("status", "--home", str(node.agent.home)).stdout
     assert f"ucxi: {node.url}/ucxi/v1 (the token is in" in text
+
+
+def test_a_sealed_version_reads_where_the_keys_allow_and_is_counted_elsewhere(
+    node: Node, tmp_path: Path
+) -> None:
+    address = decision_at(node, "notes/sealed.md", task="sealed")
+    with node.client() as ucxi:
+
+        def sealed_written() -> object:
+            try:  # the admin grants itself the role keys soon after it is elected
+                return ucxi.put(address, "the merger closes Friday", seal_for="admin")
+            except UcxiError as error:
+                assert error.status == 400, error
+                return None
+
+        written = wait_for(sealed_written, 30, "a version sealed for admin")
+        assert written.version is not None and written.version.sealed_for == "admin"
+        assert ucxi.resolve(address).text == "the merger closes Friday"
+    reviewer = node.agent.home.parent / "n1"
+    pattern = "ucxl://*:*@test:sealed/~latest"
+
+    def counted() -> dict[str, object] | None:
+        run = bzzz("ucxl", "search", pattern, "--home", str(reviewer), "--json")
+        shown = json.loads(run.stdout)
+        return shown if shown["hidden"] else None
+
+    shown = wait_for(counted, 30, "the sealed version counted on the reviewer's node")
+    assert shown["found"] == [] and shown["hidden"] == [{"sealed_for": "admin", "versions": 1}]
+    assert "merger" not in json.dumps(shown)
+    text = bzzz("ucxl", "search", pattern, "--home", str(reviewer)).stdout
+    assert "1 version(s) sealed for admin may match and are not shown" in text
