@@ -143,8 +143,10 @@ def test_the_portal_in_a_real_terminal(
     tmux.wait_screen("own", f"claimed  p0  {spec.id}  you")
     # the other node sees the grant once the grant and the proof of its term reach it
     wait_for(
-        lambda: (answer := ask(a.home, {"op": "task", "task": spec.id})) is not None
-        and answer["task"]["holder_name"] == "person",
+        lambda: (
+            (answer := ask(a.home, {"op": "task", "task": spec.id})) is not None
+            and answer["task"]["holder_name"] == "person"
+        ),
         20,
         "n0 to show the person holding the task",
     )
