@@ -12,6 +12,7 @@ most `MAX_FOUND` rows an answer (`more` says how many were left out)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,14 +23,21 @@ from bzzz.domain import membership as ms
 from bzzz.domain import ucxl
 from bzzz.domain.context_write import Writer, check_text, check_write
 from bzzz.domain.roles import can_make_decisions
-from bzzz.errors import NotFoundError, UsageError
+from bzzz.errors import EntryError, NotFoundError, UsageError
 from bzzz.mesh.mesh import Mesh
-from bzzz.projections.context import READ_KINDS, hidden_json, read_context, version_json
+from bzzz.projections.context import (
+    READ_KINDS,
+    fold_more,
+    hidden_json,
+    read_context,
+    version_json,
+)
 from bzzz.projections.keyring import KINDS as KEY_KINDS
 from bzzz.services.keys import KeyService
 
 MAX_FOUND = 500  # items of a search, versions of a history
 CHANGES = (*READ_KINDS, *ms.KINDS, *ld.KINDS, *KEY_KINDS)  # kinds that can change context
+MAX_MORE = 2000  # context entries added to a folded context; past them, read it again
 
 
 def _address(request: dict[str, Any], key: str) -> ucxl.Address:
@@ -76,14 +84,23 @@ class ContextRequests:
         if no entry that can change it arrived since, else read again."""
         mesh, last = self.mesh, self._folded
         position = mesh.store.max_position()
+        keyring = self.keys.keyring if self.keys is not None else None
         if last is not None and last.held == held:
             if last.position == position:
                 return _Folded(mark, position, held, last.context)
-            changes = mesh.store.notifications(after=last.position, kinds=CHANGES, limit=1)
+            changes = mesh.store.notifications(
+                after=last.position, kinds=CHANGES, limit=MAX_MORE + 1
+            )
             if not changes:
                 return _Folded(mark, position, held, last.context)
+            if len(changes) <= MAX_MORE and all(c.kind in cx.KINDS for c in changes):
+                entries = []
+                for stored in changes:
+                    with contextlib.suppress(EntryError):  # the audit reports damage
+                        entries.append(stored.decode())
+                more = fold_more(last.context, entries, mesh.roles, mesh.membership, keyring)
+                return _Folded(mark, changes[-1].position, held, more)
         project = cx.project_name(mesh.cluster)
-        keyring = self.keys.keyring if self.keys is not None else None
         context = read_context(mesh.store, mesh.roles, mesh.cluster_id, project, keyring)
         return _Folded(mark, position, held, context)
 

@@ -157,6 +157,8 @@ class Context:
     ignored: list[tuple[bytes, int, str]] = field(default_factory=list)  # author, seq, why
     hidden: list[Hidden] = field(default_factory=list)  # sealed, not readable here
     _by_hash: dict[bytes, tuple[ucxl.Address, Version]] = field(default_factory=dict)
+    # The addresses of each (role, project, task, path): a short agent prefix looks here.
+    _by_rest: dict[tuple[object, ...], list[ucxl.Address]] = field(default_factory=dict)
 
     def items(self) -> list[Item]:
         return [Item(a, tuple(v)) for a, v in sorted(self._items.items(), key=lambda i: str(i[0]))]
@@ -165,14 +167,38 @@ class Context:
         """Add a version (numbered by `number_versions` once all are in)."""
         self._items.setdefault(address, []).append(version)
 
-    def number_versions(self) -> None:
-        """Order each item's versions by the author's log and number them from 1."""
-        self._by_hash = {}
-        for address, versions in self._items.items():
+    def number_versions(self, addresses: Iterable[ucxl.Address] | None = None) -> None:
+        """Order each item's versions by the author's log and number them from 1 (only
+        the items at `addresses`, when given: those a later fold added to)."""
+        if addresses is None:
+            self._by_hash, self._by_rest = {}, {}
+        for address in self._items if addresses is None else addresses:
+            versions = self._items[address]
             versions.sort(key=lambda v: v.seq)
             numbered = [dataclasses.replace(v, number=n) for n, v in enumerate(versions, start=1)]
             self._items[address] = numbered
             self._by_hash.update((v.hash, (address, v)) for v in numbered)
+            same = self._by_rest.setdefault(_rest(address), [])
+            if address not in same:
+                same.append(address)
+
+    def merged(self, more: Context) -> Context:
+        """This context and the versions, hidden versions and reasons of `more` (folded
+        from entries that arrived later), as a new context; this one is not changed.
+        The versions already here keep their curation."""
+        items = {address: list(versions) for address, versions in self._items.items()}
+        for address, versions in more._items.items():
+            items.setdefault(address, []).extend(versions)
+        merged = Context(
+            self.project,
+            items,
+            [*self.ignored, *more.ignored],
+            [*self.hidden, *more.hidden],
+            dict(self._by_hash),
+            {rest: list(addresses) for rest, addresses in self._by_rest.items()},
+        )
+        merged.number_versions(more._items)
+        return merged
 
     def version(self, entry_hash: bytes) -> tuple[ucxl.Address, Version] | None:
         """The version an entry hash names, with its item's address, if placed here."""
@@ -213,9 +239,9 @@ class Context:
         if exact is not None:
             return [Item(key, tuple(exact))]
         return [
-            Item(a, tuple(v))
-            for a, v in self._items.items()
-            if a.agent.startswith(key.agent) and a == _latest(_with_agent(key, a.agent))
+            Item(a, tuple(self._items[a]))
+            for a in self._by_rest.get(_rest(key), ())
+            if a.agent.startswith(key.agent)
         ]
 
     def history(self, address: ucxl.Address) -> Item | None:
@@ -270,9 +296,9 @@ def _known_path(kind: str) -> tuple[tuple[str, ...], bool]:
     return (), False
 
 
-def _with_agent(address: ucxl.Address, agent: str) -> ucxl.Address:
-    a = address
-    return ucxl.Address(agent, a.role, a.project, a.task, a.temporal, a.path)
+def _rest(address: ucxl.Address) -> tuple[object, ...]:
+    """An address without its agent and temporal parts."""
+    return (address.role, address.project, address.task, address.path)
 
 
 def _latest(address: ucxl.Address) -> ucxl.Address:

@@ -18,6 +18,7 @@ from bzzz.domain import slurp as sl
 from bzzz.domain import ucxl
 from bzzz.domain.context import KINDS, Context, ContextEntry, Item, Version, fold_context
 from bzzz.domain.entry import Entry
+from bzzz.domain.membership import Membership
 from bzzz.domain.roles import Roles, can_make_decisions
 from bzzz.domain.sealing import Opened
 from bzzz.projections.keyring import Keyring
@@ -65,19 +66,45 @@ def read_context(
     members (past members too, in the role they had when removed), sealed ones opened
     with `keyring` when it holds their role's key, curated by the admins' acts."""
     membership = read_membership(store, roles, cluster_id)
-    roles_of = {key: m.role for key, m in membership.removed.items()}
-    roles_of.update({key: m.role for key, m in membership.members.items()})
-    deciding = frozenset(r.name for r in roles.by_name.values() if can_make_decisions(r))
     read = [e for _, e in entries_of_kinds(store, READ_KINDS)]
     entries = [e for e in read if e.kind in KINDS]
     acts = [act_entry(e) for e in read if e.kind in sl.KINDS]
-    opener = _KeyringOpener(keyring, entries) if keyring is not None else None
-    context = fold_context((context_entry(e) for e in entries), roles_of, project, deciding, opener)
+    context = _fold(entries, roles, membership, project, keyring)
     if not acts:
         return context
     proof = offline_view(store, roles, cluster_id).proof
     leaders = {term: p.leader for term, p in proof.proven.items()}
     return sl.curate(context, sl.fold_acts(acts, leaders, proof.ends(), context))
+
+
+def _fold(
+    entries: list[Entry],
+    roles: Roles,
+    membership: Membership,
+    project: str,
+    keyring: Keyring | None,
+) -> Context:
+    """Context entries folded: by members (past ones in the role they had when
+    removed), decisions from deciding roles only, sealed ones opened with `keyring`."""
+    roles_of = {key: m.role for key, m in membership.removed.items()}
+    roles_of.update({key: m.role for key, m in membership.members.items()})
+    deciding = frozenset(r.name for r in roles.by_name.values() if can_make_decisions(r))
+    opener = _KeyringOpener(keyring, entries) if keyring is not None else None
+    return fold_context((context_entry(e) for e in entries), roles_of, project, deciding, opener)
+
+
+def fold_more(
+    context: Context,
+    entries: list[Entry],
+    roles: Roles,
+    membership: Membership,
+    keyring: Keyring | None = None,
+) -> Context:
+    """`context` with context entries that arrived after it was read: what
+    `read_context` would give, as long as no membership, election, key or curation
+    entry arrived meanwhile (those change what earlier entries mean: read again)."""
+    added = [e for e in entries if e.kind in KINDS]
+    return context.merged(_fold(added, roles, membership, context.project, keyring))
 
 
 def version_address(item: Item, version: Version) -> str:

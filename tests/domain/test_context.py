@@ -4,6 +4,8 @@ which version an address names."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bzzz.domain import context as cx
 from bzzz.domain import hmmm as hm
@@ -166,3 +168,45 @@ def test_other_kinds_are_not_context() -> None:
 )
 def test_a_clusters_project_name(cluster: str | None, project: str) -> None:
     assert cx.project_name(cluster) == project
+
+
+def _state(context: cx.Context) -> list[tuple[str, list[tuple[int, str, int]]]]:
+    return [
+        (str(item.address), [(v.number, v.text, v.seq) for v in item.versions])
+        for item in context.items()
+    ]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([DEV, ARCH, OUTSIDER]),
+            st.sampled_from([cx.PUT, cx.DECISION, hm.PLAN]),
+            st.sampled_from(["a.md", "b.md", "decisions/c.md"]),
+        ),
+        max_size=30,
+    ),
+    st.integers(min_value=0, max_value=30),
+)
+def test_a_later_fold_merged_in_is_the_fold_of_everything(
+    writes: list[tuple[bytes, str, str]], split: int
+) -> None:
+    seqs: dict[bytes, int] = {}
+    entries = []
+    for author, kind, path in writes:
+        seqs[author] = seqs.get(author, 0) + 1
+        body = {"thread": TASK, "text": path} if kind == hm.PLAN else {}
+        body = body or {"task": TASK, "path": path.split("/"), "text": f"{path} {seqs[author]}"}
+        entries.append(entry(author, seqs[author], kind, **body))
+    first, later = entries[:split], entries[split:]
+    whole, merged = fold(*entries), fold(*first).merged(fold(*later))
+    assert _state(merged) == _state(whole)
+    assert sorted(merged.ignored) == sorted(whole.ignored)
+    for item in whole.items():  # and a short agent prefix finds the same item
+        short = item.address
+        prefixed = ucxl.Address(short.agent[:8], *_rest_of(short))
+        assert [i.address for i in merged.find(prefixed)] == [short]
+
+
+def _rest_of(a: ucxl.Address) -> tuple[str, str, str, ucxl.Temporal, tuple[str, ...]]:
+    return a.role, a.project, a.task, a.temporal, a.path
