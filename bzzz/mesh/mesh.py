@@ -1,26 +1,26 @@
 """A node's place in the mesh: its SSH server, its sessions with peers, and the
-replication state they share (our heads, membership, fork alerts).
+replication state they share (our heads, membership, fork alerts); its appends, the
+entries peers send it, and the routing of election messages.
 
-All store access runs on worker threads; writes are serialised by one lock, so the
-event loop never blocks on SQLite or PostgreSQL.
+Writes are serialised by one lock. Store work on a few entries of SQLite runs on the
+event loop (quicker than a hand-off to a thread); the rest, and all PostgreSQL work,
+runs on worker threads. The dial loops are `dialing.py`'s, and announcing where this
+node listens is `announcing.py`'s: the mesh owns them and tells them when to look again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import statistics
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncssh
 
 from bzzz.clock import now_ms, sleep_to_tick
-from bzzz.domain import addresses as ad
 from bzzz.domain import alerts
 from bzzz.domain import membership as ms
 from bzzz.domain.addresses import parse_address
@@ -34,22 +34,17 @@ from bzzz.domain.profile import Profile
 from bzzz.domain.roles import Roles
 from bzzz.domain.standing import Standing
 from bzzz.domain.wire import Hello
-from bzzz.errors import (
-    ConnectionClosed,
-    PeerDown,
-    PeerError,
-    PeerMisbehaved,
-    ProtocolError,
-    StoreError,
-)
+from bzzz.errors import ConnectionClosed, PeerDown, PeerMisbehaved, ProtocolError, StoreError
 from bzzz.home.config import MeshConfig
 from bzzz.home.keys import Identity
 from bzzz.mesh.address_book import AddressBook, Announcement, read_announcements
+from bzzz.mesh.announcing import Announcer
+from bzzz.mesh.dialing import Dialer
 from bzzz.mesh.parking import Parking
 from bzzz.mesh.resources import load_permille, mem_free_mb
 from bzzz.mesh.session import PeerSession
-from bzzz.mesh.transport import Gate, Login, Streams, dial, start_server
-from bzzz.mesh.views import DialedView, MeshView
+from bzzz.mesh.transport import Gate, Login, Streams, start_server
+from bzzz.mesh.views import MeshView
 from bzzz.projections.membership import NOT_MEMBER, ingest_members_only, read_membership
 from bzzz.store import EventStore
 from bzzz.store.event_store import Written
@@ -69,10 +64,6 @@ POLL_S = 1.0
 # (author, seq), so a live push does not read back what was just written.
 RECENT_HASHES = 65_536
 RECENT_RAWS = 16_384
-DIAL_CHECK_S = 1.0  # how often a target connected the other way round is looked at
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 2.0
-STABLE_S = 5.0
 READ_CHUNK = 4096
 # A SQLite write of this many entries or fewer runs on the event loop: it takes a few
 # tenths of a millisecond (an fsync included for our own), less than handing it to a
@@ -81,25 +72,10 @@ INLINE_WRITE = 16
 T = TypeVar("T")
 
 
-@dataclass
-class Dialed:
-    """A static or discovered address we keep a connection to."""
-
-    host: str
-    port: int
-    expected: bytes | None = None
-    peer: bytes | None = None
-    last_error: str | None = None
-    announced: bool = False  # dialed because `expected` announced it (not config or mDNS)
-
-    @property
-    def address(self) -> str:
-        return ad.format_address(self.host, self.port)
-
-
 class Mesh:
-    """Implements the services' `Replica` port (`bzzz.services.ports`) and the sessions'
-    `SessionHost` (`bzzz.mesh.session`)."""
+    """Implements the services' `Replica` port (`bzzz.services.ports`), the sessions'
+    `SessionHost` (`bzzz.mesh.session`), the dial loops' `DialHost` (`dialing.py`) and
+    the announcer's `AnnounceHost` (`announcing.py`)."""
 
     def __init__(
         self,
@@ -127,7 +103,6 @@ class Mesh:
         self.heads: dict[bytes, int] = {}
         self.membership = ms.Membership()
         self.sessions: dict[bytes, PeerSession] = {}
-        self.dialed: dict[str, Dialed] = {}
         self.started = time.time()
         self.position = 0
         self.bound: tuple[str, int] | None = None
@@ -151,7 +126,8 @@ class Mesh:
         self._acts_folded = 0
         self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         self.book = AddressBook()  # where members listen, from their announcements
-        self._announcing = False
+        self.dialer = Dialer(self, self.book, self._spawn, self._run_outbound)
+        self._announcer = Announcer(self, self.book, self._spawn)
 
     # Life cycle
 
@@ -166,8 +142,8 @@ class Mesh:
         self._spawn(self._poll_loop())
         for address in peers:
             self.add_peer(address)
-        self._dial_members()
-        self._maybe_announce()
+        self.dialer.dial_members()
+        self._announcer.maybe_announce()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -211,8 +187,8 @@ class Mesh:
             if self._parked:
                 self._spawn(self._unpark())
         if changed or moved:
-            self._dial_members()
-        self._maybe_announce()
+            self.dialer.dial_members()
+        self._announcer.maybe_announce()
         self._heads_moved()
 
     def _read_state(
@@ -516,7 +492,7 @@ class Mesh:
             self._park(report.unwanted)
         self._remember(report.accepted)
         if self.book.take_entries(report.accepted):
-            self._dial_members()
+            self.dialer.dial_members()
         touched: dict[bytes, int] = {}
         for entry in report.accepted:
             if entry.seq > self.heads.get(entry.author, 0):
@@ -635,7 +611,7 @@ class Mesh:
                 return
             self._links_changed()
             if not outbound:
-                self._learn_address(session)
+                self.dialer.dial_back(session)
             log.info("connected to %s (%s) at %s", session.name, peer.hex()[:12], address)
             await session.run()
         except ProtocolError as error:
@@ -683,127 +659,26 @@ class Mesh:
         except StoreError as error:
             log.error("could not record the alert: %s", error)
 
-    # Dialing
+    async def _run_outbound(
+        self, peer: bytes, address: str, streams: Streams, close: Callable[[], None]
+    ) -> None:
+        """A connection a dial loop made (`dialing.py`)."""
+        await self._run_session(peer, address, True, streams, close)
+
+    # Dialing (`dialing.py`)
 
     def add_peer(
         self, address: str, expected: bytes | None = None, announced: bool = False
     ) -> None:
-        host, port = parse_address(address)
-        key = ad.format_address(host, port)
-        if key in self.dialed or (self.bound and port == self.bound[1] and host in _LOCAL):
-            return
-        target = Dialed(host, port, expected, announced=announced)
-        self.dialed[key] = target
-        self._spawn(self._dial_loop(target))
-
-    def _dial_members(self) -> None:
-        """Dial every member at every address it announced (one seed is enough: the
-        others' addresses come with their logs). A target whose member no longer
-        announces it ends its dial loop itself."""
-        if self.bound is None:  # not started (a `bzzz join` copying logs): no dialing
-            return
-        for member, addresses in self.book.directory.members().items():
-            if member != self.me and self.membership.is_member(member):
-                for address in addresses:
-                    self.add_peer(address, expected=member, announced=True)
-
-    def _still_announced(self, target: Dialed) -> bool:
-        if not target.announced or target.expected is None:
-            return True
-        announced = self.book.directory.of(target.expected)
-        return any(ad.format_address(*parse_address(a)) == target.address for a in announced)
-
-    def _maybe_announce(self) -> None:
-        """Announce where this node listens, once it is a member and whenever that
-        differs from its latest announcement."""
-        if self._announcing or self.bound is None or not self.membership.is_member(self.me):
-            return
-        wanted = self.book.stale(self.me, self.listen, self.bound[1], self.settings.advertise)
-        if wanted is not None:
-            self._announcing = True
-            self._spawn(self._announce(wanted))
-
-    async def _announce(self, addresses: tuple[str, ...]) -> None:
-        try:
-            await self.append(ad.ANNOUNCED, ad.announced_body(addresses))
-            log.info("announced our addresses: %s", ", ".join(addresses))
-        except StoreError as error:
-            log.error("could not announce our addresses: %s", error)
-        finally:
-            self._announcing = False
-
-    def _learn_address(self, session: PeerSession) -> None:
-        """A member that dialed us says where it listens: dial it there from now on, so
-        that the link comes back when it restarts without naming us as a peer. Only
-        that member's key is accepted at that address."""
-        listen = session.hello.listen if session.hello else ""
-        try:
-            host, port = parse_address(listen)
-            if host in _ANY:  # it listens everywhere: reach it where it came from
-                host = parse_address(session.address)[0]
-        except ValueError:
-            return
-        if port == 0:
-            return
-        self.add_peer(f"{host}:{port}", expected=session.peer)
-
-    def _accept_host(self, target: Dialed) -> Callable[[bytes], bool]:
-        def accept(key: bytes) -> bool:
-            if target.expected is not None and key != target.expected:
-                return False
-            return self.is_member(key)
-
-        return accept
-
-    async def _dial_loop(self, target: Dialed) -> None:
-        delay = BACKOFF_MIN_S
-        while True:
-            known = target.expected or target.peer
-            if known is not None and known in self.membership.removed:
-                log.info("no longer dialing %s: removed from the cluster", target.address)
-                self.dialed.pop(target.address, None)
-                return
-            if not self._still_announced(target):
-                log.info("no longer dialing %s: its member announced others", target.address)
-                self.dialed.pop(target.address, None)
-                return
-            if known is not None and known in self.sessions:
-                await sleep_to_tick(DIAL_CHECK_S)  # connected the other way round
-                continue
-            began = time.monotonic()
-            try:
-                conn, peer, streams = await dial(
-                    self.identity, target.host, target.port, self._accept_host(target)
-                )
-            except PeerError as error:
-                target.last_error = str(error)
-                log.debug("cannot reach %s: %s", target.address, target.last_error)
-            else:
-                target.peer, target.last_error = peer, None
-                async with conn:
-                    await self._run_session(peer, target.address, True, streams, conn.close)
-            if time.monotonic() - began > STABLE_S:
-                delay = BACKOFF_MIN_S
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, BACKOFF_MAX_S)
+        """Keep a link to `address` (accepting only `expected`'s key there, if given)."""
+        self.dialer.add_peer(address, expected, announced)
 
     # Status
 
     def view(self) -> MeshView:
         """What this node knows of itself and its peers, for status."""
-        connected = set(self.sessions)
         names = {key: member.name for key, member in self.membership.members.items()}
-        unreached = [
-            DialedView(known, target.address, target.last_error, names.get(known or b""))
-            for target in self.dialed.values()
-            if (known := target.expected or target.peer) is None or known not in connected
-        ]
-        dialed = {t.expected or t.peer for t in self.dialed.values()}
-        unreached += [
-            DialedView(key, "", "no address known (it has not announced one yet)", name)
-            for key, name in names.items()
-            if key != self.me and key not in connected and key not in dialed
-        ]
+        unreached = self.dialer.unreached(names)
         me = self.membership.members.get(self.me)
         role = me.role if me else self.role
         found = self.roles.get(role)
@@ -823,7 +698,3 @@ class Mesh:
             peers=[s.view() for s in self.sessions.values()],
             unreached=unreached,
         )
-
-
-_LOCAL = {"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"}
-_ANY = {"0.0.0.0", "::"}

@@ -1,6 +1,6 @@
 """A node whose disk fills while a peer sends it entries drops the link, says why, and
 links again once there is room: its dial loop never dies of a store error (found by the
-nemesis: `Mesh._dial_loop` used to end on a StoreError)."""
+nemesis: `Dialer._dial_loop` used to end on a StoreError)."""
 
 from __future__ import annotations
 
