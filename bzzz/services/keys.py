@@ -17,7 +17,6 @@ in the clear; the log holds them only sealed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -36,7 +35,7 @@ from bzzz.domain.age_identity import age_identity_text
 from bzzz.domain.entry import Entry
 from bzzz.domain.leadership import LEADER
 from bzzz.domain.sealing import Opened
-from bzzz.errors import BzzzError, UsageError
+from bzzz.errors import UsageError
 from bzzz.projections.keyring import (
     KINDS,
     Keyring,
@@ -45,7 +44,7 @@ from bzzz.projections.keyring import (
     seal_to_agent,
     seal_to_recipient,
 )
-from bzzz.services.background import Background
+from bzzz.services.background import Background, rounds
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica
 
@@ -72,7 +71,7 @@ class KeyService:
 
     async def start(self) -> None:
         await self.refresh()
-        self._background.run(self._loop())
+        self._background.run(rounds(log, "keys", self._news, TICK_S, self._round))
 
     async def stop(self) -> None:
         await self._background.stop()
@@ -109,21 +108,11 @@ class KeyService:
         term = e.term
         return term if await self.election.proven_leader() == self.replica.me else None
 
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(TICK_S):
-                    await self._news.wait()
-            self._news.clear()
-            try:
-                await self.refresh()
-                if self._admin.is_set():
-                    await self.grant_owed()
-                await self.reconstruct_owed()
-            except BzzzError as error:
-                log.error("keys: %s", error)
-            except Exception:  # a bug must not end the keys' duties for the node's life
-                log.exception("keys: unexpected error; going on")
+    async def _round(self) -> None:
+        await self.refresh()
+        if self._admin.is_set():
+            await self.grant_owed()
+        await self.reconstruct_owed()
 
     # The admin's duty: grants
 

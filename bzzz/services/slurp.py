@@ -15,7 +15,6 @@ opens no sealed entry (a sealed decision's task and path stay sealed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from bzzz.clock import now_ms
@@ -24,8 +23,7 @@ from bzzz.domain import slurp as sl
 from bzzz.domain.entry import Entry
 from bzzz.domain.leadership import LEADER
 from bzzz.domain.roles import can_make_decisions
-from bzzz.errors import BzzzError
-from bzzz.services.background import Background
+from bzzz.services.background import Background, rounds
 from bzzz.services.board import BoardService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.hmmm import HmmmService
@@ -64,7 +62,7 @@ class SlurpService:
 
     async def start(self) -> None:
         await self.refresh()
-        self._background.run(self._loop())
+        self._background.run(rounds(log, "slurp", self._news, TICK_S, self._round))
 
     async def stop(self) -> None:
         await self._background.stop()
@@ -99,20 +97,10 @@ class SlurpService:
         term = e.term
         return term if await self.election.proven_leader() == self.replica.me else None
 
-    async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(TICK_S):
-                    await self._news.wait()
-            self._news.clear()
-            try:
-                await self.refresh()
-                if self._admin.is_set():
-                    await self.act_owed()
-            except BzzzError as error:
-                log.error("slurp: %s", error)
-            except Exception:  # a bug must not end the admin's duty for the node's life
-                log.exception("slurp: unexpected error; going on")
+    async def _round(self) -> None:
+        await self.refresh()
+        if self._admin.is_set():
+            await self.act_owed()
 
     async def owed(self) -> list[sl.Due]:
         """The acts owed now, as this node's logs, board and threads say."""
