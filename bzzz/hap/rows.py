@@ -245,15 +245,31 @@ def version_rows(versions: list[dict[str, Any]], now_ms: float | None = None) ->
     ]
 
 
+def _curation(version: dict[str, Any]) -> str:
+    """What the version's envelope and the admin say of it: sealed for a role, the task
+    and thread it came from, superseded."""
+    notes = []
+    if version.get("sealed_for"):
+        notes.append(f"sealed for {version['sealed_for']}")
+    for link in version.get("links") or []:
+        if isinstance(link, dict) and link.get("task"):
+            notes.append(f"from task {link['task']}")
+    if version.get("superseded_by"):
+        notes.append(f"superseded by {str(version['superseded_by'])[:12]}")
+    return " · ".join(notes)
+
+
 def version_text(version: dict[str, Any]) -> str:
     """One version in full, as markup (everything from the node escaped)."""
     author = escape(who(version.get("author"), version.get("author_name")))
+    curation = _curation(version)
     return "\n".join(
         [
             f"[b]{escape(str(version['address']))}[/b]",
             f"[dim]version {version['version']} of {version['versions']} · {author} · "
             f"{escape(str(version['kind']))} · {age(version.get('ts'))} ago · seq "
             f"{version['seq']} · {str(version['hash'])[:12]}[/dim]",
+            *([f"[magenta]{escape(curation)}[/magenta]"] if curation else []),
             "",
             escape(str(version.get("text") or "")),
         ]
