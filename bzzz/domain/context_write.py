@@ -35,10 +35,18 @@ def decision_address(address: ucxl.Address) -> ucxl.Address:
 
 
 def check_text(text: str) -> None:
+    """A version's text: not empty, valid Unicode, at most `MAX_TEXT` bytes of UTF-8
+    (so that the entry, sealed or not, stays within an entry's size limit)."""
     if not text.strip():
         raise UsageError("the text is empty")
-    if len(text) > cx.MAX_TEXT:
-        raise UsageError(f"the text has {len(text)} characters; at most {cx.MAX_TEXT}")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise UsageError(
+            f"the text is not valid Unicode: {error.reason} at character {error.start}"
+        ) from None
+    if size > cx.MAX_TEXT:
+        raise UsageError(f"the text is {size} bytes of UTF-8; at most {cx.MAX_TEXT}")
 
 
 def check_write(address: ucxl.Address, kind: str, writer: Writer) -> ucxl.Address:

@@ -126,7 +126,9 @@ class Put(BaseModel):
         max_length=MAX_ADDRESS,
         description="ucxl://AGENT:ROLE@PROJECT:TASK/~latest/PATH, AGENT being this node's id.",
     )
-    text: str = Field(min_length=1, max_length=MAX_TEXT)
+    text: str = Field(
+        min_length=1, max_length=MAX_TEXT, description="At most 60,000 bytes of UTF-8."
+    )
     decision: bool = Field(
         default=False, description="A decision (decision.made, under decisions/)."
     )
@@ -166,6 +168,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Error, "description": "Nothing at that address."}
+}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {"model": Error, "description": "A body over 1 MiB (refused before it is read)."}
 }
 UNAUTHORIZED = (
     "unauthorized: send `Authorization: Bearer TOKEN` with the token in the node's ucxi.token_file"
@@ -276,7 +281,7 @@ def ucxi_app(backend: UcxiBackend, token: BearerToken | None) -> FastAPI:
         dependencies=guarded,
         response_model=Written,
         status_code=HTTPStatus.CREATED,
-        responses=ERRORS,
+        responses={**ERRORS, **TOO_LARGE},
         summary="Write a new version of this node's own context (signed by the node).",
     )
     async def put(body: Put) -> dict[str, Any]:

@@ -28,7 +28,10 @@ from bzzz.http.ucxi import UcxiBackend, ucxi_app
 log = logging.getLogger("bzzz.http")
 
 LISTEN_KEY = "ucxi.listen"
-MAX_BODY = 512 * 1024  # a version's text is at most 60,000 characters (240 KB of UTF-8)
+# Above any request the document allows: 60,000 characters of text, each up to 12 bytes
+# of JSON (an astral character as two \u escapes, as json.dumps writes it), and a 4,096
+# character address.
+MAX_BODY = 1024 * 1024
 MAX_CONNECTIONS = 64
 KEEP_ALIVE_S = 30
 

@@ -210,3 +210,20 @@ def test_a_later_fold_merged_in_is_the_fold_of_everything(
 
 def _rest_of(a: ucxl.Address) -> tuple[str, str, str, ucxl.Temporal, tuple[str, ...]]:
     return a.role, a.project, a.task, a.temporal, a.path
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("   \n", "the text is empty"),
+        ("é" * 30_001, "60002 bytes of UTF-8; at most 60000"),
+        ("a\ud800b", "not valid Unicode: surrogates not allowed at character 1"),
+    ],
+)
+def test_a_version_text_is_checked_in_bytes_and_as_unicode(text: str, words: str) -> None:
+    from bzzz.domain.context_write import check_text
+    from bzzz.errors import UsageError
+
+    with pytest.raises(UsageError, match=words):
+        check_text(text)
+    check_text("é" * 30_000)  # 60,000 bytes: the most there may be

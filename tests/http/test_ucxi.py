@@ -140,7 +140,7 @@ def test_bad_requests_get_a_message_and_write_nothing(node: Node) -> None:
         auth = {"Authorization": f"Bearer {node.token}"}
         huge = http.post(
             "/ucxi/v1/context",
-            content=b'{"address": "' + b"x" * 600_000 + b'"}',
+            content=b'{"address": "' + b"x" * 1_100_000 + b'"}',
             headers={**auth, "Content-Type": "application/json"},
         )
         assert huge.status_code == 413 and "over" in huge.json()["error"]
@@ -148,6 +148,20 @@ def test_bad_requests_get_a_message_and_write_nothing(node: Node) -> None:
             "/ucxi/v1/context", json={"address": mine, "text": "x", "as": 1}, headers=auth
         )
         assert extra.status_code == 400 and "as" in extra.json()["error"]
+        # The longest text by characters, astral ones escaped as json.dumps writes them:
+        # within the body limit (no 413), and refused for its UTF-8 size, in one line.
+        wide = http.post(
+            "/ucxi/v1/context",
+            content=json.dumps({"address": mine, "text": "\U0001f600" * 60_000}),
+            headers={**auth, "Content-Type": "application/json"},
+        )
+        assert wide.status_code == 400 and "240000 bytes of UTF-8" in wide.json()["error"]
+        lone = http.post(
+            "/ucxi/v1/context",
+            content=json.dumps({"address": mine, "text": "a\ud800"}),  # a lone surrogate
+            headers={**auth, "Content-Type": "application/json"},
+        )
+        assert lone.status_code == 400 and "unicode string" in lone.json()["error"]
 
 
 def test_the_async_client_reads_the_board_and_threads(node: Node) -> None:
