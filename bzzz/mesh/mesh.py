@@ -4,17 +4,20 @@ entries peers send it, and the routing of election messages.
 
 Writes are serialised by one lock. Store work on a few entries of SQLite runs on the
 event loop (quicker than a hand-off to a thread); the rest, and all PostgreSQL work,
-runs on worker threads. The dial loops are `dialing.py`'s, and announcing where this
-node listens is `announcing.py`'s: the mesh owns them and tells them when to look again.
+runs on worker threads.
+
+The mesh owns the parts with a job of their own and delegates to them: the dial loops
+(`dialing.py`) and announcing where this node listens (`announcing.py`), which it tells
+when to look again; the entries it stored lately (`recent.py`), which it asks before the
+store; the waits for its heads (`head_waits.py`), which it tells when they move; and
+signing its own presence messages (`presence.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import statistics
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -26,10 +29,10 @@ from bzzz.domain import membership as ms
 from bzzz.domain.addresses import parse_address
 from bzzz.domain.election import EVERY_VOTER
 from bzzz.domain.election import Message as ElectionMsg
-from bzzz.domain.entry import Entry, entry_hash
+from bzzz.domain.entry import Entry
 from bzzz.domain.invite import secret_hash
 from bzzz.domain.payload import encode_payload
-from bzzz.domain.presence import Availability, ElectionMessage, Heartbeat, sign_presence
+from bzzz.domain.presence import ElectionMessage, sign_presence
 from bzzz.domain.profile import Profile
 from bzzz.domain.roles import Roles
 from bzzz.domain.standing import Standing
@@ -40,8 +43,10 @@ from bzzz.home.keys import Identity
 from bzzz.mesh.address_book import AddressBook, Announcement, read_announcements
 from bzzz.mesh.announcing import Announcer
 from bzzz.mesh.dialing import Dialer
+from bzzz.mesh.head_waits import HeadWaits
 from bzzz.mesh.parking import Parking
-from bzzz.mesh.resources import load_permille, mem_free_mb
+from bzzz.mesh.presence import Presence
+from bzzz.mesh.recent import RecentEntries
 from bzzz.mesh.session import PeerSession
 from bzzz.mesh.transport import Gate, Login, Streams, start_server
 from bzzz.mesh.views import MeshView
@@ -59,12 +64,7 @@ log = logging.getLogger("bzzz.mesh")
 BENIGN_REFUSALS = frozenset({"frozen", "store-damaged", NOT_MEMBER})
 # Writers in other processes poke the agent (`notify_agent`); polling is the fallback.
 POLL_S = 1.0
-# Hashes of entries stored lately, so duplicates (a full mesh forwards every entry to
-# peers that already have it) are dropped before any store work; and recent entries by
-# (author, seq), so a live push does not read back what was just written.
-RECENT_HASHES = 65_536
-RECENT_RAWS = 16_384
-READ_CHUNK = 4096
+READ_CHUNK = 4096  # entries of one log read at a time, for a session's sender
 # A SQLite write of this many entries or fewer runs on the event loop: it takes a few
 # tenths of a millisecond (an fsync included for our own), less than handing it to a
 # worker thread, whose two wake-ups cost about that much each on a virtual machine.
@@ -74,8 +74,9 @@ T = TypeVar("T")
 
 class Mesh:
     """Implements the services' `Replica` port (`bzzz.services.ports`), the sessions'
-    `SessionHost` (`bzzz.mesh.session`), the dial loops' `DialHost` (`dialing.py`) and
-    the announcer's `AnnounceHost` (`announcing.py`)."""
+    `SessionHost` (`bzzz.mesh.session`), the dial loops' `DialHost` (`dialing.py`), the
+    announcer's `AnnounceHost` (`announcing.py`), the head waits' `HeadsHost`
+    (`head_waits.py`) and presence's `PresenceHost` (`presence.py`)."""
 
     def __init__(
         self,
@@ -111,20 +112,20 @@ class Mesh:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._forks: list[tuple[bytes, int, bytes]] = []
         self._alerted_forks: set[bytes] = set()
-        self._waiters: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self._head_waits = HeadWaits(self)
         self.changed = asyncio.Event()  # set whenever our heads move
         self.arrivals = Arrivals(store)
         self._written: list[Written] = []  # stored by our writes, not yet published
         store.on_write(self._stored)
         self._election_handler: Callable[[ElectionMsg], None] | None = None
         self._link_lost_handler: Callable[[bytes], None] | None = None
-        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._recent = RecentEntries()
         self._parked = Parking()  # changed only under the write lock
         # Membership entries stored by this process, counted, and the count the folded
         # membership has seen: the fold is read again only when they differ.
         self._acts_stored = 0
         self._acts_folded = 0
-        self._raws: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self._presence = Presence(self)
         self.book = AddressBook()  # where members listen, from their announcements
         self.dialer = Dialer(self, self.book, self._spawn, self._run_outbound)
         self._announcer = Announcer(self, self.book, self._spawn)
@@ -306,52 +307,22 @@ class Mesh:
             for session in sessions:
                 session.send_ephemeral(signed)
 
+    # Presence (`presence.py`)
+
     def heartbeat(self, counter: int, echo: int, held_us: int) -> bytes:
-        beat = Heartbeat(self.me, now_ms(), counter, echo, held_us)
-        return sign_presence(self.identity.signer, beat)
+        return self._presence.heartbeat(counter, echo, held_us)
 
     def standing(self) -> Standing:
         """This node as a leader candidate: what its availability messages say."""
-        rtts = [s.rtt_us for s in self.sessions.values() if s.rtt_us is not None]
-        return Standing(
-            uptime_s=int(time.time() - self.started),
-            capabilities=len(self.profile.capabilities),
-            load_permille=load_permille(),
-            mem_free_mb=mem_free_mb(),
-            rtt_us=int(statistics.median(rtts)) if rtts else None,
-        )
+        return self._presence.standing()
 
     def availability(self) -> bytes:
-        profile = self.profile
-        state = "ready" if profile.max_tasks > 0 else "busy"
-        message = Availability(
-            self.me,
-            now_ms(),
-            state,
-            0,
-            profile.max_tasks,
-            profile.capabilities,
-            profile.models,
-            self.standing(),
-        )
-        return sign_presence(self.identity.signer, message)
-
-    def _remember(self, entries: Iterable[Entry]) -> None:
-        for entry in entries:
-            self._recent[entry.hash] = None
-            self._raws[(entry.author, entry.seq)] = entry.raw
-        while len(self._recent) > RECENT_HASHES:
-            self._recent.popitem(last=False)
-        while len(self._raws) > RECENT_RAWS:
-            self._raws.popitem(last=False)
+        return self._presence.availability()
 
     async def read_entries(self, author: bytes, after: int, limit: int) -> list[tuple[int, bytes]]:
-        cached = []
-        for seq in range(after + 1, after + 1 + min(limit, READ_CHUNK)):
-            raw = self._raws.get((author, seq))
-            if raw is None:
-                break
-            cached.append((seq, raw))
+        """`author`'s entries after `after`, up to `limit` (and `READ_CHUNK`): from those
+        stored lately if they are all there, else from the store."""
+        cached = self._recent.run(author, after, min(limit, READ_CHUNK))
         if len(cached) == limit:
             return cached
         rows = await asyncio.to_thread(
@@ -378,7 +349,7 @@ class Mesh:
                 len(bodies), self.store.append_batch, self.identity.signer, bodies, now_ms()
             )
             self._publish()
-        self._remember(entries)
+        self._recent.remember(entries)
         self.book.take_entries(entries)
         if entries:
             self.heads[self.me] = entries[-1].seq
@@ -394,7 +365,7 @@ class Mesh:
                 1, self.store.append, self.identity.signer, kind, body, now_ms()
             )
             self._publish()
-        self._remember([entry])
+        self._recent.remember([entry])
         self.book.take_entries([entry])
         self.heads[entry.author] = entry.seq
         if kind in ms.KINDS:
@@ -439,37 +410,21 @@ class Mesh:
             session.wake.set()
         self._heads_moved()
 
+    # Head waits (`head_waits.py`)
+
     def _heads_moved(self) -> None:
         self.changed.set()
-        if not self._waiters:
-            return
-        waiting = []
-        for author, seq, future in self._waiters:
-            if self.heads.get(author, 0) >= seq:
-                if not future.done():
-                    future.set_result(None)
-            elif not future.done():
-                waiting.append((author, seq, future))
-        self._waiters = waiting
+        self._head_waits.settle()
 
     async def wait_for_head(self, author: bytes, seq: int, timeout: float) -> bool:
         """Wait until we hold `author`'s log up to `seq`; False on timeout."""
-        if self.heads.get(author, 0) >= seq:
-            return True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((author, seq, future))
-        try:
-            async with asyncio.timeout(timeout):
-                await future
-        except TimeoutError:
-            return False
-        return True
+        return await self._head_waits.wait(author, seq, timeout)
 
     async def ingest_from(self, session: PeerSession, raws: list[bytes]) -> dict[bytes, int]:
         """Verify and store a batch from a peer; returns our heads for the logs it
         touched, to acknowledge. Raises PeerMisbehaved for anything an honest peer
         would not send (after storing the valid part and recording an alert)."""
-        fresh = [raw for raw in raws if entry_hash(raw) not in self._recent]
+        fresh = self._recent.unseen(raws)
         if not fresh:
             return {}
         async with self._write_lock:
@@ -490,7 +445,7 @@ class Mesh:
                 )
             self._publish()
             self._park(report.unwanted)
-        self._remember(report.accepted)
+        self._recent.remember(report.accepted)
         if self.book.take_entries(report.accepted):
             self.dialer.dial_members()
         touched: dict[bytes, int] = {}
