@@ -44,7 +44,7 @@ from bzzz.projections.keyring import (
     seal_to_agent,
     seal_to_recipient,
 )
-from bzzz.services.background import Background, rounds
+from bzzz.services.background import AdminRounds
 from bzzz.services.election import ElectionRunner
 from bzzz.services.ports import Replica
 
@@ -55,33 +55,17 @@ MAX_COMBINATIONS = 200  # of released shares tried against the commitment
 MASTER_BYTES = 32
 
 
-class KeyService:
+class KeyService(AdminRounds):
     def __init__(self, replica: Replica, election: ElectionRunner, keyring: Keyring) -> None:
         self.replica = replica
         self.election = election
         self.keyring = keyring
-        self._admin = asyncio.Event()
+        super().__init__("keys", log, replica.watch((*KINDS, *ms.KINDS, LEADER)), TICK_S)
         self._feed = replica.feed(KINDS)
-        self._news = replica.watch((*KINDS, *ms.KINDS, LEADER))
         self._reading = asyncio.Lock()
         self._folded: tuple[object, ...] | None = None
         self._tried: dict[bytes, int] = {}  # request -> releases it was last tried with
-        self._background = Background()
         self.granted = 0  # grant entries written, for status and tests
-
-    async def start(self) -> None:
-        await self.refresh()
-        self._background.run(rounds(log, "keys", self._news, TICK_S, self._round))
-
-    async def stop(self) -> None:
-        await self._background.stop()
-
-    async def set_admin(self, on: bool) -> None:
-        if on:
-            self._admin.set()
-            self._news.set()
-        else:
-            self._admin.clear()
 
     # Reading the logs
 

@@ -14,7 +14,6 @@ opens no sealed entry (a sealed decision's task and path stay sealed).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from bzzz.clock import now_ms
@@ -23,7 +22,7 @@ from bzzz.domain import slurp as sl
 from bzzz.domain.entry import Entry
 from bzzz.domain.leadership import LEADER
 from bzzz.domain.roles import can_make_decisions
-from bzzz.services.background import Background, rounds
+from bzzz.services.background import AdminRounds
 from bzzz.services.board import BoardService
 from bzzz.services.election import ElectionRunner
 from bzzz.services.hmmm import HmmmService
@@ -38,7 +37,7 @@ WATCHED = (cx.DECISION, *sl.KINDS)
 PROJECT = cx.project_name(None)
 
 
-class SlurpService:
+class SlurpService(AdminRounds):
     def __init__(
         self,
         replica: Replica,
@@ -50,29 +49,13 @@ class SlurpService:
         self.election = election
         self.board = board
         self.hmmm = hmmm
-        self._admin = asyncio.Event()
+        super().__init__("slurp", log, replica.watch((*WATCHED, LEADER)), TICK_S)
         self._feed = replica.feed(WATCHED)
-        self._news = replica.watch((*WATCHED, LEADER))
         self._board_news = board.listen()
         self._decisions: dict[bytes, cx.ContextEntry] = {}
         self._acts: dict[bytes, sl.ActEntry] = {}
         self._looked: tuple[object, ...] | None = None  # what the last look owed nothing at
-        self._background = Background()
         self.written = 0  # act entries written, for status and tests
-
-    async def start(self) -> None:
-        await self.refresh()
-        self._background.run(rounds(log, "slurp", self._news, TICK_S, self._round))
-
-    async def stop(self) -> None:
-        await self._background.stop()
-
-    async def set_admin(self, on: bool) -> None:
-        if on:
-            self._admin.set()
-            self._news.set()
-        else:
-            self._admin.clear()
 
     async def refresh(self) -> None:
         """Take what arrived: decisions and acts (repeats ignored)."""
